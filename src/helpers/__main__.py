@@ -1,0 +1,5 @@
+"""`python -m helpers ...`."""
+
+from helpers.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""Where am I running? Device selection and an environment report with known-mismatch flags."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+MIN_TORCH = (2, 8)
+DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+CPU_FLAGS_OF_INTEREST = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
+)
+
+
+def _cuda_count() -> int:
+    """Number of CUDA devices torch can use (0 when CUDA is unusable)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """Resolve 'auto' | 'cpu' | 'cuda' | 'cuda:N' into a torch.device that really exists here."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"device={device!r} is not a string; allowed: {DEVICE_CHOICES}")
+    spec = device.strip().lower()
+    count = _cuda_count()
+    if spec == "auto":
+        return torch.device("cuda:0" if count else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", spec)
+    if not match:
+        raise ValueError(f"device={device!r} is not a known device; allowed: {DEVICE_CHOICES}")
+    index = int(match.group(1) or 0)
+    if index >= count:
+        exists = f"cuda:0..cuda:{count - 1}, cpu" if count else "only 'cpu' (no usable CUDA GPU)"
+        raise ValueError(
+            f"device={device!r}: no such device; this machine has {count} CUDA device(s), "
+            f"so what exists is {exists}"
+        )
+    return torch.device(f"cuda:{index}")
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One visible GPU as torch sees it (memory in MiB)."""
+
+    index: int
+    name: str
+    memory_mib: int
+    capability: str
+
+
+@dataclass(frozen=True)
+class EnvReport:
+    """A snapshot of the software and hardware stack this process runs on."""
+
+    python: str
+    os: str
+    torch: str
+    torchvision: str | None
+    cuda_build: str | None
+    cuda_available: bool
+    cudnn: str | None
+    nccl: str | None
+    driver: str | None
+    driver_cuda: str | None
+    gpus: tuple[GpuInfo, ...]
+    cpu_model: str
+    cpu_logical_cores: int
+    torch_threads: int
+    cpu_flags: tuple[str, ...]
+    cuda_visible_devices: str | None
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (GPU list as dicts)."""
+        return asdict(self)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(item, value) rows for a human-readable table."""
+        gpus = "; ".join(f"{g.index}: {g.name} ({g.memory_mib} MiB, sm {g.capability})"
+                         for g in self.gpus) or "none usable"
+        return [
+            ("Python", self.python),
+            ("OS", self.os),
+            ("PyTorch", self.torch),
+            ("torchvision", self.torchvision or "not installed"),
+            ("CUDA (torch build)", self.cuda_build or "CPU-only build"),
+            ("CUDA usable", "yes" if self.cuda_available else "no"),
+            ("cuDNN", self.cudnn or "-"),
+            ("NCCL", self.nccl or "-"),
+            ("NVIDIA driver", self.driver or "not found"),
+            ("Driver supports CUDA up to", self.driver_cuda or "-"),
+            ("GPUs", gpus),
+            ("CPU", f"{self.cpu_model} ({self.cpu_logical_cores} logical cores)"),
+            ("torch threads", str(self.torch_threads)),
+            ("CPU vector/matrix flags", " ".join(self.cpu_flags) or "none of interest"),
+            ("CUDA_VISIBLE_DEVICES", "unset" if self.cuda_visible_devices is None
+             else repr(self.cuda_visible_devices)),
+        ]
+
+    def table(self) -> str:
+        """Markdown table of the report, warnings listed after it."""
+        lines = ["| item | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in self.rows()]
+        lines += [""] + [f"- **warning:** {w}" for w in self.warnings]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def line(self) -> str:
+        """One line for a notebook's header: device, torch, GPU."""
+        gpu = self.gpus[0].name if self.gpus else "no GPU"
+        return f"torch {self.torch} | CUDA build {self.cuda_build or 'none'} | {gpu}"
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    """'2.14.1+cu128' -> (2, 14)."""
+    nums = re.findall(r"\d+", version)
+    return (int(nums[0]), int(nums[1])) if len(nums) >= 2 else (0, 0)
+
+
+def format_cudnn(version: int | None) -> str | None:
+    """cuDNN's integer version (8906, 91002) as 'major.minor.patch'."""
+    if not version:
+        return None
+    if version >= 90000:  # cuDNN 9 encodes major*10000 + minor*100 + patch
+        return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
+    return f"{version // 1000}.{version // 100 % 10}.{version % 100}"
+
+
+def _cudnn() -> str | None:
+    """cuDNN version torch was built with, if it can be loaded."""
+    try:
+        return format_cudnn(torch.backends.cudnn.version())
+    except Exception:  # a CUDA build without loadable cuDNN libraries
+        return None
+
+
+def _nccl() -> str | None:
+    """NCCL version if torch.distributed has it."""
+    try:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_nccl_available()):
+            return None
+        v = torch.cuda.nccl.version()
+        return ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
+    except Exception:
+        return None
+
+
+def _nvml() -> tuple[str | None, str | None]:
+    """(driver version, highest CUDA the driver supports) via nvidia-ml-py, or Nones."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            driver = pynvml.nvmlSystemGetDriverVersion()
+            cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no library, no driver, no GPU
+        return None, None
+    driver = driver.decode() if isinstance(driver, bytes) else str(driver)
+    return driver, f"{cuda // 1000}.{cuda % 1000 // 10}"
+
+
+def _gpus() -> tuple[GpuInfo, ...]:
+    """Visible GPUs as torch reports them."""
+    out = []
+    for i in range(_cuda_count()):
+        p = torch.cuda.get_device_properties(i)
+        out.append(GpuInfo(i, p.name, p.total_memory // 2**20, f"{p.major}.{p.minor}"))
+    return tuple(out)
+
+
+def _cpu() -> tuple[str, tuple[str, ...]]:
+    """(CPU model name, flags of interest) from /proc/cpuinfo where it exists."""
+    model, flags = platform.processor() or platform.machine(), set()
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        text = info.read_text(errors="replace")
+        if m := re.search(r"^model name\s*:\s*(.+)$", text, re.M):
+            model = m.group(1).strip()
+        if m := re.search(r"^flags\s*:\s*(.+)$", text, re.M):
+            flags = set(m.group(1).split())
+    return model, tuple(f for f in CPU_FLAGS_OF_INTEREST if f in flags)
+
+
+def _torchvision() -> str | None:
+    """torchvision's version, or None when it is missing or broken."""
+    try:
+        import torchvision
+
+        return torchvision.__version__
+    except Exception:
+        return None
+
+
+def find_mismatches(r: EnvReport) -> list[str]:
+    """Known-bad combinations in a report, as sentences a user can act on."""
+    out = []
+    if _version_tuple(r.torch) < MIN_TORCH:
+        out.append(f"torch {r.torch} is older than {'.'.join(map(str, MIN_TORCH))}, "
+                   "which these notebooks are written for; upgrade with `make setup`.")
+    if r.torchvision:
+        t, tv = _version_tuple(r.torch), _version_tuple(r.torchvision)
+        if t[0] == 2 and tv[0] == 0 and tv[1] != t[1] + 15:
+            out.append(f"torchvision {r.torchvision} does not match torch {r.torch} "
+                       f"(torch 2.{t[1]} pairs with torchvision 0.{t[1] + 15}).")
+    if r.cuda_build and not r.cuda_available:
+        why = ("no NVIDIA driver was found" if r.driver is None
+               else "CUDA_VISIBLE_DEVICES hides every GPU" if r.cuda_visible_devices in ("", "-1")
+               else "the driver is present but torch cannot use it")
+        out.append(f"torch is a CUDA {r.cuda_build} build but no GPU is usable: {why}.")
+    if r.driver and not r.cuda_build:
+        out.append(f"an NVIDIA driver ({r.driver}) is present but torch is a CPU-only build.")
+    if r.driver_cuda and r.cuda_build and _version_tuple(r.driver_cuda) < _version_tuple(
+            r.cuda_build):
+        out.append(f"the driver supports CUDA up to {r.driver_cuda}, older than torch's "
+                   f"CUDA {r.cuda_build}: update the driver or use an older torch build.")
+    return out
+
+
+def collect() -> EnvReport:
+    """Read the environment now and return the report, mismatches included."""
+    driver, driver_cuda = _nvml()
+    cpu_model, cpu_flags = _cpu()
+    report = EnvReport(
+        python=sys.version.split()[0],
+        os=f"{platform.system()} {platform.release()} ({platform.machine()})",
+        torch=torch.__version__,
+        torchvision=_torchvision(),
+        cuda_build=torch.version.cuda,
+        cuda_available=torch.cuda.is_available(),
+        cudnn=_cudnn(),
+        nccl=_nccl(),
+        driver=driver,
+        driver_cuda=driver_cuda,
+        gpus=_gpus(),
+        cpu_model=cpu_model,
+        cpu_logical_cores=os.cpu_count() or 1,
+        torch_threads=torch.get_num_threads(),
+        cpu_flags=cpu_flags,
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+    )
+    return replace(report, warnings=tuple(find_mismatches(report)))
+
+
+def short_env(device: torch.device) -> dict:
+    """The small environment block every results file carries."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"device": str(device), "torch": torch.__version__, "gpu": gpu,
+            "cuda": torch.version.cuda, "cpu_cores": os.cpu_count()}

@@ -1,0 +1,40 @@
+"""Shared fixtures: repo paths, quick mode for notebooks, GPU tests skipped without a GPU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked gpu when torch sees no CUDA device, saying why."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; torch.cuda.is_available() is False here")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def quick_env() -> dict[str, str]:
+    """Environment for child processes: quick notebooks, this venv's Python first on PATH."""
+    env = dict(os.environ, HELPERS_QUICK="1", PYTHONUNBUFFERED="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture
+def notebooks_copy(tmp_path: Path) -> Path:
+    """A copy of notebooks/ in a temp project, so '../outputs/latest' lands in tmp_path."""
+    dest = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    return dest

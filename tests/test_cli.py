@@ -1,0 +1,53 @@
+"""`python -m helpers`: the CLI a GPU box without Jupyter runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import cli
+
+from .conftest import ROOT
+
+
+def test_env_json_is_valid_json() -> None:
+    proc = subprocess.run([sys.executable, "-m", "helpers", "env", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=True)
+    data = json.loads(proc.stdout)
+    assert {"torch", "cuda_build", "cudnn", "gpus", "cpu_model", "warnings"} <= set(data)
+
+
+def test_env_table(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["env"]) == 0
+    assert "| PyTorch |" in capsys.readouterr().out
+
+
+def test_help_lists_commands(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("env", "run", "strip"):
+        assert word in out
+
+
+def test_run_help_documents_options(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = capsys.readouterr().out
+    for opt in ("--only", "--quick", "--device"):
+        assert opt in out
+
+
+def test_unknown_only_is_a_clear_error(capsys: pytest.CaptureFixture, tmp_path) -> None:
+    code = cli.main(["run", "--only", "99", "--output-dir", str(tmp_path)])
+    assert code == 2 and "only=['99'] matches no notebook" in capsys.readouterr().err
+
+
+def test_strip_check_passes_on_committed_notebooks(capsys: pytest.CaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["strip", "--check"]) == 0

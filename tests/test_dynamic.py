@@ -1,0 +1,110 @@
+"""helpers.models.DynamicMLP and helpers.dynamic (notebook 01)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers import dynamic
+from helpers.models import DynamicMLP
+
+
+def test_eval_is_deterministic_train_is_not() -> None:
+    torch.manual_seed(0)
+    model, x = DynamicMLP(hidden=32), torch.randn(4, 784)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    assert not torch.equal(model(x), model(x))
+
+
+def test_given_mask_is_used() -> None:
+    model, x = DynamicMLP(hidden=8, p=0.5).train(), torch.randn(2, 784)
+    keep_all = torch.ones(2, 8, dtype=torch.bool)
+    h = torch.relu(model.fc1(x)) / 0.5
+    assert torch.allclose(model(x, mask=keep_all), model.fc2(h))
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"p": 1.0}, "p=1.0"), ({"p": -0.1}, "p=-0.1"), ({"hidden": 0}, "hidden=0"),
+])
+def test_bad_model_parameters(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        DynamicMLP(**kwargs)
+
+
+def test_graphs_follow_the_branch() -> None:
+    graphs = dynamic.compare_graphs(DynamicMLP(hidden=16), torch.randn(3, 784))
+    only_train = set(graphs["train"]) - set(graphs["eval"])
+    assert {"MulBackward0", "DivBackward0"} <= only_train
+    assert len(graphs["train"]) > len(graphs["eval"])
+    assert "Only in the training graph: DivBackward0, MulBackward0" in dynamic.graphs_table(graphs)
+
+
+def test_gradcheck_passes_through_mask() -> None:
+    assert dynamic.gradcheck_fixed_mask(p=0.5, seed=1) is True
+
+
+def test_gradcheck_catches_a_wrong_gradient() -> None:
+    """The same check fails on a deliberately wrong backward, so a True above means something."""
+
+    class WrongRelu(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.clamp(min=0)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * (x > 0) * 1.5  # wrong by 50%
+
+    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert not torch.autograd.gradcheck(WrongRelu.apply, (x,), raise_exception=False,
+                                        fast_mode=True)
+
+
+def test_hand_made_matches_nn_dropout() -> None:
+    cmp = dynamic.dropout_vs_nn(p=0.3, seed=2)
+    # nn.Dropout multiplies by 1/(1-p); the article divides by (1-p): one float rounding apart
+    assert cmp["output_max_abs_diff"] < 1e-6 and cmp["grad_max_abs_diff"] < 1e-6
+    assert abs(cmp["keep_rate_nn_dropout"] - 0.7) < 0.02
+    assert abs(cmp["keep_rate_hand_made"] - 0.7) < 0.02
+
+
+def test_compile_captures_one_graph_per_branch() -> None:
+    graphs = dynamic.captured_graphs(DynamicMLP(hidden=8), torch.randn(2, 784))
+    assert len(graphs) == 2
+    assert "rand_like" in graphs[0] and "rand_like" not in graphs[1]
+    assert "train()" in dynamic.captured_table(graphs)
+
+
+def test_task_is_deterministic() -> None:
+    a, b = dynamic.make_task(64, 32, seed=3), dynamic.make_task(64, 32, seed=3)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
+    assert a.x_train.shape == (64, 784) and set(a.y_train.tolist()) <= set(range(10))
+    with pytest.raises(ValueError, match="n_train=0"):
+        dynamic.make_task(0)
+
+
+def test_training_learns_well_above_chance() -> None:
+    task = dynamic.make_task(2048, 512, seed=0)
+    hist = dynamic.train_mlp(DynamicMLP(hidden=64), task, steps=300, seed=0)
+    assert hist["val_accuracy"] > 0.5, hist["val_accuracy"]  # chance is 0.1
+    assert sum(hist["losses"][-20:]) / 20 < 0.5 * hist["losses"][0]
+
+
+def test_train_refuses_bad_values() -> None:
+    task = dynamic.make_task(16, 8)
+    with pytest.raises(ValueError, match="steps=0"):
+        dynamic.train_mlp(DynamicMLP(), task, steps=0)
+    with pytest.raises(ValueError, match="lr=-1"):
+        dynamic.train_mlp(DynamicMLP(), task, steps=1, lr=-1)
+
+
+def test_loss_plot() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = dynamic.plot_losses([2.0 - i / 100 for i in range(50)])
+    assert len(fig.axes[0].lines) == 2

@@ -1,0 +1,94 @@
+"""helpers.nbtools and the committed notebooks: stripped, thin, papermill-ready."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import nbtools
+
+from .conftest import NOTEBOOKS
+
+COMMITTED = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def code_cells(nb: dict) -> list[dict]:
+    """The notebook's code cells."""
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def logic_lines(cell: dict) -> int:
+    """Lines that are neither blank nor comments."""
+    return sum(1 for line in nbtools._source(cell).splitlines()
+               if line.strip() and not line.strip().startswith("#"))
+
+
+def test_there_are_notebooks() -> None:
+    assert [p.name[:2] for p in COMMITTED][:2] == ["00", "01"]
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_committed_notebook_is_stripped(path: Path) -> None:
+    nb = nbtools.load(path)
+    assert nbtools.dirty_cells(nb) == [], f"run `make strip`: {path.name} has outputs"
+    assert "papermill" not in nb["metadata"]
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_reference_cells_have_outputs(path: Path) -> None:
+    refs = [c for c in code_cells(nbtools.load(path)) if nbtools.is_reference_cell(c)]
+    assert refs, f"{path.name} needs at least one `# NBVAL_CHECK_OUTPUT` cell"
+    for cell in refs:
+        assert cell["outputs"] and cell["execution_count"], (
+            f"{path.name}: reference cell has no stored output; run `make run` then "
+            "`python -m helpers strip --adopt outputs/latest`")
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_parameters_cell_first(path: Path) -> None:
+    first = code_cells(nbtools.load(path))[0]
+    assert first["metadata"].get("tags") == ["parameters"]
+    src = nbtools._source(first)
+    for name in ("device = \"auto\"", "quick = ", "results_dir = \"../outputs/latest\""):
+        assert name in src
+    assert "HELPERS_QUICK" in src
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_cells_stay_thin(path: Path) -> None:
+    for cell in code_cells(nbtools.load(path)):
+        assert logic_lines(cell) <= 10, f"{path.name}: move this into helpers:\n{cell['source']}"
+
+
+def test_strip_keeps_reference_outputs() -> None:
+    out = {"output_type": "stream", "name": "stdout", "text": "x"}
+    nb = {"metadata": {"papermill": {}}, "cells": [
+        {"cell_type": "code", "source": "1", "outputs": [out], "execution_count": 3,
+         "metadata": {"papermill": {}}},
+        {"cell_type": "code", "source": "# NBVAL_CHECK_OUTPUT\nprint(1)", "outputs": [out],
+         "execution_count": 4, "metadata": {}},
+    ]}
+    assert nbtools.dirty_cells(nb) == [0]
+    clean = nbtools.strip(nb)
+    assert clean["cells"][0]["outputs"] == [] and clean["cells"][0]["execution_count"] is None
+    assert clean["cells"][1]["outputs"] == [out] and "papermill" not in clean["metadata"]
+    assert nbtools.dirty_cells(clean) == []
+
+
+def test_strip_files_check_and_adopt(tmp_path: Path) -> None:
+    src = {"metadata": {}, "nbformat": 4, "nbformat_minor": 5, "cells": [
+        {"id": "a", "cell_type": "code", "source": "# NBVAL_CHECK_OUTPUT\nprint(1)",
+         "outputs": [], "execution_count": None, "metadata": {}}]}
+    ran = json.loads(json.dumps(src))
+    ran["cells"][0].update(outputs=[{"output_type": "stream", "name": "stdout", "text": "1\n"}],
+                           execution_count=7)
+    (tmp_path / "run").mkdir()
+    nbtools.save(tmp_path / "00_x.ipynb", src)
+    nbtools.save(tmp_path / "run" / "00_x.ipynb", ran)
+    assert nbtools.strip_files([tmp_path / "00_x.ipynb"], check=True) == []
+    changed = nbtools.strip_files([tmp_path / "00_x.ipynb"], adopt_from=tmp_path / "run")
+    assert changed == [tmp_path / "00_x.ipynb"]
+    cell = nbtools.load(tmp_path / "00_x.ipynb")["cells"][0]
+    assert cell["execution_count"] == 7 and cell["outputs"][0]["text"] == "1\n"

@@ -1,0 +1,101 @@
+"""helpers.notebook: parameter resolution and the results file every notebook writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import helpers
+from helpers import notebook
+
+KEYS = {"notebook", "title", "environment", "parameters", "claims", "metrics", "figures"}
+
+
+def make_run(tmp_path: Path, **knobs: object) -> notebook.NotebookRun:
+    """A run writing into tmp_path/out."""
+    return helpers.start("99_test", "Test", device="cpu", quick=True,
+                         results_dir=tmp_path / "out", **knobs)
+
+
+def test_start_resolves_and_prints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = make_run(tmp_path, steps=3)
+    assert run.device == torch.device("cpu") and run.quick is True
+    assert run.results_dir.is_dir() and run.parameters == {"steps": 3}
+    assert "99_test: device cpu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"device": "tpu"}, "device='tpu'"),
+    ({"quick": "yes"}, "quick='yes'"),
+    ({"steps": 0}, "steps=0"),
+    ({"p": 1.0}, "p=1.0"),
+])
+def test_start_refuses_bad_parameters(tmp_path: Path, kwargs: dict, needle: str) -> None:
+    base = {"device": "cpu", "quick": False, "results_dir": tmp_path}
+    with pytest.raises(ValueError, match=needle):
+        helpers.start("99_test", "Test", **(base | kwargs))
+
+
+def test_results_file_shape(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    run.claim("speedup", "18x", "needs a GPU", "needs a GPU")
+    run.claim("latency", "480 ms", "1031 ms", "differs", why="2 cores vs 8")
+    run.metric(cpu_ms_per_batch=12.5)
+    path = run.save()
+    data = json.loads(path.read_text())
+    assert path.name == "99_test.json" and set(data) == KEYS
+    assert data["parameters"] == {"quick": True}
+    assert data["claims"][1]["why"] == "2 cores vs 8" and "why" not in data["claims"][0]
+    assert data["environment"]["device"] == "cpu"
+    assert not list(path.parent.glob(".*.tmp")), "temp file left behind"
+
+
+def test_claim_verdicts_are_checked(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    with pytest.raises(ValueError, match="verdict='maybe'"):
+        run.claim("c", "a", "m", "maybe")
+    with pytest.raises(ValueError, match="needs a `why`"):
+        run.claim("c", "a", "m", "differs")
+
+
+def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run(tmp_path)
+    run.metric(first=1)
+    path = run.save()
+    before = path.read_text()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(notebook.json, "dump", boom)
+    run.metric(second=2)
+    with pytest.raises(OSError, match="disk full"):
+        run.save()
+    assert path.read_text() == before
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_scaled_and_tables(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    assert run.scaled(500, quick=60) == 60
+    run.quick = False
+    assert run.scaled(500, quick=60) == 500
+    run.claim("x", "1", "2", "reproduced")
+    assert "| x | 1 | 2 | reproduced |" in run.claims_table()
+    assert "| a | 0.3333 |" in helpers.kv_table({"a": 1 / 3})
+
+
+def test_save_figure_lists_it(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = make_run(tmp_path)
+    fig, _ = plt.subplots()
+    run.save_figure(fig, "f.png")
+    run.save_figure(fig, "f.png")
+    assert run.figures == ["f.png"] and (run.results_dir / "f.png").stat().st_size > 0

@@ -1,0 +1,33 @@
+"""pyproject.toml and environment.yml ask for the same things."""
+
+from __future__ import annotations
+
+import sys
+
+import yaml
+
+from .conftest import ROOT
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def test_environment_yml_matches_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    conda = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert sorted(r for r in pip if not r.startswith("-e")) == sorted(project["dependencies"])
+    assert "-e ." in pip
+    python = next(d for d in conda["dependencies"] if str(d).startswith("python"))
+    assert python == f"python{project['requires-python']}"
+
+
+def test_required_packages_present() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {r.split(">")[0].split("=")[0] for r in project["dependencies"]}
+    assert {"torch", "torchvision", "jupyterlab", "ipykernel", "ipywidgets", "matplotlib",
+            "papermill", "nbval", "tqdm", "nvidia-ml-py"} <= names
+    dev = {r.split(">")[0] for r in project["optional-dependencies"]["dev"]}
+    assert {"pytest", "ruff"} <= dev
