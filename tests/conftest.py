@@ -27,7 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def quick_env() -> dict[str, str]:
     """Environment for child processes: quick notebooks, this venv's Python first on PATH."""
-    env = dict(os.environ, HELPERS_QUICK="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, HELPERS_QUICK="1", HELPERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -116,3 +116,4 @@ def test_make_run_end_to_end(tmp_path: Path, notebooks_copy: Path,
     assert "## The article vs this machine" in report
     assert "## 00 · Environment check" in report
     assert "## 01 · Autograd on a dynamic graph" in report
+    assert "## 02 · EfficientNet inference: CPU vs GPU" in report

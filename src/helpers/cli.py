@@ -1,4 +1,4 @@
-"""`python -m helpers`: env, run, strip (bench, train, data and weights join as they land)."""
+"""`python -m helpers`: env, run, bench, weights, strip (train and data join as they land)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,80 @@ def cmd_strip(args: argparse.Namespace) -> int:
     return 1 if (args.check and dirty) else 0
 
 
+def bench_devices(device: str) -> list[str]:
+    """'all' means the CPU and, when there is one, the first GPU; else the one asked for."""
+    from helpers import env
+
+    if device != "all":
+        return [str(env.pick_device(device))]
+    return ["cpu"] + (["cuda:0"] if env.pick_device("auto").type == "cuda" else [])
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmark EfficientNet inference and print a table (and JSON with --json)."""
+    from helpers import bench, env
+    from helpers.notebook import write_json_atomic
+
+    devices = bench_devices(args.device)
+    specs = [bench.BenchSpec(args.model, d, args.batch_size, args.precision, args.channels_last,
+                             args.compile, args.warmup, args.iters, args.image_size)
+             for d in devices]  # every spec is validated before anything runs
+    if args.device == "all" and len(devices) == 1:
+        print("cuda: skipped, no usable GPU here")
+    results = [bench.run(s) for s in specs]
+    print(bench.table(results))
+    if args.json:
+        doc = {"environment": env.collect().to_dict(), "results": [r.to_dict() for r in results]}
+        print(f"json: {write_json_atomic(Path(args.json), doc)}")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """Fetch, import or list pretrained weights in the local cache."""
+    from helpers import weights
+
+    if args.action == "list":
+        for v in weights.VARIANTS:
+            path = weights.cached_path(v)
+            print(f"{v}: {'cached' if path.exists() else 'missing'}  {path}")
+        return 0
+    if args.action == "import":
+        print(f"imported: {weights.import_file(args.variant[0], Path(args.file))}")
+        return 0
+    for v in args.variant or ["b0"]:
+        try:
+            print(f"{v}: {weights.fetch(v)}")
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """`bench`: the inference benchmark, runnable on a box with only torch."""
+    p = sub.add_parser("bench", help="time EfficientNet inference (median, p10/p90, images/s)")
+    p.add_argument("--model", default="b0", help="b0..b7 (default b0)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto or all")
+    p.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (GPU only)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    p.add_argument("--iters", type=int, default=10, help="timed batches")
+    p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
+    p.add_argument("--image-size", type=int, default=224, help="input height = width, pixels")
+    p.add_argument("--json", metavar="FILE", help="also write results (and environment) here")
+    p.set_defaults(func=cmd_bench)
+
+
+def add_weights_parser(sub: argparse._SubParsersAction) -> None:
+    """`weights`: the pretrained-weights cache."""
+    p = sub.add_parser("weights", help="fetch / import / list pretrained weights (data/weights)")
+    p.add_argument("action", choices=("fetch", "import", "list"))
+    p.add_argument("variant", nargs="*", help="b0..b7 (fetch: default b0; import: one)")
+    p.add_argument("--file", help="with import: the .pth file downloaded elsewhere")
+    p.set_defaults(func=cmd_weights)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -65,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders go here as <timestamp>/; 'latest' points at the last")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     p.set_defaults(func=cmd_run)
+
+    add_bench_parser(sub)
+    add_weights_parser(sub)
 
     p = sub.add_parser("strip", help="strip notebook outputs (NBVAL_CHECK_OUTPUT cells kept)")
     p.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")

@@ -1,11 +1,20 @@
-"""Models the notebooks use: the article's dynamic-graph MLP (EfficientNet loading comes later)."""
+"""Models the notebooks use: the article's dynamic-graph MLP and torchvision's EfficientNet."""
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import nn
+from torchvision import models as tv_models
 
 from helpers import params
+from helpers import weights as _weights
+from helpers.env import pick_device
 
 
 class DynamicMLP(nn.Module):
@@ -29,3 +38,76 @@ class DynamicMLP(nn.Module):
                 mask = torch.rand_like(h) > self.p
             h = h * mask / (1 - self.p)  # inverted dropout keeps E[h] unchanged
         return self.fc2(h)
+
+
+class RandomWeightsWarning(UserWarning):
+    """The model runs with random weights: timings are valid, predictions are not."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An EfficientNet ready for inference, and where its weights came from."""
+
+    model: nn.Module
+    variant: str
+    pretrained: bool
+    source: str
+    categories: tuple[str, ...]
+    transforms: Callable
+
+
+def _resolve_state(variant: str, weights: str | os.PathLike) -> tuple[dict | None, str]:
+    """(state dict or None for random init, a sentence saying where it came from)."""
+    if weights == "none":
+        return None, "random init (weights='none')"
+    if weights == "auto":
+        path = _weights.try_cached_or_fetch(variant)
+        if path is None:
+            warnings.warn(f"no ImageNet weights for efficientnet_{variant} (offline, nothing "
+                          f"cached in {_weights.cached_path(variant).parent}): using random "
+                          "init. Predictions are meaningless; timings are still valid. "
+                          f"Fetch once with `python -m helpers weights fetch {variant}`.",
+                          RandomWeightsWarning, stacklevel=3)
+            return None, "random init (offline, no cached weights)"
+        return _weights.load_state_dict(path, variant), f"ImageNet weights from {path}"
+    return _weights.load_state_dict(Path(weights), variant), f"weights from {weights}"
+
+
+def load_efficientnet(variant: str = "b0", weights: str | os.PathLike = "auto",
+                      device: str | torch.device = "cpu",
+                      channels_last: bool = False) -> LoadedModel:
+    """torchvision EfficientNet-<variant> in eval mode on `device`; weights 'auto'|'none'|path."""
+    _weights.check_variant(variant)
+    dev = pick_device(device)
+    params.flag("channels_last", channels_last)
+    meta = _weights.weights_enum(variant)
+    model = tv_models.get_model(f"efficientnet_{variant}", weights=None)
+    state, source = _resolve_state(variant, weights)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ValueError(f"weights={str(weights)!r} does not fit efficientnet_{variant}: "
+                             f"{first}") from e
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.eval().to(dev, memory_format=fmt)
+    return LoadedModel(model, variant, state is not None, source,
+                       tuple(meta.meta["categories"]), meta.transforms())
+
+
+def footprint(model: nn.Module) -> dict[str, float]:
+    """Parameter count and the bytes they take (MiB), buffers included."""
+    n_params = sum(p.numel() for p in model.parameters())
+    size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return {"params_millions": n_params / 1e6, "weights_mib": size / 2**20}
+
+
+def top5(loaded: LoadedModel, batch: torch.Tensor) -> list[tuple[str, float]]:
+    """The five most likely ImageNet categories for the first image, with probabilities."""
+    device = next(loaded.model.parameters()).device
+    with torch.inference_mode():
+        probs = loaded.model(batch[:1].to(device)).float().softmax(1)[0].cpu()
+    p, idx = probs.topk(5)
+    return [(loaded.categories[i], float(v)) for v, i in zip(p.tolist(), idx.tolist(),
+                                                             strict=True)]

@@ -48,9 +48,18 @@ def one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     return value
 
 
+EFFICIENTNET_VARIANTS = tuple(f"b{i}" for i in range(8))
+
+
+def variant(name: str, value: Any) -> str:
+    """An EfficientNet variant name, 'b0'..'b7'."""
+    return one_of(name, value, EFFICIENTNET_VARIANTS)
+
+
 # Knobs shared by several notebooks, checked by name wherever they appear.
 KNOWN: dict[str, Callable[[str, Any], Any]] = {
     "quick": flag,
+    "variant": variant,
     "seed": non_negative_int,
     "hidden": positive_int,
     "p": probability,
@@ -58,6 +67,8 @@ KNOWN: dict[str, Callable[[str, Any], Any]] = {
     "epochs": positive_int,
     "batch_size": positive_int,
     "iters": positive_int,
+    "cpu_iters": positive_int,
+    "gpu_iters": positive_int,
     "warmup": non_negative_int,
     "lr": positive_float,
 }

@@ -1,0 +1,191 @@
+"""Inference benchmarks: a frozen spec of what to run, kept apart from the measurement."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import torch
+
+from helpers import data, params, weights
+from helpers.env import pick_device
+from helpers.memory import PeakMemory
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+SPREAD_WARN = 0.10  # IQR / median above this: the machine was busy, rerun before trusting it
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision name (None = plain fp32), refusing what can't run."""
+    params.one_of("precision", precision, PRECISIONS)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision='fp16' on device {device} is not allowed: fp16 autocast "
+                         "is for GPUs; on a CPU use 'bf16' or 'fp32'")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision='bf16' is not supported by {torch.cuda.get_device_name()}")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    """torch.autocast for the device, or a no-op context for fp32: the loop needs no `if`."""
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def _cuda_now(device: torch.device) -> float:
+    """Seconds, after the GPU finished all queued work (kernels run asynchronously)."""
+    torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def make_clock(device: torch.device) -> Callable[[], float]:
+    """The clock for a device, decided once: sync-then-read on CUDA, plain perf_counter on CPU."""
+    return partial(_cuda_now, device) if device.type == "cuda" else time.perf_counter
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """What to measure: model, where, batch, numerics, layout, compile, and how long."""
+
+    variant: str = "b0"
+    device: str = "cpu"
+    batch_size: int = 32
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    warmup: int = 3
+    iters: int = 10
+    image_size: int = 224
+
+    def __post_init__(self) -> None:
+        """Refuse bad values at construction, each named."""
+        weights.check_variant(self.variant)
+        params.positive_int("batch_size", self.batch_size)
+        params.non_negative_int("warmup", self.warmup)
+        params.positive_int("iters", self.iters)
+        params.positive_int("image_size", self.image_size)
+        params.flag("channels_last", self.channels_last)
+        params.flag("compile", self.compile)
+        resolve_precision(self.precision, pick_device(self.device))
+
+
+def _quantile(sorted_xs: list[float], q: float) -> float:
+    """Linear-interpolated quantile of sorted values."""
+    pos = (len(sorted_xs) - 1) * q
+    lo, hi = int(pos), min(int(pos) + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Raw per-batch times (s) and what derives from them; memory in MiB."""
+
+    spec: BenchSpec
+    device_name: str
+    times_s: tuple[float, ...]
+    warmup_s: float
+    peak_memory_mib: float
+    memory_kind: str
+
+    def ms(self, q: float) -> float:
+        """The q-quantile of the per-batch time, ms."""
+        return _quantile(sorted(self.times_s), q) * 1e3
+
+    @property
+    def median_ms(self) -> float:
+        """Median time per batch, ms."""
+        return statistics.median(self.times_s) * 1e3
+
+    @property
+    def iqr_ms(self) -> float:
+        """Interquartile range of the per-batch time, ms."""
+        return self.ms(0.75) - self.ms(0.25)
+
+    @property
+    def images_per_sec(self) -> float:
+        """Throughput at the median batch time, images/s."""
+        return self.spec.batch_size / (self.median_ms / 1e3)
+
+    def warnings(self) -> list[str]:
+        """Reasons not to trust the numbers yet."""
+        spread = self.iqr_ms / self.median_ms
+        return [f"large spread: IQR is {spread:.0%} of the median; the machine was busy or "
+                "warm-up too short, rerun"] if spread > SPREAD_WARN else []
+
+    def to_dict(self) -> dict:
+        """Flat, unit-suffixed keys for JSON and tables."""
+        return {**asdict(self.spec), "device_name": self.device_name,
+                "median_ms_per_batch": self.median_ms, "p10_ms": self.ms(0.10),
+                "p90_ms": self.ms(0.90), "iqr_ms": self.iqr_ms,
+                "images_per_sec": self.images_per_sec, "warmup_s": self.warmup_s,
+                "peak_memory_mib": self.peak_memory_mib, "memory_kind": self.memory_kind,
+                "iters": len(self.times_s), "times_ms": [t * 1e3 for t in self.times_s],
+                "warnings": self.warnings()}
+
+
+def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec) -> BenchResult:
+    """Time `model(x)` under inference_mode and the spec's autocast: warm-up, then iters."""
+    device = pick_device(spec.device)
+    dtype, clock, mem = resolve_precision(spec.precision, device), make_clock(device), \
+        PeakMemory(device)
+    mem.start()
+    with torch.inference_mode(), autocast(device, dtype):
+        t0 = clock()
+        for _ in range(spec.warmup):  # first calls pick kernels, compile, fill caches
+            model(x)
+        warmup_s, times = clock() - t0, []
+        for _ in range(spec.iters):
+            start = clock()
+            model(x)
+            times.append(clock() - start)
+            mem.sample()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    result = BenchResult(spec, name, tuple(times), warmup_s, mem.peak_mib(), mem.kind)
+    for w in result.warnings():
+        warnings.warn(f"{spec.variant} {spec.device} batch {spec.batch_size}: {w}",
+                      stacklevel=2)
+    return result
+
+
+def prepare(model: torch.nn.Module, spec: BenchSpec) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The model in the spec's layout (and compiled if asked) and a random input batch."""
+    device = pick_device(spec.device)
+    fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
+    model = model.eval().to(device, memory_format=fmt)
+    x = data.random_batch(spec.batch_size, spec.image_size).to(device, memory_format=fmt)
+    return (torch.compile(model) if spec.compile else model), x
+
+
+def run(spec: BenchSpec, model: torch.nn.Module | None = None) -> BenchResult:
+    """Measure one spec; the EfficientNet is built (random weights: timing needs none)."""
+    from helpers.models import load_efficientnet
+
+    if model is None:
+        model = load_efficientnet(spec.variant, "none", "cpu").model
+    return time_model(*prepare(model, spec), spec)
+
+
+def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...]) -> list[BenchResult]:
+    """The same spec at several batch sizes, one model for all."""
+    from helpers.models import load_efficientnet
+
+    model = load_efficientnet(spec.variant, "none", "cpu").model
+    return [run(BenchSpec(**{**asdict(spec), "batch_size": b}), model) for b in batch_sizes]
+
+
+def table(results: list[BenchResult]) -> str:
+    """Markdown table: median ms, p10/p90, images/s and peak memory per result."""
+    lines = ["| device | model | precision | layout | compiled | batch | median ms | p10 ms | "
+             "p90 ms | images/s | peak MiB (kind) |", "|" + "---|" * 11]
+    for r in results:
+        s = r.spec
+        lines.append(
+            f"| {r.device_name} | {s.variant} | {s.precision} | "
+            f"{'NHWC' if s.channels_last else 'NCHW'} | {'yes' if s.compile else 'no'} | "
+            f"{s.batch_size} | {r.median_ms:.1f} | {r.ms(0.1):.1f} | {r.ms(0.9):.1f} | "
+            f"{r.images_per_sec:.1f} | {r.peak_memory_mib:.0f} ({r.memory_kind}) |")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Memory as the notebooks report it: CUDA allocator peaks on a GPU, process RSS on a CPU."""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+MIB = 2**20
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc), else its lifetime peak."""
+    statm = Path("/proc/self/statm")
+    if statm.exists():
+        return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # pragma: no cover
+
+
+class PeakMemory:
+    """Peak memory over a measured region: allocator peak (CUDA) or RSS growth (CPU), in MiB."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = "cuda_allocator_peak" if device.type == "cuda" else "process_rss_delta"
+        self.baseline = self.peak = 0
+
+    def start(self) -> None:
+        """Reset the peak; on CPU remember the RSS the region starts from."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.baseline = self.peak = rss_bytes()
+
+    def sample(self) -> None:
+        """On CPU, fold the current RSS into the peak (CUDA tracks its own)."""
+        if self.device.type != "cuda":
+            self.peak = max(self.peak, rss_bytes())
+
+    def peak_mib(self) -> float:
+        """The peak since start(), MiB."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / MIB
+        return max(self.peak - self.baseline, 0) / MIB
+
+
+def _nvml_used_mib(index: int) -> tuple[float, float | None]:
+    """(memory used on the whole GPU, memory used by this process or None if unseen), MiB."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        device_used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / MIB
+        mine = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+                if p.pid == os.getpid() and p.usedGpuMemory]  # PID namespaces can hide us
+    finally:
+        pynvml.nvmlShutdown()
+    return device_used, (mine[0] / MIB if mine else None)
+
+
+def cuda_memory_split(device: torch.device, load: Callable[[], torch.nn.Module]) -> dict:
+    """GPU memory after `load()`: the CUDA context (all this process holds outside PyTorch's
+    caching allocator) vs the weights the allocator holds, in MiB."""
+    if device.type != "cuda":
+        raise ValueError(f"device={str(device)!r}: the CUDA memory split needs a CUDA device")
+    index = device.index or 0
+    device_before, mine_before = _nvml_used_mib(index)
+    load()
+    torch.cuda.synchronize(device)
+    device_after, mine = _nvml_used_mib(index)
+    if mine is None:  # not visible by PID: count the device-wide growth (idle GPU assumed)
+        mine = device_after - device_before + (mine_before or 0)
+    reserved = torch.cuda.memory_reserved(device) / MIB
+    return {"process_total_mib": mine, "context_mib": mine - reserved,
+            "allocator_reserved_mib": reserved,
+            "weights_allocated_mib": torch.cuda.memory_allocated(device) / MIB}
