@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,12 @@ def test_parameters_cell_first(path: Path) -> None:
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
 def test_cells_stay_thin(path: Path) -> None:
-    for cell in code_cells(nbtools.load(path)):
+    params_cell, *steps = code_cells(nbtools.load(path))
+    for cell in steps:
         assert logic_lines(cell) <= 10, f"{path.name}: move this into helpers:\n{cell['source']}"
+    for line in nbtools._source(params_cell).splitlines():  # plain literals, one per line
+        code = line.split("#")[0].strip()
+        assert not code or code == "import os" or re.fullmatch(r"\w+ = .+", code), line
 
 
 def test_strip_keeps_reference_outputs() -> None:
@@ -92,3 +97,13 @@ def test_strip_files_check_and_adopt(tmp_path: Path) -> None:
     assert changed == [tmp_path / "00_x.ipynb"]
     cell = nbtools.load(tmp_path / "00_x.ipynb")["cells"][0]
     assert cell["execution_count"] == 7 and cell["outputs"][0]["text"] == "1\n"
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path: Path) -> None:
+    """A comment with '=' or a two-line value hides a parameter from papermill."""
+    import papermill
+
+    src = nbtools._source(code_cells(nbtools.load(path))[0])
+    names = set(re.findall(r"^(\w+)\s*=", src, re.M))
+    assert names <= set(papermill.inspect_notebook(str(path))), names

@@ -1,4 +1,4 @@
-"""`python -m helpers`: env, run, bench, weights, strip (train and data join as they land)."""
+"""`python -m helpers`: env, run, bench, weights, data, train, strip."""
 
 from __future__ import annotations
 
@@ -92,6 +92,64 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """Generate the shapes dataset (reused when an identical one exists)."""
+    from helpers import datasets
+
+    root = datasets.make_dataset(Path(args.root) if args.root else None, args.train_per_class,
+                                 args.val_per_class, args.image_size, args.seed)
+    print(f"dataset: {root} {datasets.check_imagefolder(root)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train EfficientNet on an ImageFolder (default: the generated shapes) and report."""
+    from helpers import datasets, env, train
+    from helpers.notebook import write_json_atomic
+
+    device = env.pick_device(args.device)
+    train.resolve_amp(args.precision, device)  # refuse fp16 on a CPU before any work
+    root = Path(args.data_dir) if args.data_dir else datasets.make_dataset(
+        image_size=args.image_size)
+    tl, vl = datasets.loaders(root, args.image_size, args.batch_size, device, args.workers)
+    model = train.build_model(args.model, len(tl.dataset.classes), args.seed)
+    r = train.fit(model, tl, vl, args.epochs, args.lr, device, args.precision,
+                  channels_last=args.channels_last)
+    print(f"{r.precision} on {r.device}: {r.images_per_sec:.1f} images/s, peak "
+          f"{r.peak_memory_mib:.0f} MiB ({r.memory_kind}), val accuracy "
+          f"{', '.join(f'{a:.1%}' for a in r.val_accuracy)}, final loss {r.losses[-1]:.3f}")
+    if args.json:
+        print(f"json: {write_json_atomic(Path(args.json), r.to_dict())}")
+    return 0
+
+
+def add_train_parsers(sub: argparse._SubParsersAction) -> None:
+    """`data make` and `train`: the training notebook's work without Jupyter."""
+    p = sub.add_parser("data", help="generate the shapes dataset (ImageFolder, no download)")
+    p.add_argument("action", choices=("make",))
+    p.add_argument("--root", help="where (default: data/shapes)")
+    p.add_argument("--train-per-class", type=int, default=100)
+    p.add_argument("--val-per-class", type=int, default=30)
+    p.add_argument("--image-size", type=int, default=64, help="pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train EfficientNet in fp32 / bf16 / fp16 and report")
+    p.add_argument("--model", default="b0", help="b0..b7")
+    p.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (GPU, with scaler)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-dir", help="an ImageFolder with train/ and val/ (default: generated)")
+    p.add_argument("--image-size", type=int, default=64, help="pixels")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", help="also write the result here")
+    p.set_defaults(func=cmd_train)
+
+
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     """`bench`: the inference benchmark, runnable on a box with only torch."""
     p = sub.add_parser("bench", help="time EfficientNet inference (median, p10/p90, images/s)")
@@ -142,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)
     add_weights_parser(sub)
+    add_train_parsers(sub)
 
     p = sub.add_parser("strip", help="strip notebook outputs (NBVAL_CHECK_OUTPUT cells kept)")
     p.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")

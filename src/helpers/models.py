@@ -40,6 +40,26 @@ class DynamicMLP(nn.Module):
         return self.fc2(h)
 
 
+class TinyCNN(nn.Module):
+    """Three conv-BN-ReLU blocks and a linear head: trains in seconds on a CPU (tests)."""
+
+    def __init__(self, classes: int = 10, width: int = 16) -> None:
+        super().__init__()
+        params.positive_int("classes", classes)
+        params.positive_int("width", width)
+        blocks, c_in = [], 3
+        for c_out in (width, 2 * width, 4 * width):
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(c_in, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, (N, classes)."""
+        return self.head(self.features(x).mean((2, 3)))
+
+
 class RandomWeightsWarning(UserWarning):
     """The model runs with random weights: timings are valid, predictions are not."""
 

@@ -71,9 +71,14 @@ KNOWN: dict[str, Callable[[str, Any], Any]] = {
     "gpu_iters": positive_int,
     "warmup": non_negative_int,
     "lr": positive_float,
+    "image_size": positive_int,
+    "workers": non_negative_int,
+    "train_per_class": positive_int,
+    "val_per_class": positive_int,
 }
 
 
 def check_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
-    """Validate every knob whose name is known; others pass through as given."""
-    return {k: KNOWN[k](k, v) if k in KNOWN else v for k, v in knobs.items()}
+    """Validate every knob whose name is known; None ('size it to the device') and unknown
+    names pass through as given."""
+    return {k: KNOWN[k](k, v) if k in KNOWN and v is not None else v for k, v in knobs.items()}
