@@ -25,9 +25,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def quick_env() -> dict[str, str]:
-    """Environment for child processes: quick notebooks, this venv's Python first on PATH."""
-    env = dict(os.environ, HELPERS_QUICK="1", HELPERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+def quick_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for child processes: quick notebooks, offline, data and checkpoints in
+    tmp_path, this venv's Python first on PATH."""
+    env = dict(os.environ, HELPERS_QUICK="1", HELPERS_OFFLINE="1", PYTHONUNBUFFERED="1",
+               DATA_DIR=str(tmp_path / "data"), CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

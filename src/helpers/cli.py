@@ -114,7 +114,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     tl, vl = datasets.loaders(root, args.image_size, args.batch_size, device, args.workers)
     model = train.build_model(args.model, len(tl.dataset.classes), args.seed)
     r = train.fit(model, tl, vl, args.epochs, args.lr, device, args.precision,
-                  channels_last=args.channels_last)
+                  channels_last=args.channels_last, checkpoint_dir=args.checkpoint_dir,
+                  resume=args.resume, keep=args.keep, progress=not args.no_progress)
+    if r.resumed_from_epoch:
+        print(f"resumed after epoch {r.resumed_from_epoch} from {args.checkpoint_dir}")
     print(f"{r.precision} on {r.device}: {r.images_per_sec:.1f} images/s, peak "
           f"{r.peak_memory_mib:.0f} MiB ({r.memory_kind}), val accuracy "
           f"{', '.join(f'{a:.1%}' for a in r.val_accuracy)}, final loss {r.losses[-1]:.3f}")
@@ -135,7 +138,7 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train EfficientNet in fp32 / bf16 / fp16 and report")
-    p.add_argument("--model", default="b0", help="b0..b7")
+    p.add_argument("--model", default="b0", help="b0..b7, or tiny (a small CNN, for demos)")
     p.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (GPU, with scaler)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -146,6 +149,11 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir", help="write a checkpoint after every epoch here")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest valid checkpoint in --checkpoint-dir")
+    p.add_argument("--keep", type=int, default=3, help="checkpoints kept (newest)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", metavar="FILE", help="also write the result here")
     p.set_defaults(func=cmd_train)
 

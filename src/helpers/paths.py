@@ -20,3 +20,22 @@ def data_dir() -> Path:
 def weights_dir() -> Path:
     """$WEIGHTS_DIR, else <data_dir>/weights: verified pretrained weights files."""
     return Path(os.environ.get("WEIGHTS_DIR") or data_dir() / "weights")
+
+
+def checkpoint_dir() -> Path:
+    """$CHECKPOINT_DIR, else <project>/checkpoints: mount it, or `docker rm` loses them."""
+    return Path(os.environ.get("CHECKPOINT_DIR") or project_root() / "checkpoints")
+
+
+def output_dir() -> Path:
+    """$OUTPUT_DIR, else <project>/outputs: run folders and reports."""
+    return Path(os.environ.get("OUTPUT_DIR") or project_root() / "outputs")
+
+
+def table() -> list[tuple[str, str, str]]:
+    """(variable, value in effect, where it came from) for the three folders."""
+    rows = []
+    for var, fn in (("DATA_DIR", data_dir), ("CHECKPOINT_DIR", checkpoint_dir),
+                    ("OUTPUT_DIR", output_dir)):
+        rows.append((var, str(fn()), "environment" if os.environ.get(var) else "default"))
+    return rows

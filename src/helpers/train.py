@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from helpers import params
+from helpers import checkpoint, params
 from helpers.bench import autocast, make_clock, resolve_precision
 from helpers.env import pick_device
 from helpers.memory import PeakMemory
@@ -21,12 +22,17 @@ def resolve_amp(precision: str, device: torch.device) -> tuple[torch.dtype | Non
 
 
 def build_model(variant: str = "b0", num_classes: int = 10, seed: int = 0) -> nn.Module:
-    """A randomly initialised torchvision EfficientNet with a num_classes head."""
+    """A randomly initialised EfficientNet-<variant> (or 'tiny': models.TinyCNN) with a
+    num_classes head."""
     from torchvision.models import get_model
 
-    params.variant("variant", variant)
+    from helpers.models import TinyCNN
+
     params.positive_int("num_classes", num_classes)
     torch.manual_seed(seed)
+    if variant == "tiny":
+        return TinyCNN(num_classes)
+    params.one_of("variant", variant, (*params.EFFICIENTNET_VARIANTS, "tiny"))
     return get_model(f"efficientnet_{variant}", weights=None, num_classes=num_classes)
 
 
@@ -43,6 +49,9 @@ class FitResult:
     peak_memory_mib: float = 0.0
     memory_kind: str = ""
     scaler_final_scale: float | None = None
+    images_timed: int = 0
+    seconds_timed: float = 0.0
+    resumed_from_epoch: int = 0
 
     def to_dict(self) -> dict:
         """JSON-ready, unit-carrying keys."""
@@ -95,45 +104,91 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return loss.detach()
 
 
+def _epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
+           scaler: torch.amp.GradScaler, dev: torch.device, dtype: torch.dtype | None,
+           fmt: torch.memory_format, clip_norm: float | None, skip: int, desc: str,
+           progress: bool, mem: PeakMemory) -> tuple[list[float], int, float, float]:
+    """One pass over the loader: (losses, images timed, seconds timed, epoch seconds)."""
+    clock = make_clock(dev)
+    t_epoch, t_timed, n_timed, losses = clock(), None, 0, []
+    skip = min(skip, len(loader) - 1)  # a tiny loader still times one step
+    for step, (x, y) in enumerate(tqdm(loader, desc=desc, unit="batch", disable=not progress,
+                                       leave=False)):
+        if step == skip:
+            t_timed = clock()
+        x = x.to(dev, non_blocking=True, memory_format=fmt)
+        losses.append(train_step(model, x, y.to(dev, non_blocking=True), opt, scaler,
+                                 (dev, dtype), clip_norm))
+        n_timed += len(y) if step >= skip else 0
+        mem.sample()
+    end = clock()
+    timed = end - t_timed if t_timed is not None else 0.0
+    return torch.stack(losses).float().tolist(), n_timed, timed, end - t_epoch  # one sync
+
+
+def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+              loader: DataLoader, out: FitResult, config: dict) -> dict:
+    """Everything exact resume needs: weights, optimizer, scaler, RNGs, data order, history."""
+    gen = loader.generator
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
+            "loader_generator": gen.get_state() if gen is not None else None,
+            "history": out.to_dict(), "config": config}
+
+
+def _restore(state: dict, model: nn.Module, opt: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, loader: DataLoader, out: FitResult) -> int:
+    """Load a snapshot back into the run; returns the number of epochs already done."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    checkpoint.set_rng_state(state["rng"])
+    if state["loader_generator"] is not None and loader.generator is not None:
+        loader.generator.set_state(state["loader_generator"])
+    for k, v in state["history"].items():
+        setattr(out, k, v)
+    return state["epoch"]
+
+
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epochs: int = 1,
         lr: float = 1e-3, device: str | torch.device = "cpu", precision: str = "fp32",
         clip_norm: float | None = 1.0, skip_steps: int = 3, progress: bool = True,
-        channels_last: bool = False,
-        optimizer: torch.optim.Optimizer | None = None) -> FitResult:
+        channels_last: bool = False, optimizer: torch.optim.Optimizer | None = None,
+        checkpoint_dir: str | Path | None = None, resume: bool = False,
+        keep: int = 3) -> FitResult:
     """Train (AdamW at `lr` unless an optimizer is given); images/s skips each epoch's first
-    `skip_steps` (warm-up)."""
+    `skip_steps`. With checkpoint_dir, a checkpoint after every epoch; resume continues from
+    the newest valid one, exactly (bit-identical on a CPU with workers=0)."""
     dev = pick_device(device)
     fmt = torch.channels_last if params.flag("channels_last", channels_last) else \
         torch.contiguous_format
     dtype, use_scaler = resolve_amp(precision, dev)
     params.positive_int("epochs", epochs)
     params.non_negative_int("skip_steps", skip_steps)
+    params.flag("resume", resume)
     model = model.to(dev, memory_format=fmt).train()
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=params.positive_float("lr", lr))
     scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
-    clock, mem, out = make_clock(dev), PeakMemory(dev), FitResult(precision, str(dev))
+    mem, out, start = PeakMemory(dev), FitResult(precision, str(dev)), 0
+    config = {"epochs": epochs, "lr": lr, "precision": precision, "clip_norm": clip_norm}
+    found = checkpoint.resume(checkpoint_dir, dev) if resume and checkpoint_dir else None
+    if found:
+        start = _restore(found[1], model, opt, scaler, train_loader, out)
+    out.resumed_from_epoch = start
     mem.start()
-    images = seconds = 0.0
-    for epoch in range(epochs):
-        t_epoch, t_timed, n_timed, losses = clock(), None, 0, []
-        skip = min(skip_steps, len(train_loader) - 1)  # a tiny loader still times one step
-        bar = tqdm(train_loader, desc=f"{precision} epoch {epoch + 1}/{epochs}",
-                   unit="batch", disable=not progress, leave=False)
-        for step, (x, y) in enumerate(bar):
-            if step == skip:
-                t_timed = clock()
-            x = x.to(dev, non_blocking=True, memory_format=fmt)
-            y = y.to(dev, non_blocking=True)
-            losses.append(train_step(model, x, y, opt, scaler, (dev, dtype), clip_norm))
-            n_timed += len(y) if step >= skip else 0
-            mem.sample()
-        end = clock()
-        if t_timed is not None:
-            images, seconds = images + n_timed, seconds + end - t_timed
-        out.losses += torch.stack(losses).float().tolist()  # one sync per epoch, not per step
-        out.epoch_s.append(end - t_epoch)
+    for epoch in range(start, epochs):
+        losses, n, secs, epoch_s = _epoch(model, train_loader, opt, scaler, dev, dtype, fmt,
+                                          clip_norm, skip_steps,
+                                          f"{precision} epoch {epoch + 1}/{epochs}", progress,
+                                          mem)
+        out.losses += losses
+        out.images_timed, out.seconds_timed = out.images_timed + n, out.seconds_timed + secs
+        out.epoch_s.append(epoch_s)
         out.val_accuracy.append(evaluate(model, val_loader, dev, dtype))
-    out.images_per_sec = images / seconds if seconds else 0.0
+        if checkpoint_dir:
+            checkpoint.save(checkpoint_dir, epoch + 1,
+                            _snapshot(model, opt, scaler, train_loader, out, config), keep)
+    out.images_per_sec = out.images_timed / out.seconds_timed if out.seconds_timed else 0.0
     out.peak_memory_mib, out.memory_kind = mem.peak_mib(), mem.kind
     out.scaler_final_scale = scaler.get_scale() if use_scaler else None
     return out

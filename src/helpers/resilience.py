@@ -1,0 +1,158 @@
+"""Notebook 05: kill a training run for real, resume it, prove nothing was lost; GPU pinning."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from helpers import checkpoint, params, paths, train
+from helpers.notebook import NotebookRun
+
+
+def train_command(data_dir: Path, ckpt_dir: Path, epochs: int, resume: bool = False) -> list[str]:
+    """The CLI run the demo kills and resumes: a small CNN, CPU, no workers (bit-exact)."""
+    cmd = [sys.executable, "-m", "helpers", "train", "--model", "tiny", "--device", "cpu",
+           "--data-dir", str(data_dir), "--image-size", "32", "--batch-size", "16",
+           "--epochs", str(epochs), "--workers", "0", "--checkpoint-dir", str(ckpt_dir),
+           "--no-progress", "--lr", "3e-3"]
+    return cmd + (["--resume"] if resume else [])
+
+
+def _child_env() -> dict[str, str]:
+    """The child imports this checkout's helpers and uses one thread (same maths both runs)."""
+    src = str(Path(__file__).resolve().parents[1])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get(
+        "PYTHONPATH")])), OMP_NUM_THREADS="1", HELPERS_OFFLINE="1")
+
+
+def run_to_end(cmd: list[str], timeout_s: float = 300) -> str:
+    """Run a command to completion; its output, or a RuntimeError with the tail of it."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                          env=_child_env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[2:5])} failed ({proc.returncode}): "
+                           f"{proc.stderr[-1500:]}")
+    return proc.stdout
+
+
+def kill_after(cmd: list[str], ckpt_dir: Path, epoch: int, timeout_s: float = 300) -> float:
+    """Start cmd, SIGKILL it as soon as the checkpoint of `epoch` exists; seconds it ran."""
+    target, t0 = checkpoint.path_for(ckpt_dir, epoch), time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=_child_env())
+    try:
+        while not target.exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the run ended ({proc.returncode}) before epoch {epoch}: "
+                                   f"{proc.stderr.read()[-1500:].decode(errors='replace')}")
+            if time.monotonic() - t0 > timeout_s:
+                raise RuntimeError(f"no checkpoint for epoch {epoch} after {timeout_s:.0f} s")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)  # no cleanup, no atexit: as a lost node would die
+    finally:
+        proc.kill()
+        proc.wait()
+    return time.monotonic() - t0
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """True when two checkpoints hold bit-identical model weights and buffers."""
+    wa, wb = checkpoint.load(a)["model"], checkpoint.load(b)["model"]
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def kill_and_resume(data_dir: Path, workdir: Path, epochs: int = 4, kill_at: int = 2) -> dict:
+    """Train straight; train again, SIGKILL after `kill_at` epochs, resume; compare weights."""
+    params.positive_int("epochs", epochs)
+    if not isinstance(kill_at, int) or not 1 <= kill_at < epochs:
+        raise ValueError(f"kill_at={kill_at!r} is not allowed; it must be in 1..{epochs - 1} "
+                         f"(epochs={epochs})")
+    straight, killed = Path(workdir) / "straight", Path(workdir) / "killed"
+    for d in (straight, killed):
+        shutil.rmtree(d, ignore_errors=True)
+    t0 = time.monotonic()
+    run_to_end(train_command(data_dir, straight, epochs))
+    straight_s = time.monotonic() - t0
+    killed_s = kill_after(train_command(data_dir, killed, epochs), killed, kill_at)
+    left = [p.name for p in checkpoint.checkpoints(killed)]
+    out = run_to_end(train_command(data_dir, killed, epochs, resume=True))
+    final = checkpoint.path_for(straight, epochs), checkpoint.path_for(killed, epochs)
+    return {"straight_run_s": straight_s, "killed_after_s": killed_s,
+            "checkpoints_after_kill": left,
+            "resume_message": next((line for line in out.splitlines()
+                                    if line.startswith("resumed after")), "started over"),
+            "resumed_from_epoch": checkpoint.load(final[1])["history"]["resumed_from_epoch"],
+            "bit_identical": same_weights(*final)}
+
+
+def corrupt_newest(ckpt_dir: Path) -> tuple[str, str]:
+    """Truncate the newest checkpoint (as a crash mid-copy would); (file, what resume picks)."""
+    newest = checkpoint.checkpoints(ckpt_dir)[-1]
+    blob = newest.read_bytes()
+    newest.write_bytes(blob[: len(blob) // 2])
+    found = checkpoint.resume(ckpt_dir)
+    return newest.name, found[0].name if found else "nothing"
+
+
+def save_cost(variant: str, workdir: Path) -> dict[str, float]:
+    """Size (MiB) and write time (s, with fsync) of a full B0 training checkpoint."""
+    model = train.build_model(variant)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    opt.step()  # optimizer state exists only after a step: two moments per weight for AdamW
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "rng": checkpoint.rng_state()}
+    t0 = time.perf_counter()
+    path = checkpoint.save(Path(workdir) / "cost", 1, state)
+    return {"checkpoint_mib": path.stat().st_size / 2**20,
+            "save_s": time.perf_counter() - t0}
+
+
+def visible_gpus(values: tuple[str | None, ...] = (None, "", "0")) -> list[tuple[str, int]]:
+    """torch.cuda.device_count() in a child process for each CUDA_VISIBLE_DEVICES value
+    (labelled 'unset', 'empty' or the value)."""
+    out = []
+    for value in values:
+        env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+        if value is not None:
+            env["CUDA_VISIBLE_DEVICES"] = value
+        proc = subprocess.run([sys.executable, "-c", "import torch; print("
+                               "torch.cuda.device_count())"], env=env, capture_output=True,
+                              text=True, timeout=120, check=True)
+        label = "unset" if value is None else value or "empty"
+        out.append((label, int(proc.stdout.split()[-1])))
+    return out
+
+
+def record(run: NotebookRun, demo: dict, corrupt: tuple[str, str], cost: dict,
+           gpus: list[tuple[str, int]]) -> None:
+    """Metrics, and the article's practices as claims checked here."""
+    run.metric(**cost, bit_identical_after_kill=demo["bit_identical"],
+               resumed_from_epoch=demo["resumed_from_epoch"],
+               corrupted_file=corrupt[0], resume_fell_back_to=corrupt[1],
+               **{f"gpus_seen_with_cuda_visible_devices_{v}": n for v, n in gpus})
+    ok = demo["bit_identical"]
+    run.claim("Checkpoints in a mounted folder let training survive the container",
+              "save state_dict per epoch", f"SIGKILL at epoch {demo['resumed_from_epoch']}, "
+              f"resumed: weights bit-identical = {ok}", "reproduced" if ok else "differs",
+              None if ok else "resume was not exact")
+    run.claim("A model state_dict is enough to resume", "torch.save(model.state_dict())",
+              "also needs optimizer, scaler, RNG and data-order state", "differs",
+              "with weights alone, optimizer moments and the data order restart")
+    pinned = dict(gpus).get("0")
+    run.claim("One GPU per container (--gpus device=0)", "one job per GPU",
+              f"CUDA_VISIBLE_DEVICES='0' -> {pinned} visible" if torch.cuda.is_available()
+              else "no GPU here", "reproduced" if pinned == 1 else "needs a GPU")
+
+
+def paths_markdown() -> str:
+    """The data/checkpoint/output folders in effect and where each came from."""
+    rows = ["| variable | folder | from |", "|---|---|---|"]
+    return "\n".join(rows + [f"| `{v}` | {p} | {s} |" for v, p, s in paths.table()])

@@ -1,0 +1,119 @@
+"""helpers.checkpoint, resume in fit(), and a real SIGKILL in the middle of training."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import checkpoint, datasets, paths, resilience, train
+from helpers.models import TinyCNN
+
+CPU = torch.device("cpu")
+
+
+def test_roundtrip_atomic_and_pruned(tmp_path: Path) -> None:
+    for epoch in range(1, 6):
+        checkpoint.save(tmp_path, epoch, {"w": torch.full((3,), float(epoch))}, keep=2)
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["ckpt-epoch0004.pt",
+                                                                  "ckpt-epoch0005.pt"]
+    assert not list(tmp_path.glob(".*.tmp")), "temp file left behind"
+    state = checkpoint.load(tmp_path / "ckpt-epoch0005.pt")
+    assert state["epoch"] == 5 and torch.equal(state["w"], torch.full((3,), 5.0))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "header"])
+def test_corruption_is_detected(tmp_path: Path, damage: str) -> None:
+    path = checkpoint.save(tmp_path, 1, {"w": torch.arange(1000)})
+    blob = bytearray(path.read_bytes())
+    if damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    elif damage == "flip":
+        blob[-100] ^= 0xFF
+    else:
+        blob[:5] = b"XXXXX"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(checkpoint.CorruptCheckpoint, match=r"ckpt-epoch0001\.pt"):
+        checkpoint.load(path)
+
+
+def test_resume_falls_back_to_previous_good(tmp_path: Path) -> None:
+    assert checkpoint.resume(tmp_path) is None
+    checkpoint.save(tmp_path, 1, {"w": 1})
+    bad = checkpoint.save(tmp_path, 2, {"w": 2})
+    bad.write_bytes(bad.read_bytes()[:50])
+    with pytest.warns(UserWarning, match=r"skipping .*ckpt-epoch0002\.pt.*sha256"):
+        path, state = checkpoint.resume(tmp_path)
+    assert path.name == "ckpt-epoch0001.pt" and state["w"] == 1
+    assert bad.exists(), "a damaged checkpoint must be kept for inspection"
+
+
+def test_rng_roundtrip() -> None:
+    state = checkpoint.rng_state()
+    a = (torch.rand(3), np.random.rand(), random.random())
+    checkpoint.set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(), random.random())
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def test_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keep=0"):
+        checkpoint.save(tmp_path, 1, {}, keep=0)
+    with pytest.raises(ValueError, match="kill_at=5"):
+        resilience.kill_and_resume(tmp_path, tmp_path, epochs=4, kill_at=5)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated set for resume tests."""
+    return datasets.make_dataset(tmp_path_factory.mktemp("d") / "s", 40, 5, 32)
+
+
+def fit_tiny(root: Path, epochs: int, ckpt: Path, resume: bool = False) -> train.FitResult:
+    """TinyCNN on root with a fixed seed, checkpointing into ckpt."""
+    tl, vl = datasets.loaders(root, 32, 16, CPU, workers=0, seed=0)
+    torch.manual_seed(0)
+    return train.fit(train.build_model("tiny"), tl, vl, epochs, 3e-3, progress=False,
+                     checkpoint_dir=ckpt, resume=resume)
+
+
+def test_fit_resumes_in_process(shapes: Path, tmp_path: Path) -> None:
+    straight = fit_tiny(shapes, 3, tmp_path / "a")
+    fit_tiny(shapes, 2, tmp_path / "b")
+    resumed = fit_tiny(shapes, 3, tmp_path / "b", resume=True)
+    assert resumed.resumed_from_epoch == 2 and len(resumed.val_accuracy) == 3
+    assert resumed.losses == straight.losses
+    assert resilience.same_weights(tmp_path / "a" / "ckpt-epoch0003.pt",
+                                   tmp_path / "b" / "ckpt-epoch0003.pt")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_identical(shapes: Path, tmp_path: Path) -> None:
+    """A real subprocess, killed with SIGKILL after epoch 1, resumed to the end."""
+    demo = resilience.kill_and_resume(shapes, tmp_path, epochs=3, kill_at=1)
+    assert 1 <= demo["resumed_from_epoch"] < 3, demo
+    assert demo["bit_identical"] is True
+    assert "resumed after epoch" in demo["resume_message"]
+    name, picked = resilience.corrupt_newest(tmp_path / "killed")
+    assert name == "ckpt-epoch0003.pt" and picked == "ckpt-epoch0002.pt"
+
+
+def test_tiny_model_and_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert isinstance(train.build_model("tiny"), TinyCNN)
+    monkeypatch.setenv("CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.delenv("OUTPUT_DIR", raising=False)
+    rows = {v: (p, s) for v, p, s in paths.table()}
+    assert rows["CHECKPOINT_DIR"] == (str(tmp_path), "environment")
+    assert rows["OUTPUT_DIR"][1] == "default"
+    assert "CHECKPOINT_DIR" in resilience.paths_markdown()
+
+
+def test_visible_gpus_child_process() -> None:
+    counts = dict(resilience.visible_gpus((None, "")))
+    assert counts["empty"] == 0  # an empty value hides every GPU
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        assert counts["unset"] == torch.cuda.device_count()
