@@ -118,4 +118,5 @@ def test_make_run_end_to_end(tmp_path: Path, notebooks_copy: Path,
     assert "## 01 · Autograd on a dynamic graph" in report
     assert "## 02 · EfficientNet inference: CPU vs GPU" in report
     assert "## 03 · Mixed-precision training, measured" in report
+    assert "## 04 · DistributedDataParallel with torchrun" in report
     assert "## 05 · Engineering practices" in report

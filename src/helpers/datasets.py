@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
@@ -136,8 +136,12 @@ def transform(image_size: int, train: bool) -> v2.Compose:
 
 
 def loaders(data_dir: Path | str, image_size: int, batch_size: int, device: torch.device,
-            workers: int = 2, seed: int = 0) -> tuple[DataLoader, DataLoader]:
-    """Train/val DataLoaders over an ImageFolder; pinned memory when feeding a GPU.
+            workers: int = 2, seed: int = 0, augment: bool = True,
+            rank: int = 0, world_size: int = 1,
+            distributed: bool = False) -> tuple[DataLoader, DataLoader]:
+    """Train/val DataLoaders over an ImageFolder; pinned memory when feeding a GPU; with
+    world_size > 1 (or distributed, e.g. one rank of DDP), a DistributedSampler gives this rank
+    its share (batch_size per rank): the same global order whatever the world size.
 
     In a container, DataLoader workers share tensors through /dev/shm: start it with
     `--ipc=host` or a large `--shm-size`, or workers die with a bus error.
@@ -151,9 +155,13 @@ def loaders(data_dir: Path | str, image_size: int, batch_size: int, device: torc
     root, pin = Path(data_dir), device.type == "cuda"
     common = {"batch_size": batch_size, "num_workers": workers, "pin_memory": pin,
               "persistent_workers": workers > 0}
-    train = tv_datasets.ImageFolder(root / "train", transform(image_size, True))
+    train = tv_datasets.ImageFolder(root / "train", transform(image_size, augment))
     val = tv_datasets.ImageFolder(root / "val", transform(image_size, False))
     g = torch.Generator().manual_seed(seed)
+    if distributed or world_size > 1:  # each rank a 1/world_size share, reshuffled by set_epoch
+        sampler = DistributedSampler(train, world_size, rank, shuffle=True, seed=seed)
+        return (DataLoader(train, sampler=sampler, drop_last=True, generator=g, **common),
+                DataLoader(val, shuffle=False, **common))
     return (DataLoader(train, shuffle=True, drop_last=True, generator=g, **common),
             DataLoader(val, shuffle=False, **common))
 

@@ -43,13 +43,16 @@ class DynamicMLP(nn.Module):
 class TinyCNN(nn.Module):
     """Three conv-BN-ReLU blocks and a linear head: trains in seconds on a CPU (tests)."""
 
-    def __init__(self, classes: int = 10, width: int = 16) -> None:
+    def __init__(self, classes: int = 10, width: int = 16, norm: str = "batch") -> None:
         super().__init__()
         params.positive_int("classes", classes)
         params.positive_int("width", width)
+        params.one_of("norm", norm, ("batch", "group"))
         blocks, c_in = [], 3
         for c_out in (width, 2 * width, 4 * width):
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+            # GroupNorm has no cross-sample statistics: DDP then equals one big batch exactly
+            layer = nn.BatchNorm2d(c_out) if norm == "batch" else nn.GroupNorm(4, c_out)
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), layer,
                        nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             c_in = c_out
         self.features = nn.Sequential(*blocks)

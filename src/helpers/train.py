@@ -22,17 +22,17 @@ def resolve_amp(precision: str, device: torch.device) -> tuple[torch.dtype | Non
 
 
 def build_model(variant: str = "b0", num_classes: int = 10, seed: int = 0) -> nn.Module:
-    """A randomly initialised EfficientNet-<variant> (or 'tiny': models.TinyCNN) with a
-    num_classes head."""
+    """A randomly initialised EfficientNet-<variant> (or 'tiny' / 'tiny-gn': models.TinyCNN
+    with batch / group norm) with a num_classes head."""
     from torchvision.models import get_model
 
     from helpers.models import TinyCNN
 
     params.positive_int("num_classes", num_classes)
     torch.manual_seed(seed)
-    if variant == "tiny":
-        return TinyCNN(num_classes)
-    params.one_of("variant", variant, (*params.EFFICIENTNET_VARIANTS, "tiny"))
+    if variant in ("tiny", "tiny-gn"):
+        return TinyCNN(num_classes, norm="group" if variant == "tiny-gn" else "batch")
+    params.one_of("variant", variant, (*params.EFFICIENTNET_VARIANTS, "tiny", "tiny-gn"))
     return get_model(f"efficientnet_{variant}", weights=None, num_classes=num_classes)
 
 
@@ -155,10 +155,12 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
         clip_norm: float | None = 1.0, skip_steps: int = 3, progress: bool = True,
         channels_last: bool = False, optimizer: torch.optim.Optimizer | None = None,
         checkpoint_dir: str | Path | None = None, resume: bool = False,
-        keep: int = 3) -> FitResult:
+        keep: int = 3, write_checkpoints: bool = True) -> FitResult:
     """Train (AdamW at `lr` unless an optimizer is given); images/s skips each epoch's first
     `skip_steps`. With checkpoint_dir, a checkpoint after every epoch; resume continues from
-    the newest valid one, exactly (bit-identical on a CPU with workers=0)."""
+    the newest valid one, exactly (bit-identical on a CPU with workers=0). Under DDP every
+    rank resumes, only rank 0 writes (write_checkpoints), and a DistributedSampler is
+    re-seeded each epoch."""
     dev = pick_device(device)
     fmt = torch.channels_last if params.flag("channels_last", channels_last) else \
         torch.contiguous_format
@@ -177,6 +179,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
     out.resumed_from_epoch = start
     mem.start()
     for epoch in range(start, epochs):
+        if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: new order per epoch
+            train_loader.sampler.set_epoch(epoch)
         losses, n, secs, epoch_s = _epoch(model, train_loader, opt, scaler, dev, dtype, fmt,
                                           clip_norm, skip_steps,
                                           f"{precision} epoch {epoch + 1}/{epochs}", progress,
@@ -185,7 +189,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
         out.images_timed, out.seconds_timed = out.images_timed + n, out.seconds_timed + secs
         out.epoch_s.append(epoch_s)
         out.val_accuracy.append(evaluate(model, val_loader, dev, dtype))
-        if checkpoint_dir:
+        if checkpoint_dir and write_checkpoints:
             checkpoint.save(checkpoint_dir, epoch + 1,
                             _snapshot(model, opt, scaler, train_loader, out, config), keep)
     out.images_per_sec = out.images_timed / out.seconds_timed if out.seconds_timed else 0.0

@@ -1,0 +1,145 @@
+"""helpers.ddp under torchrun for real: CPU, gloo, loopback only, free ports."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import datasets, ddp, distributed
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 train images per class (400) at 32 px: 12 global batches of 32 per epoch."""
+    return datasets.make_dataset(tmp_path_factory.mktemp("d") / "s", 40, 5, 32)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ddp_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """helpers.ddp arguments shared by the tests (CPU, tiny model, no workers)."""
+    return ["-m", "helpers.ddp", "--data-dir", str(data), "--out", str(out), "--device", "cpu",
+            "--no-progress", "--epochs", "2", "--batch-size", "32", *extra]
+
+
+def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a launcher to the end, output captured."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd="/")
+
+
+def digests(out: Path) -> set[str]:
+    """The weight digests every rank wrote."""
+    return {json.loads(p.read_text())["digest"] for p in out.glob("rank*.json")}
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(shapes: Path, tmp_path: Path) -> None:
+    """2 ranks end identical, and equal (within float tolerance) to 1 rank on the same
+    global batches (GroupNorm model: no per-rank batch statistics)."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    proc = run([*TORCHRUN, "--standalone", "--nproc-per-node=2",
+                *ddp_args(shapes, two, "--model", "tiny-gn")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list(two.glob("rank*.json"))) == 2 and len(digests(two)) == 1
+    proc = run([sys.executable, *ddp_args(shapes, one, "--model", "tiny-gn")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = torch.load(two / "weights.pt"), torch.load(one / "weights.pt")
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 5e-3, f"DDP and single-process weights differ by {worst}"
+    assert json.loads((two / "result.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_two_nodes_rendezvous_on_loopback(shapes: Path, tmp_path: Path) -> None:
+    """Two torchrun agents, one process each, meet through c10d on 127.0.0.1."""
+    port, out = free_port(), tmp_path / "nodes"
+    cmds = [[*TORCHRUN, "--nnodes=2", "--nproc-per-node=1", f"--node-rank={r}",
+             "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=test2n",
+             *ddp_args(shapes, out, "--model", "tiny")] for r in (0, 1)]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              cwd="/") for c in cmds]
+    try:
+        outs = [p.communicate(timeout=180)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), outs[0][-2000:] + outs[1][-2000:]
+    assert len(list(out.glob("rank*.json"))) == 2 and len(digests(out)) == 1
+
+
+@pytest.mark.slow
+def test_failing_rank_ends_the_job_fast(shapes: Path, tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    proc = run([*TORCHRUN, "--standalone", "--nproc-per-node=2",
+                *ddp_args(shapes, tmp_path, "--model", "tiny", "--fail-rank", "1",
+                          "--fail-at-step", "3")], timeout=90)
+    assert proc.returncode != 0 and time.monotonic() - t0 < 60
+    text = proc.stdout + proc.stderr
+    assert "injected failure on rank 1" in text
+    assert "rank      : 1 (local_rank: 1)" in text  # torchrun's summary names the rank
+
+
+@pytest.mark.slow
+def test_restart_resumes_from_checkpoint(shapes: Path, tmp_path: Path) -> None:
+    """A rank SIGKILLed in epoch 2; --max-restarts=1 restarts both; training resumes."""
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    proc = run([*TORCHRUN, "--standalone", "--nproc-per-node=2", "--max-restarts=1",
+                *ddp_args(shapes, out, "--model", "tiny", "--epochs", "3", "--fail-rank", "1",
+                          "--fail-at-step", "15", "--fail-how", "kill", "--checkpoint-dir",
+                          str(ckpt), "--resume")], timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["resumed_from_epoch"] == 1 and len(result["val_accuracy"]) == 3
+    assert [p.name for p in sorted(ckpt.glob("ckpt-*.pt"))][-1] == "ckpt-epoch0003.pt"
+    assert len(digests(out)) == 1
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"backend": "mpi"}, "backend='mpi'"),
+    ({"backend": "nccl", "device": "cpu"}, "backend='nccl' needs CUDA"),
+    ({"nnodes": 2, "endpoint": "localhost"}, "endpoint='localhost'"),
+    ({"nnodes": 2, "endpoint": "127.0.0.1:70000"}, "endpoint='127.0.0.1:70000'"),
+    ({"nnodes": 2, "endpoint": None}, "endpoint=''"),
+    ({"nnodes": 2, "node_rank": 2, "endpoint": "h:1"}, "node_rank=2"),
+    ({"nproc": 0}, "nproc=0"), ({"device": "tpu"}, "device='tpu'")])
+def test_launch_refuses_bad_input(kwargs: dict, needle: str) -> None:
+    args = {"nproc": 2, "ddp_args": [], "device": "cpu"} | kwargs
+    with pytest.raises(ValueError, match=needle):
+        distributed.launch_command(**args)
+
+
+def test_nproc_larger_than_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="nproc=2 is more than the 1 GPU"):
+        distributed.launch_command(2, [], device="cuda")
+
+
+def test_launch_command_shapes() -> None:
+    cmd = distributed.launch_command(2, ["--epochs", "1"], device="cpu")
+    assert "--standalone" in cmd and cmd[-2:] == ["--epochs", "1"]
+    multi = distributed.launch_command(1, [], "cpu", nnodes=2, node_rank=1,
+                                       endpoint="10.0.0.1:29500")
+    assert "--rdzv-endpoint=10.0.0.1:29500" in multi and "--node-rank=1" in multi
+    assert len(distributed.multinode_commands(nnodes=3)) == 3
+
+
+def test_single_process_without_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert ddp.ranks() == (0, 0, 1)
+    assert ddp.resolve_backend("auto", torch.device("cpu")) == "gloo"
