@@ -7,7 +7,7 @@ RUN_ARGS ?=
 PYTEST_ARGS ?=
 LAB_PORT ?= 8888
 
-.PHONY: help setup test run lab lint strip clean
+.PHONY: help setup test test-browser run lab lint strip clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,7 +22,12 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create .venv and install the project (done by test/run/lab as needed)
 
 test: $(STAMP)  ## run the test suite (CPU; GPU tests skip without a GPU)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+
+test-browser: $(STAMP)  ## JupyterLab in headless Chromium (needs Debian's chromium)
+	@test -x /usr/bin/chromium || { echo "install Chromium first: apt-get install -y chromium"; exit 1; }
+	$(BIN)/python -m pip install --quiet -e ".[dev,browser]"
+	$(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
 
 run: $(STAMP)  ## execute every notebook headless and write outputs/<timestamp>/report.md
 	$(BIN)/python -m helpers run $(RUN_ARGS)
