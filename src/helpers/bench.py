@@ -130,8 +130,8 @@ class BenchResult:
 def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec) -> BenchResult:
     """Time `model(x)` under inference_mode and the spec's autocast: warm-up, then iters."""
     device = pick_device(spec.device)
-    dtype, clock, mem = resolve_precision(spec.precision, device), make_clock(device), \
-        PeakMemory(device)
+    dtype, clock = resolve_precision(spec.precision, device), make_clock(device)
+    mem = PeakMemory(device)
     mem.start()
     with torch.inference_mode(), autocast(device, dtype):
         t0 = clock()

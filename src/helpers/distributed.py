@@ -123,8 +123,8 @@ def record(run: NotebookRun, results: dict[int, dict]) -> None:
                       f"world{w}_ranks_identical": r["ranks_identical"]})
     run.metric(**{f"speedup_{n}_over_1": speed, "scaling_efficiency": speed / n})
     on_gpu = run.device.type == "cuda"
-    why = (f"{n} processes share this machine's {_cores()} CPU cores: each gets fewer threads, "
-           "and gloo all-reduces through memory" if not on_gpu else "see the table")
+    why = (f"{n} processes share this machine's {os.cpu_count() or 1} CPU cores: each gets "
+           "fewer threads, and gloo all-reduces through memory" if not on_gpu else "see the table")
     ok = speed / n >= 0.8
     run.claim(f"Near-linear scaling with {n} processes", "near-linear",
               f"{speed:.2f}x ({speed / n:.0%} efficiency)", "reproduced" if ok else "differs",
@@ -137,7 +137,3 @@ def record(run: NotebookRun, results: dict[int, dict]) -> None:
     run.claim("DDP keeps every replica identical", "implied", f"weights digests equal: {same}",
               "reproduced" if same else "differs", None if same else "replicas diverged")
 
-
-def _cores() -> int:
-    """Logical CPU cores."""
-    return os.cpu_count() or 1

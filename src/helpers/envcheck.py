@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from helpers import env
+from helpers.bench import make_clock
 from helpers.notebook import NotebookRun
 
 # What the article says its "PyTorch-CUDA-v2.8" image holds (seed-article.md, section 2).
@@ -24,11 +23,10 @@ def gpu_smoke_test(device: torch.device, n: int = 2048) -> dict:
     ref = a.double() @ b.double()
     ga, gb = a.to(device), b.to(device)
     ga @ gb  # warm-up: cuBLAS picks its kernel and creates its handle here
-    torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    clock = make_clock(device)  # kernels are asynchronous: this clock syncs before reading
+    t0 = clock()
     out = ga @ gb
-    torch.cuda.synchronize(device)  # kernels are asynchronous: wait before reading the clock
-    seconds = time.perf_counter() - t0
+    seconds = clock() - t0
     err = ((out.cpu().double() - ref).abs().max() / ref.abs().max()).item()
     return {"status": "ok" if err < 1e-2 else "WRONG RESULT", "gpu": torch.cuda.get_device_name(
         device), "max_rel_error": err, "matmul_tflops": 2 * n**3 / seconds / 1e12,
