@@ -14,6 +14,7 @@ python3 -m helpers env --json >"$OUT/env.json" 2>"$OUT/env.err" && log "env ok"
 step pytest-gpu python3 -m pytest -q -p no:cacheprovider -m gpu tests
 step bench-b0-fp32 python3 -m helpers bench --model b0 --batch-size 32 --device all --iters 50 --json "$OUT/bench-b0-fp32.json"
 step bench-b0-fp16 python3 -m helpers bench --model b0 --batch-size 32 --device cuda --precision fp16 --channels-last --iters 50 --json "$OUT/bench-b0-fp16.json"
+step ladder-cuda python3 benchmarks/speed_ladder.py --device cuda --batch-sizes 32,256 --out "$OUT/ladder-cuda" --json "$OUT/ladder-cuda.json"
 for p in fp32 fp16 bf16; do
   step "train-$p" python3 -m helpers train --precision "$p" --epochs 2 --device cuda --image-size 128 --channels-last --json "$OUT/train-$p.json"
 done

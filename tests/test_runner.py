@@ -120,3 +120,4 @@ def test_make_run_end_to_end(tmp_path: Path, notebooks_copy: Path,
     assert "## 03 · Mixed-precision training, measured" in report
     assert "## 04 · DistributedDataParallel with torchrun" in report
     assert "## 05 · Engineering practices" in report
+    assert "## 06 · The speed ladder" in report

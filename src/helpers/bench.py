@@ -127,6 +127,22 @@ class BenchResult:
                 "warnings": self.warnings()}
 
 
+def timed_calls(fn: Callable[[], object], clock: Callable[[], float], warmup: int,
+                iters: int, after: Callable[[], None] | None = None) -> tuple[float, tuple]:
+    """(seconds spent in `warmup` calls, the seconds of each of `iters` timed calls)."""
+    t0 = clock()
+    for _ in range(warmup):  # first calls pick kernels, compile, fill caches
+        fn()
+    warmup_s, times = clock() - t0, []
+    for _ in range(iters):
+        start = clock()
+        fn()
+        times.append(clock() - start)
+        if after:
+            after()
+    return warmup_s, tuple(times)
+
+
 def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec) -> BenchResult:
     """Time `model(x)` under inference_mode and the spec's autocast: warm-up, then iters."""
     device = pick_device(spec.device)
@@ -134,17 +150,10 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec) -> Benc
     mem = PeakMemory(device)
     mem.start()
     with torch.inference_mode(), autocast(device, dtype):
-        t0 = clock()
-        for _ in range(spec.warmup):  # first calls pick kernels, compile, fill caches
-            model(x)
-        warmup_s, times = clock() - t0, []
-        for _ in range(spec.iters):
-            start = clock()
-            model(x)
-            times.append(clock() - start)
-            mem.sample()
+        warmup_s, times = timed_calls(lambda: model(x), clock, spec.warmup, spec.iters,
+                                      mem.sample)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    result = BenchResult(spec, name, tuple(times), warmup_s, mem.peak_mib(), mem.kind)
+    result = BenchResult(spec, name, times, warmup_s, mem.peak_mib(), mem.kind)
     for w in result.warnings():
         warnings.warn(f"{spec.variant} {spec.device} batch {spec.batch_size}: {w}",
                       stacklevel=2)
@@ -189,3 +198,14 @@ def table(results: list[BenchResult]) -> str:
             f"{s.batch_size} | {r.median_ms:.1f} | {r.ms(0.1):.1f} | {r.ms(0.9):.1f} | "
             f"{r.images_per_sec:.1f} | {r.peak_memory_mib:.0f} ({r.memory_kind}) |")
     return "\n".join(lines)
+
+
+
+def __getattr__(name: str):
+    """`bench.ladder` is helpers.ladder.ladder, resolved on first use (that module imports
+    this one, so a top-level import would be circular)."""
+    if name == "ladder":
+        from helpers.ladder import ladder
+
+        return ladder
+    raise AttributeError(f"module 'helpers.bench' has no attribute {name!r}")

@@ -57,6 +57,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from helpers import bench, env
     from helpers.notebook import write_json_atomic
 
+    if args.ladder:
+        return cmd_ladder(args)
     devices = bench_devices(args.device)
     specs = [bench.BenchSpec(args.model, d, args.batch_size, args.precision, args.channels_last,
                              args.compile, args.warmup, args.iters, args.image_size)
@@ -68,6 +70,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         doc = {"environment": env.collect().to_dict(), "results": [r.to_dict() for r in results]}
         print(f"json: {write_json_atomic(Path(args.json), doc)}")
+    return 0
+
+
+def parse_sizes(name: str, text: str) -> tuple[int, ...]:
+    """'32,256' -> (32, 256), each a positive integer, else a ValueError naming `name`."""
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not allowed; give integers separated by commas, "
+                         "e.g. 32,256") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"{name}={text!r} is not allowed; every size must be >= 1")
+    return sizes
+
+
+def cmd_ladder(args: argparse.Namespace) -> int:
+    """The speed ladder: every rung's speed and error vs rung 0; table, JSON, chart."""
+    from helpers import env, ladder, speed
+
+    device = env.pick_device("auto" if args.device == "all" else args.device)
+    sizes = parse_sizes("batch_sizes", args.batch_sizes or str(args.batch_size))
+    rungs = tuple(r for r in (args.rungs or "").split(",") if r) or None
+    ladder.select(rungs)  # names checked before any training or timing
+    model, info, kind = speed.model_for(args.weights, args.model, args.train_epochs,
+                                        args.train_per_class, progress=not args.json)
+    print(f"model: {args.model}, weights {kind} {info}")
+    results = [speed.held_out_ladder(model, device, b, args.image_size, kind, args.model, rungs,
+                                     args.warmup, args.iters, args.budget_s) for b in sizes]
+    for r in results:
+        print(f"\n{r.variant} batch {r.batch_size}, {r.device_name}:\n{r.table()}")
+    out = speed.write_benchmark(results, Path(args.out) if args.out else None)
+    print(f"\nwritten: {out}")
+    if args.json:
+        print(f"json: {speed.write_json(results, Path(args.json))}")
     return 0
 
 
@@ -171,6 +207,19 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     p.add_argument("--image-size", type=int, default=224, help="input height = width, pixels")
     p.add_argument("--json", metavar="FILE", help="also write results (and environment) here")
+    g = p.add_argument_group("speed ladder (--ladder)")
+    g.add_argument("--ladder", action="store_true",
+                   help="every optimisation rung side by side, with its error vs rung 0")
+    g.add_argument("--batch-sizes", help="comma-separated, e.g. 32,256 (default: --batch-size)")
+    g.add_argument("--weights", default="trained", help="trained (here, on generated shapes; "
+                   "cached), pretrained (ImageNet cache) or random")
+    g.add_argument("--rungs", help="comma-separated rung keys (default: all; rung 0 always)")
+    g.add_argument("--budget-s", type=float, default=20.0,
+                   help="seconds of timed calls per rung before iters is cut (min 3 calls)")
+    g.add_argument("--train-epochs", type=int, default=4)
+    g.add_argument("--train-per-class", type=int, default=60)
+    g.add_argument("--out", help="folder for ladder.json/.md/.png (default: "
+                   "outputs/benchmarks/ladder-<device>-<time>)")
     p.set_defaults(func=cmd_bench)
 
 
