@@ -216,7 +216,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rungs", help="comma-separated rung keys (default: all; rung 0 always)")
     g.add_argument("--budget-s", type=float, default=20.0,
                    help="seconds of timed calls per rung before iters is cut (min 3 calls)")
-    g.add_argument("--train-epochs", type=int, default=4)
+    g.add_argument("--train-epochs", type=int, default=8)
     g.add_argument("--train-per-class", type=int, default=60)
     g.add_argument("--out", help="folder for ladder.json/.md/.png (default: "
                    "outputs/benchmarks/ladder-<device>-<time>)")

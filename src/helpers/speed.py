@@ -41,19 +41,20 @@ def sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
 
 def labelled_batch(n: int, image_size: int, seed: int = 0,
                    offset: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """n generated images (classes in turn) and their labels, drawn from a random stream the
-    training set never used (offsets 0 and 1 are train and val): held-out data."""
-    tf = datasets.transform(image_size, train=False)
+    """n generated images (classes in turn) and their labels as ImageFolder numbers them
+    (sorted class names), drawn from a random stream the training set never used (offsets 0
+    and 1 are train and val): held-out data."""
+    tf, folder_order = datasets.transform(image_size, train=False), sorted(datasets.CLASSES)
     xs, ys = [], []
     for i in range(n):
         k = i % len(datasets.CLASSES)
         rng = np.random.default_rng([seed, offset, k, i])
         xs.append(tf(datasets.render(datasets.CLASSES[k], image_size, rng)))
-        ys.append(k)
+        ys.append(folder_order.index(datasets.CLASSES[k]))
     return torch.stack(xs), torch.tensor(ys)
 
 
-def model_for(weights: str, variant: str, train_epochs: int = 4, train_per_class: int = 60,
+def model_for(weights: str, variant: str, train_epochs: int = 8, train_per_class: int = 60,
               seed: int = 0, progress: bool = True) -> tuple[torch.nn.Module, dict, str]:
     """The ladder's model: briefly 'trained' here (default), ImageNet 'pretrained' from the
     weights cache (falls back to random, with a warning), or 'random'; and what it is."""
@@ -193,7 +194,7 @@ def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
            model_info: dict) -> Path:
     """Metrics (every rung), the claims, and the whole ladder as 06_ladder.json / .md."""
     rows, best = result.rows(), result.best()
-    run.metric(**{f"train_{k}": v for k, v in model_info.items()},
+    run.metric(**{f"model_{k}": v for k, v in model_info.items()},
                gflops_per_image=result.gflops_per_image,
                **{f"rung{r['rung']}_{r['key']}_{m}": r[m] for r in rows if r["status"] == "ok"
                   for m in ("images_per_sec", "speedup", "rel_error", "prepare_s")},
