@@ -12,6 +12,7 @@ IMAGE ?= pytorch-cuda-efficientnet
 BASE_IMAGE ?=
 DOCKER_BUILD_ARGS ?=
 COMPOSE ?= docker compose
+COMPOSE_FILE_ARGS := -p pytorch-cuda-efficientnet -f docker/compose.yaml
 BUILD_BASE := $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
 
 .PHONY: help setup test test-browser run lab lint strip clean \
@@ -57,11 +58,11 @@ docker-build:  ## build the images IMAGE:lab and IMAGE:ssh from docker/Dockerfil
 	docker build $(DOCKER_BUILD_ARGS) $(BUILD_BASE) -f docker/Dockerfile --target ssh -t $(IMAGE):ssh .
 
 docker-lab:  ## JupyterLab in the container, all GPUs, on 127.0.0.1:8888 (token in the log)
-	$(COMPOSE) -f docker/compose.yaml up lab
+	$(COMPOSE) $(COMPOSE_FILE_ARGS) up lab
 
 docker-ssh:  ## the SSH variant on 127.0.0.1:2222 with your ~/.ssh/id_ed25519.pub
 	SSH_PUBLIC_KEY="$$(cat $${SSH_KEY_FILE:-$$HOME/.ssh/id_ed25519.pub})" \
-		$(COMPOSE) -f docker/compose.yaml --profile ssh up ssh
+		$(COMPOSE) $(COMPOSE_FILE_ARGS) --profile ssh up ssh
 
 docker-test: $(STAMP)  ## build both images and test them for real (needs a Docker engine)
 	BASE_IMAGE="$(BASE_IMAGE)" $(BIN)/python -m pytest tests/container $(PYTEST_ARGS)
