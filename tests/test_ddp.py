@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import torch
 
 from helpers import datasets, ddp, distributed
 
+from .conftest import free_port
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
 
@@ -21,13 +22,6 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 train images per class (400) at 32 px: 12 global batches of 32 per epoch."""
     return datasets.make_dataset(tmp_path_factory.mktemp("d") / "s", 40, 5, 32)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ddp_args(data: Path, out: Path, *extra: str) -> list[str]:

@@ -47,10 +47,7 @@ def prepare_data(data_dir: str, s: dict[str, int], seed: int) -> Path:
     if data_dir:
         datasets.check_imagefolder(data_dir)
         return Path(data_dir)
-    root = datasets.default_root().with_name(
-        f"shapes-{s['image_size']}px-{s['train_per_class']}x{s['val_per_class']}")
-    return datasets.make_dataset(root, s["train_per_class"], s["val_per_class"],
-                                 s["image_size"], seed)
+    return datasets.make_sized(s["train_per_class"], s["val_per_class"], s["image_size"], seed)
 
 
 def autocast_table(device: torch.device, dtype: torch.dtype, image_size: int = 64) -> str:

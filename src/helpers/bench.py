@@ -200,7 +200,6 @@ def table(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
-
 def __getattr__(name: str):
     """`bench.ladder` is helpers.ladder.ladder, resolved on first use (that module imports
     this one, so a top-level import would be circular)."""

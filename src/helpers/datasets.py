@@ -108,6 +108,14 @@ def make_dataset(root: Path | None = None, per_class_train: int = 100, per_class
     return root
 
 
+def make_sized(per_class_train: int, per_class_val: int, image_size: int,
+               seed: int = 0) -> Path:
+    """The generated set for these sizes in its own folder beside default_root()
+    (shapes-<px>px-<train>x<val>), so sets of different sizes never replace each other."""
+    root = default_root().with_name(f"shapes-{image_size}px-{per_class_train}x{per_class_val}")
+    return make_dataset(root, per_class_train, per_class_val, image_size, seed)
+
+
 def check_imagefolder(data_dir: Path | str) -> dict[str, int]:
     """Refuse anything but <data_dir>/{train,val}/<class>/<images>; return image counts."""
     root = Path(data_dir)

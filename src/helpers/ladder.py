@@ -13,7 +13,7 @@ import statistics
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -93,7 +93,6 @@ class Step:
     prepare_s: float = 0.0
     rel_error: float | None = None
     top1_agreement: float | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def median_ms(self) -> float | None:
@@ -297,8 +296,6 @@ class LadderResult:
 
     def rows(self) -> list[dict]:
         """One flat dict per rung, keys carrying units; speedup is vs rung 0 in this run."""
-        from helpers import roofline
-
         base = self.steps[0].median_ms if self.steps and self.steps[0].status == "ok" else None
         rows = []
         for step in self.steps:
@@ -368,7 +365,7 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
     """Measure the speed ladder of `model` on `inputs` (default: a random batch) side by side:
     per rung images/s, ms/batch, speedup over rung 0, preparation (compile) time, max relative
     logit error vs rung 0 and top-1 agreement (meaningful unless weights='random')."""
-    from helpers import data, roofline
+    from helpers import data
 
     dev = pick_device(device) if isinstance(device, str) else device
     params.one_of("weights", weights, WEIGHTS)

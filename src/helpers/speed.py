@@ -75,8 +75,7 @@ def trained_model(variant: str, epochs: int, per_class: int, seed: int = 0,
     checkpoint named by everything that shaped it: a second call trains nothing."""
     params.positive_int("train_epochs", epochs)
     params.positive_int("train_per_class", per_class)
-    root = datasets.default_root().with_name(f"shapes-{TRAIN_SIZE}px-{per_class}x10")
-    root = datasets.make_dataset(root, per_class, 10, TRAIN_SIZE, seed)
+    root = datasets.make_sized(per_class, 10, TRAIN_SIZE, seed)
     train_loader, val_loader = datasets.loaders(root, TRAIN_SIZE, min(32, per_class * 10),
                                                 torch.device("cpu"), workers=1, seed=seed)
     model = train.build_model(variant, len(datasets.CLASSES), seed)

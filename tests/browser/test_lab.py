@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import NOTEBOOKS, ROOT
+from ..conftest import NOTEBOOKS, ROOT, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "outputs" / "screenshots"
@@ -28,13 +27,6 @@ pytestmark = [
                        "install Debian's chromium (make test-browser does)"),
 ]
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, timeout_s: float = 90) -> None:

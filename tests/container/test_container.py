@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT
+from ..conftest import ROOT, free_port
 
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "")
 TAG = os.environ.get("CONTAINER_TEST_TAG", "pytorch-cuda-efficientnet-test")
@@ -54,13 +54,6 @@ def docker(*args: str, check: bool = True, timeout: float = 120,
         raise AssertionError(f"docker {' '.join(args[:3])} ... failed ({proc.returncode}):\n"
                              f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     return proc
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build(target: str) -> str:
