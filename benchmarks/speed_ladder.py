@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from helpers.cli import main
+from helpers.runtime.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "--ladder", *sys.argv[1:]]))

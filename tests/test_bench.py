@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.utils import benchmark as tub
 
-from helpers import bench, cli
+from helpers import bench, precision, timing
+from helpers.runtime import cli
 
 RESULT_KEYS = {"variant", "device", "batch_size", "precision", "channels_last", "compile",
                "warmup", "iters", "image_size", "device_name", "median_ms_per_batch", "p10_ms",
@@ -32,9 +33,9 @@ def test_spec_refuses_bad_values(kwargs: dict, needle: str) -> None:
 
 def test_precision_resolution() -> None:
     cpu = torch.device("cpu")
-    assert bench.resolve_precision("fp32", cpu) is None
-    assert bench.resolve_precision("bf16", cpu) is torch.bfloat16
-    assert bench.make_clock(cpu) is time.perf_counter
+    assert precision.resolve_precision("fp32", cpu) is None
+    assert precision.resolve_precision("bf16", cpu) is torch.bfloat16
+    assert timing.make_clock(cpu) is time.perf_counter
 
 
 def result(times_ms: list[float], batch: int = 8) -> bench.BenchResult:
@@ -158,7 +159,7 @@ def test_gpu_bench_fp16_and_clock() -> None:
 def test_gpu_clock_waits_for_kernels() -> None:
     """The CUDA clock synchronizes: a large matmul is not timed as ~0."""
     device = torch.device("cuda")
-    clock, a = bench.make_clock(device), torch.randn(8192, 8192, device=device)
+    clock, a = timing.make_clock(device), torch.randn(8192, 8192, device=device)
     a @ a
     t0 = clock()
     for _ in range(5):

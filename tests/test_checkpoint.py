@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import checkpoint, datasets, paths, resilience, train
+from helpers import checkpoint, datasets, paths, train
+from helpers.lessons import engineering_practices
 from helpers.models import TinyCNN
 
 CPU = torch.device("cpu")
@@ -64,7 +65,7 @@ def test_bad_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keep=0"):
         checkpoint.save(tmp_path, 1, {}, keep=0)
     with pytest.raises(ValueError, match="kill_at=5"):
-        resilience.kill_and_resume(tmp_path, tmp_path, epochs=4, kill_at=5)
+        engineering_practices.kill_and_resume(tmp_path, tmp_path, epochs=4, kill_at=5)
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +88,18 @@ def test_fit_resumes_in_process(shapes: Path, tmp_path: Path) -> None:
     resumed = fit_tiny(shapes, 3, tmp_path / "b", resume=True)
     assert resumed.resumed_from_epoch == 2 and len(resumed.val_accuracy) == 3
     assert resumed.losses == straight.losses
-    assert resilience.same_weights(tmp_path / "a" / "ckpt-epoch0003.pt",
+    assert engineering_practices.same_weights(tmp_path / "a" / "ckpt-epoch0003.pt",
                                    tmp_path / "b" / "ckpt-epoch0003.pt")
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(shapes: Path, tmp_path: Path) -> None:
     """A real subprocess, killed with SIGKILL after epoch 1, resumed to the end."""
-    demo = resilience.kill_and_resume(shapes, tmp_path, epochs=3, kill_at=1)
+    demo = engineering_practices.kill_and_resume(shapes, tmp_path, epochs=3, kill_at=1)
     assert 1 <= demo["resumed_from_epoch"] < 3, demo
     assert demo["bit_identical"] is True
     assert "resumed after epoch" in demo["resume_message"]
-    name, picked = resilience.corrupt_newest(tmp_path / "killed")
+    name, picked = engineering_practices.corrupt_newest(tmp_path / "killed")
     assert name == "ckpt-epoch0003.pt" and picked == "ckpt-epoch0002.pt"
 
 
@@ -109,11 +110,11 @@ def test_tiny_model_and_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     rows = {v: (p, s) for v, p, s in paths.table()}
     assert rows["CHECKPOINT_DIR"] == (str(tmp_path), "environment")
     assert rows["OUTPUT_DIR"][1] == "default"
-    assert "CHECKPOINT_DIR" in resilience.paths_markdown()
+    assert "CHECKPOINT_DIR" in engineering_practices.paths_markdown()
 
 
 def test_visible_gpus_child_process() -> None:
-    counts = dict(resilience.visible_gpus((None, "")))
+    counts = dict(engineering_practices.visible_gpus((None, "")))
     assert counts["empty"] == 0  # an empty value hides every GPU
     if "CUDA_VISIBLE_DEVICES" not in os.environ:
         assert counts["unset"] == torch.cuda.device_count()

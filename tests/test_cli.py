@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import cli
+from helpers.runtime import cli
 
 from .conftest import ROOT
 

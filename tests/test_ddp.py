@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import datasets, ddp, distributed
+from helpers import datasets, ddp, launcher
+from helpers.lessons import ddp_torchrun
 
 from .conftest import free_port
 
@@ -113,23 +114,23 @@ def test_restart_resumes_from_checkpoint(shapes: Path, tmp_path: Path) -> None:
 def test_launch_refuses_bad_input(kwargs: dict, needle: str) -> None:
     args = {"nproc": 2, "ddp_args": [], "device": "cpu"} | kwargs
     with pytest.raises(ValueError, match=needle):
-        distributed.launch_command(**args)
+        launcher.launch_command(**args)
 
 
 def test_nproc_larger_than_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ValueError, match="nproc=2 is more than the 1 GPU"):
-        distributed.launch_command(2, [], device="cuda")
+        launcher.launch_command(2, [], device="cuda")
 
 
 def test_launch_command_shapes() -> None:
-    cmd = distributed.launch_command(2, ["--epochs", "1"], device="cpu")
+    cmd = launcher.launch_command(2, ["--epochs", "1"], device="cpu")
     assert "--standalone" in cmd and cmd[-2:] == ["--epochs", "1"]
-    multi = distributed.launch_command(1, [], "cpu", nnodes=2, node_rank=1,
+    multi = launcher.launch_command(1, [], "cpu", nnodes=2, node_rank=1,
                                        endpoint="10.0.0.1:29500")
     assert "--rdzv-endpoint=10.0.0.1:29500" in multi and "--node-rank=1" in multi
-    assert len(distributed.multinode_commands(nnodes=3)) == 3
+    assert len(ddp_torchrun.multinode_commands(nnodes=3)) == 3
 
 
 def test_single_process_without_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:

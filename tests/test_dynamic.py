@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import dynamic
+from helpers.lessons import dynamic_graph
 from helpers.models import DynamicMLP
 
 
@@ -34,15 +34,16 @@ def test_bad_model_parameters(kwargs: dict, needle: str) -> None:
 
 
 def test_graphs_follow_the_branch() -> None:
-    graphs = dynamic.compare_graphs(DynamicMLP(hidden=16), torch.randn(3, 784))
+    graphs = dynamic_graph.compare_graphs(DynamicMLP(hidden=16), torch.randn(3, 784))
     only_train = set(graphs["train"]) - set(graphs["eval"])
     assert {"MulBackward0", "DivBackward0"} <= only_train
     assert len(graphs["train"]) > len(graphs["eval"])
-    assert "Only in the training graph: DivBackward0, MulBackward0" in dynamic.graphs_table(graphs)
+    table = dynamic_graph.graphs_table(graphs)
+    assert "Only in the training graph: DivBackward0, MulBackward0" in table
 
 
 def test_gradcheck_passes_through_mask() -> None:
-    assert dynamic.gradcheck_fixed_mask(p=0.5, seed=1) is True
+    assert dynamic_graph.gradcheck_fixed_mask(p=0.5, seed=1) is True
 
 
 def test_gradcheck_catches_a_wrong_gradient() -> None:
@@ -65,7 +66,7 @@ def test_gradcheck_catches_a_wrong_gradient() -> None:
 
 
 def test_hand_made_matches_nn_dropout() -> None:
-    cmp = dynamic.dropout_vs_nn(p=0.3, seed=2)
+    cmp = dynamic_graph.dropout_vs_nn(p=0.3, seed=2)
     # nn.Dropout multiplies by 1/(1-p); the article divides by (1-p): one float rounding apart
     assert cmp["output_max_abs_diff"] < 1e-6 and cmp["grad_max_abs_diff"] < 1e-6
     assert abs(cmp["keep_rate_nn_dropout"] - 0.7) < 0.02
@@ -73,38 +74,38 @@ def test_hand_made_matches_nn_dropout() -> None:
 
 
 def test_compile_captures_one_graph_per_branch() -> None:
-    graphs = dynamic.captured_graphs(DynamicMLP(hidden=8), torch.randn(2, 784))
+    graphs = dynamic_graph.captured_graphs(DynamicMLP(hidden=8), torch.randn(2, 784))
     assert len(graphs) == 2
     assert "rand_like" in graphs[0] and "rand_like" not in graphs[1]
-    assert "train()" in dynamic.captured_table(graphs)
+    assert "train()" in dynamic_graph.captured_table(graphs)
 
 
 def test_task_is_deterministic() -> None:
-    a, b = dynamic.make_task(64, 32, seed=3), dynamic.make_task(64, 32, seed=3)
+    a, b = dynamic_graph.make_task(64, 32, seed=3), dynamic_graph.make_task(64, 32, seed=3)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
     assert a.x_train.shape == (64, 784) and set(a.y_train.tolist()) <= set(range(10))
     with pytest.raises(ValueError, match="n_train=0"):
-        dynamic.make_task(0)
+        dynamic_graph.make_task(0)
 
 
 def test_training_learns_well_above_chance() -> None:
-    task = dynamic.make_task(2048, 512, seed=0)
-    hist = dynamic.train_mlp(DynamicMLP(hidden=64), task, steps=300, seed=0)
+    task = dynamic_graph.make_task(2048, 512, seed=0)
+    hist = dynamic_graph.train_mlp(DynamicMLP(hidden=64), task, steps=300, seed=0)
     assert hist["val_accuracy"] > 0.5, hist["val_accuracy"]  # chance is 0.1
     assert sum(hist["losses"][-20:]) / 20 < 0.5 * hist["losses"][0]
 
 
 def test_train_refuses_bad_values() -> None:
-    task = dynamic.make_task(16, 8)
+    task = dynamic_graph.make_task(16, 8)
     with pytest.raises(ValueError, match="steps=0"):
-        dynamic.train_mlp(DynamicMLP(), task, steps=0)
+        dynamic_graph.train_mlp(DynamicMLP(), task, steps=0)
     with pytest.raises(ValueError, match="lr=-1"):
-        dynamic.train_mlp(DynamicMLP(), task, steps=1, lr=-1)
+        dynamic_graph.train_mlp(DynamicMLP(), task, steps=1, lr=-1)
 
 
 def test_loss_plot() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = dynamic.plot_losses([2.0 - i / 100 for i in range(50)])
+    fig = dynamic_graph.plot_losses([2.0 - i / 100 for i in range(50)])
     assert len(fig.axes[0].lines) == 2

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import helpers
-from helpers import data, inference
+from helpers import images
+from helpers.lessons import efficientnet_inference as inference
 
 
 @pytest.fixture
@@ -21,9 +22,10 @@ def test_load_on_cpu_reports_footprint() -> None:
     loaded, mem = inference.load("b0", "none", torch.device("cpu"))
     assert mem["params_millions"] == pytest.approx(5.29, abs=0.01)
     assert 15 < mem["weights_mib"] < 25 and "needs a GPU" in mem["gpu_memory"]
-    table = inference.top5_table(loaded, data.image_batch(data.sample_image(), loaded.transforms))
+    batch = images.image_batch(images.sample_image(), loaded.transforms)
+    table = inference.top5_table(loaded, batch)
     assert table.count("\n| ") == 5 and "meaningless" in table
-    assert inference.shapes(loaded, data.random_batch(1, 64)) == "(1, 3, 64, 64) -> (1, 1000)"
+    assert inference.shapes(loaded, images.random_batch(1, 64)) == "(1, 3, 64, 64) -> (1, 1000)"
 
 
 def test_compare_sweep_and_claims(run: helpers.NotebookRun) -> None:

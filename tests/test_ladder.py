@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import bench, cli, ladder, roofline, speed
+from helpers import ladder, roofline
+from helpers.lessons import speed_ladder
 from helpers.models import TinyCNN
+from helpers.runtime import cli
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def tiny() -> torch.nn.Module:
 
 def run_tiny(model: torch.nn.Module, rungs: tuple[str, ...], **kw) -> ladder.LadderResult:
     """The ladder on the tiny model: batch 4, 32 px, one warm-up, two timed calls."""
-    return bench.ladder(model, "cpu", 4, 32, rungs=rungs, warmup=1, iters=2, **kw)
+    return ladder.ladder(model, "cpu", 4, 32, rungs=rungs, warmup=1, iters=2, **kw)
 
 
 def test_rung_zero_is_the_reference_and_rows_carry_units(tiny: torch.nn.Module) -> None:
@@ -93,9 +95,9 @@ def test_bad_arguments_are_named(tiny: torch.nn.Module) -> None:
     with pytest.raises(ValueError, match="weights='imagenet' is not allowed"):
         run_tiny(tiny, ("bf16",), weights="imagenet")
     with pytest.raises(ValueError, match=r"inputs has shape \(2, 3, 32, 32\)"):
-        bench.ladder(tiny, "cpu", 4, 32, inputs=torch.zeros(2, 3, 32, 32))
+        ladder.ladder(tiny, "cpu", 4, 32, inputs=torch.zeros(2, 3, 32, 32))
     with pytest.raises(ValueError, match="iters=0 is not allowed"):
-        bench.ladder(tiny, "cpu", 4, 32, rungs=("bf16",), iters=0)
+        ladder.ladder(tiny, "cpu", 4, 32, rungs=("bf16",), iters=0)
 
 
 def test_budget_cuts_iterations_but_keeps_three() -> None:
@@ -109,7 +111,7 @@ def test_budget_cuts_iterations_but_keeps_three() -> None:
 def test_compiled_and_int8_rungs_run_and_stay_correct(tiny: torch.nn.Module) -> None:
     """torch.compile with inductor freezing and the torchao PT2E int8 rung, for real."""
     x = torch.randn(4, 3, 32, 32)
-    result = bench.ladder(tiny, "cpu", 4, 32, inputs=x, calibration=[x, torch.randn_like(x)],
+    result = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, calibration=[x, torch.randn_like(x)],
                           rungs=("compile", "int8"), warmup=1, iters=2, weights="trained")
     rows = {r["key"]: r for r in result.rows()}
     assert rows["compile"]["status"] == "ok", rows["compile"]["reason"]
@@ -144,9 +146,9 @@ def test_trained_model_is_cached(quick_env: dict[str, str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     for k in ("DATA_DIR", "CHECKPOINT_DIR"):
         monkeypatch.setenv(k, quick_env[k])
-    model, info, kind = speed.model_for("trained", "b0", 1, 2, progress=False)
+    model, info, kind = speed_ladder.model_for("trained", "b0", 1, 2, progress=False)
     assert kind == "trained" and info["reused_checkpoint"] is False
-    again, info2, _ = speed.model_for("trained", "b0", 1, 2, progress=False)
+    again, info2, _ = speed_ladder.model_for("trained", "b0", 1, 2, progress=False)
     assert info2["reused_checkpoint"] is True
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -188,7 +190,7 @@ def test_gpu_ladder_rungs_run_and_stay_within_tolerance() -> None:
     """On a GPU: TF32, fp16, compile and CUDA graphs all run and agree with rung 0."""
     from torchvision.models import efficientnet_b0
 
-    result = bench.ladder(efficientnet_b0().eval(), "cuda", 8, 224, warmup=2, iters=5)
+    result = ladder.ladder(efficientnet_b0().eval(), "cuda", 8, 224, warmup=2, iters=5)
     rows = {r["key"]: r for r in result.rows()}
     for key in ("eager", "inference_mode", "channels_last", "tf32", "fp16", "compile_fp16",
                 "cudagraphs"):

@@ -1,4 +1,4 @@
-"""helpers.notebook: parameter resolution and the results file every notebook writes."""
+"""helpers.runtime.notebook: parameter resolution and the results file every notebook writes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import pytest
 import torch
 
 import helpers
-from helpers import notebook
+from helpers import files
+from helpers.runtime import notebook
 
-KEYS = {"notebook", "title", "environment", "parameters", "claims", "metrics", "figures"}
+KEYS = {"notebook", "title", "environment", "parameters", "claims", "targets", "metrics",
+        "figures"}
 
 
 def make_run(tmp_path: Path, **knobs: object) -> notebook.NotebookRun:
@@ -59,6 +61,31 @@ def test_claim_verdicts_are_checked(tmp_path: Path) -> None:
         run.claim("c", "a", "m", "maybe")
     with pytest.raises(ValueError, match="needs a `why`"):
         run.claim("c", "a", "m", "differs")
+    with pytest.raises(ValueError, match="'not comparable' needs a `why`"):
+        run.claim("c", "a", "m", "not comparable")
+    run.claim("B4 on 2 GPUs", "1.85x", "B0, 2 CPU processes", "not comparable",
+              why="other model and hardware class")
+    assert run.claims[-1]["verdict"] == "not comparable"
+
+
+def test_band_verdict_is_two_sided() -> None:
+    assert notebook.band_verdict(1.25, 1.15, 1.35) == "reproduced"
+    assert notebook.band_verdict(2.5, 1.15, 1.35) == "differs"  # +150% does not pass "+25%"
+    assert notebook.band_verdict(1.0, 1.15, 1.35) == "differs"
+    with pytest.raises(ValueError, match="low must be <= high"):
+        notebook.band_verdict(1.0, 2.0, 1.0)
+
+
+def test_targets_stay_out_of_the_claims(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    run.target("CPU ladder speedup", ">= 8x", "5.6x", False, why="int8 rung skipped")
+    run.target("H100 images/s at batch 256", ">= 20000", "needs a GPU", None)
+    assert run.claims == [] and len(run.targets) == 2
+    table = run.targets_table()
+    assert "| CPU ladder speedup | >= 8x | 5.6x | no (int8 rung skipped) |" in table
+    assert "| not run |" in table
+    data = json.loads(run.save().read_text())
+    assert data["targets"][0]["met"] is False
 
 
 def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +97,7 @@ def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.Mo
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(notebook.json, "dump", boom)
+    monkeypatch.setattr(files.json, "dump", boom)
     run.metric(second=2)
     with pytest.raises(OSError, match="disk full"):
         run.save()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import report
+from helpers.runtime import report
 
 
 def sample(name: str, verdict: str, **extra: object) -> dict:
@@ -25,10 +25,21 @@ def test_report_renders_every_notebook(tmp_path: Path) -> None:
     text = report.write_report(tmp_path, "| env |", failure=None).read_text()
     assert "| 00 | claim of 00_a | 18x | 2x | reproduced |" in text
     assert "| 01 | claim of 01_b | 18x | 2x | differs: 2 cores |" in text
-    assert "Verdicts: 1 reproduced, 1 differs, 0 needs a GPU." in text
+    assert "Verdicts: 1 reproduced, 1 differs, 0 not comparable, 0 needs a GPU." in text
     assert "## 00 · Title 00_a" in text and "## 01 · Title 01_b" in text
     assert "| x_ms | 1.235 |" in text and "![f.png](f.png)" in text
     assert "Run stopped early" not in text
+    assert "own targets" not in text  # no notebook recorded one
+
+
+def test_report_keeps_targets_apart_from_claims(tmp_path: Path) -> None:
+    target = {"target": "CPU ladder", "goal": ">= 8x", "measured": "8.4x", "met": True}
+    (tmp_path / "06_x.json").write_text(json.dumps(sample("06_x", "reproduced") |
+                                                   {"targets": [target]}))
+    text = report.write_report(tmp_path, "| env |").read_text()
+    claims, targets = text.split("## The project's own targets")
+    assert "CPU ladder" not in claims
+    assert "| 06 | CPU ladder | >= 8x | 8.4x | yes |" in targets
 
 
 def test_report_shows_failure(tmp_path: Path) -> None:

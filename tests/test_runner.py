@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import cli, runner
+from helpers.runtime import cli, runner
 
 from .conftest import ROOT
 

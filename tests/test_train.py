@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import cli, datasets, train
+from helpers import datasets, train
 from helpers.models import TinyCNN
+from helpers.runtime import cli
 
 CPU = torch.device("cpu")
 

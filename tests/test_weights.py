@@ -8,7 +8,8 @@ import pytest
 import torch
 from torchvision.models import get_model
 
-from helpers import cli, models, weights
+from helpers import models, weights
+from helpers.runtime import cli
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """`python -m helpers ...`."""
 
-from helpers.cli import main
+from helpers.runtime.cli import main
 
 raise SystemExit(main())

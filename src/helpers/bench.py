@@ -3,48 +3,19 @@
 from __future__ import annotations
 
 import statistics
-import time
 import warnings
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
-from functools import partial
 
 import torch
 
-from helpers import data, params, weights
+from helpers import images, params, weights
 from helpers.env import pick_device
 from helpers.memory import PeakMemory
+from helpers.models import load_efficientnet
+from helpers.precision import autocast, resolve_precision
+from helpers.timing import make_clock, quantile, timed_calls
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 SPREAD_WARN = 0.10  # IQR / median above this: the machine was busy, rerun before trusting it
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision name (None = plain fp32), refusing what can't run."""
-    params.one_of("precision", precision, PRECISIONS)
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision='fp16' on device {device} is not allowed: fp16 autocast "
-                         "is for GPUs; on a CPU use 'bf16' or 'fp32'")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"precision='bf16' is not supported by {torch.cuda.get_device_name()}")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
-    """torch.autocast for the device, or a no-op context for fp32: the loop needs no `if`."""
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
-def _cuda_now(device: torch.device) -> float:
-    """Seconds, after the GPU finished all queued work (kernels run asynchronously)."""
-    torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-def make_clock(device: torch.device) -> Callable[[], float]:
-    """The clock for a device, decided once: sync-then-read on CUDA, plain perf_counter on CPU."""
-    return partial(_cuda_now, device) if device.type == "cuda" else time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -73,13 +44,6 @@ class BenchSpec:
         resolve_precision(self.precision, pick_device(self.device))
 
 
-def _quantile(sorted_xs: list[float], q: float) -> float:
-    """Linear-interpolated quantile of sorted values."""
-    pos = (len(sorted_xs) - 1) * q
-    lo, hi = int(pos), min(int(pos) + 1, len(sorted_xs) - 1)
-    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
-
-
 @dataclass(frozen=True)
 class BenchResult:
     """Raw per-batch times (s) and what derives from them; memory in MiB."""
@@ -93,7 +57,7 @@ class BenchResult:
 
     def ms(self, q: float) -> float:
         """The q-quantile of the per-batch time, ms."""
-        return _quantile(sorted(self.times_s), q) * 1e3
+        return quantile(sorted(self.times_s), q) * 1e3
 
     @property
     def median_ms(self) -> float:
@@ -127,22 +91,6 @@ class BenchResult:
                 "warnings": self.warnings()}
 
 
-def timed_calls(fn: Callable[[], object], clock: Callable[[], float], warmup: int,
-                iters: int, after: Callable[[], None] | None = None) -> tuple[float, tuple]:
-    """(seconds spent in `warmup` calls, the seconds of each of `iters` timed calls)."""
-    t0 = clock()
-    for _ in range(warmup):  # first calls pick kernels, compile, fill caches
-        fn()
-    warmup_s, times = clock() - t0, []
-    for _ in range(iters):
-        start = clock()
-        fn()
-        times.append(clock() - start)
-        if after:
-            after()
-    return warmup_s, tuple(times)
-
-
 def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec) -> BenchResult:
     """Time `model(x)` under inference_mode and the spec's autocast: warm-up, then iters."""
     device = pick_device(spec.device)
@@ -165,14 +113,12 @@ def prepare(model: torch.nn.Module, spec: BenchSpec) -> tuple[torch.nn.Module, t
     device = pick_device(spec.device)
     fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.eval().to(device, memory_format=fmt)
-    x = data.random_batch(spec.batch_size, spec.image_size).to(device, memory_format=fmt)
+    x = images.random_batch(spec.batch_size, spec.image_size).to(device, memory_format=fmt)
     return (torch.compile(model) if spec.compile else model), x
 
 
 def run(spec: BenchSpec, model: torch.nn.Module | None = None) -> BenchResult:
     """Measure one spec; the EfficientNet is built (random weights: timing needs none)."""
-    from helpers.models import load_efficientnet
-
     if model is None:
         model = load_efficientnet(spec.variant, "none", "cpu").model
     return time_model(*prepare(model, spec), spec)
@@ -180,8 +126,6 @@ def run(spec: BenchSpec, model: torch.nn.Module | None = None) -> BenchResult:
 
 def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...]) -> list[BenchResult]:
     """The same spec at several batch sizes, one model for all."""
-    from helpers.models import load_efficientnet
-
     model = load_efficientnet(spec.variant, "none", "cpu").model
     return [run(BenchSpec(**{**asdict(spec), "batch_size": b}), model) for b in batch_sizes]
 
@@ -198,13 +142,3 @@ def table(results: list[BenchResult]) -> str:
             f"{s.batch_size} | {r.median_ms:.1f} | {r.ms(0.1):.1f} | {r.ms(0.9):.1f} | "
             f"{r.images_per_sec:.1f} | {r.peak_memory_mib:.0f} ({r.memory_kind}) |")
     return "\n".join(lines)
-
-
-def __getattr__(name: str):
-    """`bench.ladder` is helpers.ladder.ladder, resolved on first use (that module imports
-    this one, so a top-level import would be circular)."""
-    if name == "ladder":
-        from helpers.ladder import ladder
-
-        return ladder
-    raise AttributeError(f"module 'helpers.bench' has no attribute {name!r}")

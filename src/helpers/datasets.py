@@ -14,7 +14,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
 from helpers import params, paths
-from helpers.data import IMAGENET_MEAN, IMAGENET_STD
+from helpers.images import IMAGENET_MEAN, IMAGENET_STD
 
 CLASSES = ("circle", "square", "triangle", "cross", "ring",
            "hstripes", "vstripes", "checker", "diagonal", "dots")

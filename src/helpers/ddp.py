@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from helpers import datasets, train
 from helpers.env import pick_device
-from helpers.notebook import write_json_atomic
+from helpers.files import write_json_atomic
 
 
 def ranks() -> tuple[int, int, int]:

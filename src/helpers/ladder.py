@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers import params, roofline
-from helpers.bench import autocast, make_clock, resolve_precision, timed_calls
+from helpers import images, params, roofline
 from helpers.env import pick_device
+from helpers.precision import autocast, resolve_precision
+from helpers.timing import make_clock, timed_calls
 
 FP32_TOLERANCE = 1e-3  # max relative logit error of an fp32 rung (reordered sums only)
 LOW_TOLERANCE = 3e-2  # bf16 / fp16 / TF32 rungs: 8-10 mantissa bits
@@ -365,14 +366,12 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
     """Measure the speed ladder of `model` on `inputs` (default: a random batch) side by side:
     per rung images/s, ms/batch, speedup over rung 0, preparation (compile) time, max relative
     logit error vs rung 0 and top-1 agreement (meaningful unless weights='random')."""
-    from helpers import data
-
     dev = pick_device(device) if isinstance(device, str) else device
     params.one_of("weights", weights, WEIGHTS)
     params.positive_int("batch_size", batch_size)
     params.positive_int("image_size", image_size)
     if inputs is None:
-        inputs = data.random_batch(batch_size, image_size)
+        inputs = images.random_batch(batch_size, image_size)
     elif tuple(inputs.shape) != (batch_size, 3, image_size, image_size):
         raise ValueError(f"inputs has shape {tuple(inputs.shape)}; expected "
                          f"({batch_size}, 3, {image_size}, {image_size}) from batch_size and "

@@ -8,12 +8,15 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision.models import get_model
 from tqdm.auto import tqdm
 
 from helpers import checkpoint, params
-from helpers.bench import autocast, make_clock, resolve_precision
 from helpers.env import pick_device
 from helpers.memory import PeakMemory
+from helpers.models import TinyCNN
+from helpers.precision import autocast, resolve_precision
+from helpers.timing import make_clock
 
 
 def resolve_amp(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -24,10 +27,6 @@ def resolve_amp(precision: str, device: torch.device) -> tuple[torch.dtype | Non
 def build_model(variant: str = "b0", num_classes: int = 10, seed: int = 0) -> nn.Module:
     """A randomly initialised EfficientNet-<variant> (or 'tiny' / 'tiny-gn': models.TinyCNN
     with batch / group norm) with a num_classes head."""
-    from torchvision.models import get_model
-
-    from helpers.models import TinyCNN
-
     params.positive_int("num_classes", num_classes)
     torch.manual_seed(seed)
     if variant in ("tiny", "tiny-gn"):

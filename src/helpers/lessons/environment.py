@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from helpers import env
-from helpers.bench import make_clock
-from helpers.notebook import NotebookRun
+from helpers.runtime.notebook import NotebookRun
+from helpers.timing import make_clock
 
 # What the article says its "PyTorch-CUDA-v2.8" image holds (seed-article.md, section 2).
 ARTICLE_STACK = {"torch": "2.8", "cuda": "12.1", "cudnn": "8.9", "python": "3.10"}

@@ -7,7 +7,7 @@ import os
 import torch
 
 from helpers import bench, memory, models
-from helpers.notebook import NotebookRun
+from helpers.runtime.notebook import NotebookRun
 
 # The article's table (seed-article.md, section 3): B0, batch 32, "no advanced optimisation".
 ARTICLE = {"cpu_ms": 480.0, "cpu_images_per_sec": 67.0, "gpu_ms": 26.0,

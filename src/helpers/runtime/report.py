@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from helpers.notebook import VERDICTS
+from helpers.runtime.notebook import VERDICTS, targets_markdown
 
 
 def load_results(run_dir: Path) -> list[dict[str, Any]]:
@@ -44,6 +44,16 @@ def claims_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + f"\n\nVerdicts: {summary}.\n"
 
 
+def targets_table(results: list[dict[str, Any]]) -> str:
+    """The project's own targets over all notebooks (they are not article claims)."""
+    rows = [targets_markdown(r["targets"], r["notebook"][:2]).splitlines()[2:]
+            for r in results if r.get("targets")]
+    if not rows:
+        return ""
+    head = targets_markdown([], "NN").splitlines()
+    return "\n".join(head + [line for block in rows for line in block]) + "\n"
+
+
 def notebook_section(r: dict[str, Any]) -> str:
     """A notebook's parameters, metrics table and figures."""
     params = ", ".join(f"`{k}={v}`" for k, v in r.get("parameters", {}).items())
@@ -65,6 +75,9 @@ def render(results: list[dict[str, Any]], env_table: str, failure: str | None = 
     if failure:
         parts += ["## Run stopped early", "", f"**{failure}**", ""]
     parts += ["## The article vs this machine", "", claims_table(results)]
+    targets = targets_table(results)
+    if targets:
+        parts += ["## The project's own targets", "", targets]
     parts += [notebook_section(r) for r in results]
     return "\n".join(parts)
 

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from helpers import datasets, params, paths, roofline, train
+from helpers.files import write_json_atomic
 from helpers.ladder import WEIGHTS, LadderResult, ladder
-from helpers.notebook import NotebookRun, write_json_atomic
+from helpers.runtime.notebook import NotebookRun
 
 TARGET_CPU_SPEEDUP = 8.0  # the project's target for the best correct CPU rung at batch 32
 TRAIN_SIZE = 64  # pixels: the brief training's images (the ladder itself runs at 224)
@@ -102,7 +103,7 @@ def held_out_ladder(model: torch.nn.Module, device: torch.device, batch_size: in
                     image_size: int, weights: str, variant: str,
                     rungs: tuple[str, ...] | None = None, warmup: int = 1, iters: int = 5,
                     budget_s: float | None = 20.0) -> LadderResult:
-    """bench.ladder on a batch of held-out generated images, calibrating the int8 rung on two
+    """ladder.ladder on a batch of held-out generated images, calibrating the int8 rung on two
     other batches of the same shape; prints each rung as it starts."""
     x, _ = labelled_batch(batch_size, image_size, offset=2)
     calibration = [labelled_batch(batch_size, image_size, offset=3 + i)[0] for i in range(2)]

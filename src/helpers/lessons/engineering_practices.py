@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from helpers import checkpoint, params, paths, train
-from helpers.notebook import NotebookRun
+from helpers.runtime.notebook import NotebookRun
 
 
 def train_command(data_dir: Path, ckpt_dir: Path, epochs: int, resume: bool = False) -> list[str]:

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from helpers import datasets, params, train
-from helpers.bench import autocast
-from helpers.notebook import NotebookRun
+from helpers.precision import autocast
+from helpers.runtime.notebook import NotebookRun
 
 ARTICLE = {"throughput_gain": 0.25, "memory_saving": 0.30}
 

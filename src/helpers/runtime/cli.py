@@ -20,7 +20,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the notebooks with papermill and write the report."""
-    from helpers.runner import RunSpec, run_all
+    from helpers.runtime.runner import RunSpec, run_all
 
     spec = RunSpec(Path(args.notebooks_dir), Path(args.output_dir), args.device, args.quick,
                    tuple(args.only or ()), args.kernel)
@@ -34,10 +34,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_strip(args: argparse.Namespace) -> int:
     """Strip outputs from notebooks (reference cells excepted); --check only reports."""
-    from helpers import nbtools
+    from helpers.runtime import strip
 
     paths = [Path(p) for p in args.paths] or sorted(Path("notebooks").glob("*.ipynb"))
-    dirty = nbtools.strip_files(paths, check=args.check, adopt_from=args.adopt)
+    dirty = strip.strip_files(paths, check=args.check, adopt_from=args.adopt)
     for p in dirty:
         print(f"{'needs stripping' if args.check else 'stripped'}: {p}")
     return 1 if (args.check and dirty) else 0
@@ -55,7 +55,7 @@ def bench_devices(device: str) -> list[str]:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark EfficientNet inference and print a table (and JSON with --json)."""
     from helpers import bench, env
-    from helpers.notebook import write_json_atomic
+    from helpers.files import write_json_atomic
 
     if args.ladder:
         return cmd_ladder(args)
@@ -87,23 +87,25 @@ def parse_sizes(name: str, text: str) -> tuple[int, ...]:
 
 def cmd_ladder(args: argparse.Namespace) -> int:
     """The speed ladder: every rung's speed and error vs rung 0; table, JSON, chart."""
-    from helpers import env, ladder, speed
+    from helpers import env, ladder
+    from helpers.lessons import speed_ladder
 
     device = env.pick_device("auto" if args.device == "all" else args.device)
     sizes = parse_sizes("batch_sizes", args.batch_sizes or str(args.batch_size))
     rungs = tuple(r for r in (args.rungs or "").split(",") if r) or None
     ladder.select(rungs)  # names checked before any training or timing
-    model, info, kind = speed.model_for(args.weights, args.model, args.train_epochs,
-                                        args.train_per_class, progress=not args.json)
+    model, info, kind = speed_ladder.model_for(args.weights, args.model, args.train_epochs,
+                                               args.train_per_class, progress=not args.json)
     print(f"model: {args.model}, weights {kind} {info}")
-    results = [speed.held_out_ladder(model, device, b, args.image_size, kind, args.model, rungs,
-                                     args.warmup, args.iters, args.budget_s) for b in sizes]
+    results = [speed_ladder.held_out_ladder(model, device, b, args.image_size, kind, args.model,
+                                            rungs, args.warmup, args.iters, args.budget_s)
+               for b in sizes]
     for r in results:
         print(f"\n{r.variant} batch {r.batch_size}, {r.device_name}:\n{r.table()}")
-    out = speed.write_benchmark(results, Path(args.out) if args.out else None)
+    out = speed_ladder.write_benchmark(results, Path(args.out) if args.out else None)
     print(f"\nwritten: {out}")
     if args.json:
-        print(f"json: {speed.write_json(results, Path(args.json))}")
+        print(f"json: {speed_ladder.write_json(results, Path(args.json))}")
     return 0
 
 
@@ -141,7 +143,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train EfficientNet on an ImageFolder (default: the generated shapes) and report."""
     from helpers import datasets, env, train
-    from helpers.notebook import write_json_atomic
+    from helpers.files import write_json_atomic
 
     device = env.pick_device(args.device)
     train.resolve_amp(args.precision, device)  # refuse fp16 on a CPU before any work

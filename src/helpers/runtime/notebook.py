@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,26 +10,20 @@ from typing import Any
 import torch
 
 from helpers import env, params
+from helpers.files import write_json_atomic
 
-VERDICTS = ("reproduced", "differs", "needs a GPU")
+# reproduced: like-for-like work, inside the band shown beside the claim; differs: like for like,
+# outside it (why computed from what was measured); not comparable: the work differs (model,
+# batch, hardware class), with the reason; needs a GPU: the claim is about a GPU and none is here.
+VERDICTS = ("reproduced", "differs", "not comparable", "needs a GPU")
+NEEDS_WHY = ("differs", "not comparable")
 
 
-def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write JSON to a temp file beside `path`, fsync, then rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def band_verdict(value: float, low: float, high: float) -> str:
+    """'reproduced' when low <= value <= high, else 'differs': a claim passes only in its band."""
+    if low > high:
+        raise ValueError(f"band ({low}, {high}) is not allowed: low must be <= high")
+    return "reproduced" if low <= value <= high else "differs"
 
 
 def kv_table(values: dict[str, Any], header: tuple[str, str] = ("quantity", "value")) -> str:
@@ -39,6 +31,19 @@ def kv_table(values: dict[str, Any], header: tuple[str, str] = ("quantity", "val
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
               for k, v in values.items()]
+    return "\n".join(lines)
+
+
+def targets_markdown(targets: list[dict[str, Any]], notebook: str | None = None) -> str:
+    """Targets as a Markdown table: goal, measured, met (yes / no / not run) and why."""
+    head = "| notebook | target | goal | measured | met |" if notebook else \
+        "| target | goal | measured | met |"
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for t in targets:
+        met = {True: "yes", False: "no", None: "not run"}[t["met"]]
+        met += f" ({t['why']})" if t.get("why") else ""
+        cells = [t["target"], t["goal"], t["measured"], met]
+        lines.append("| " + " | ".join(([notebook] if notebook else []) + cells) + " |")
     return "\n".join(lines)
 
 
@@ -53,6 +58,7 @@ class NotebookRun:
     results_dir: Path
     parameters: dict[str, Any]
     claims: list[dict[str, str]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
 
@@ -60,10 +66,16 @@ class NotebookRun:
               why: str | None = None) -> None:
         """Record one article-vs-this-machine row; verdict is one of VERDICTS."""
         params.one_of("verdict", verdict, VERDICTS)
-        if verdict == "differs" and not why:
-            raise ValueError(f"claim {claim!r}: verdict 'differs' needs a `why`")
+        if verdict in NEEDS_WHY and not why:
+            raise ValueError(f"claim {claim!r}: verdict {verdict!r} needs a `why`")
         row = {"claim": claim, "article": article, "measured": measured, "verdict": verdict}
         self.claims.append(row | ({"why": why} if why else {}))
+
+    def target(self, target: str, goal: str, measured: str, met: bool | None,
+               why: str | None = None) -> None:
+        """Record one of the project's own targets (not an article claim); met=None: not run."""
+        row = {"target": target, "goal": goal, "measured": measured, "met": met}
+        self.targets.append(row | ({"why": why} if why else {}))
 
     def scaled(self, full: int, quick: int) -> int:
         """A size for this run: `full` normally, the smaller `quick` in quick mode."""
@@ -89,6 +101,10 @@ class NotebookRun:
             lines.append(f"| {c['claim']} | {c['article']} | {c['measured']} | {verdict} |")
         return "\n".join(lines)
 
+    def targets_table(self) -> str:
+        """The project's own targets recorded so far, as Markdown."""
+        return targets_markdown(self.targets)
+
     def to_dict(self) -> dict[str, Any]:
         """The results file's content (see NOTEBOOKS.md)."""
         return {
@@ -97,6 +113,7 @@ class NotebookRun:
             "environment": env.short_env(self.device),
             "parameters": {**self.parameters, "quick": self.quick},
             "claims": self.claims,
+            "targets": self.targets,
             "metrics": self.metrics,
             "figures": self.figures,
         }

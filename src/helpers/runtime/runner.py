@@ -120,6 +120,6 @@ def run_all(spec: RunSpec) -> RunOutcome:
 
 def _write_report(run_dir: Path, failure: str | None) -> Path:
     """The report with this machine's full environment table."""
-    from helpers.report import write_report
+    from helpers.runtime.report import write_report
 
     return write_report(run_dir, env.collect().table(), failure)
