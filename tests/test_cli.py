@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers.runtime import cli
+from helpers.runtime import cli, runner
 
 from .conftest import ROOT
 
@@ -37,9 +37,23 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture) -> None:
 def test_run_help_documents_options(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
-    out = capsys.readouterr().out
-    for opt in ("--only", "--quick", "--device"):
+    out = " ".join(capsys.readouterr().out.split())
+    for opt in ("--only", "--quick", "--device", "-p NAME VALUE", "--keep-going", "--timeout",
+                "--verbose"):
         assert opt in out
+    assert f"default {runner.DEFAULT_TIMEOUT_S:g}:" in out  # the help states the real default
+
+
+def test_help_lists_compare(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "compare" in capsys.readouterr().out
+
+
+def test_bad_timeout_is_a_clear_error(capsys: pytest.CaptureFixture, tmp_path) -> None:
+    code = cli.main(["run", "--timeout", "0", "--output-dir", str(tmp_path / "o")])
+    assert code == 2 and "timeout_s=0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_unknown_only_is_a_clear_error(capsys: pytest.CaptureFixture, tmp_path) -> None:

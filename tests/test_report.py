@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from helpers.runtime import report
+from helpers.runtime import html_report, report
 
 
 def sample(name: str, verdict: str, **extra: object) -> dict:
@@ -22,13 +24,13 @@ def test_report_renders_every_notebook(tmp_path: Path) -> None:
     (tmp_path / "00_a.json").write_text(json.dumps(sample("00_a", "reproduced")))
     (tmp_path / "01_b.json").write_text(json.dumps(sample("01_b", "differs", why="2 cores")))
     (tmp_path / "other.json").write_text("[1, 2]")  # not a results file: ignored
-    text = report.write_report(tmp_path, "| env |", failure=None).read_text()
+    text = report.write_report(tmp_path, "| env |").read_text()
     assert "| 00 | claim of 00_a | 18x | 2x | reproduced |" in text
     assert "| 01 | claim of 01_b | 18x | 2x | differs: 2 cores |" in text
     assert "Verdicts: 1 reproduced, 1 differs, 0 not comparable, 0 needs a GPU." in text
     assert "## 00 · Title 00_a" in text and "## 01 · Title 01_b" in text
     assert "| x_ms | 1.235 |" in text and "![f.png](f.png)" in text
-    assert "Run stopped early" not in text
+    assert "## Failed" not in text
     assert "own targets" not in text  # no notebook recorded one
 
 
@@ -42,9 +44,64 @@ def test_report_keeps_targets_apart_from_claims(tmp_path: Path) -> None:
     assert "| 06 | CPU ladder | >= 8x | 8.4x | yes |" in targets
 
 
-def test_report_shows_failure(tmp_path: Path) -> None:
-    text = report.render([], "| env |", failure="notebook 01_b.ipynb failed in cell 3")
-    assert "## Run stopped early" in text and "01_b.ipynb failed in cell 3" in text
+def test_failures_come_first_with_what_did_not_run(tmp_path: Path) -> None:
+    failures = [report.Failure("01_b.ipynb", 3, "ValueError: x", tmp_path / "01_b.ipynb"),
+                report.Failure("04_c.ipynb", 7, "ran past 5 s", tmp_path / "04_c.ipynb", 5.0)]
+    text = report.render([sample("00_a", "reproduced")], "| env |", failures, ("05_d", "06_e"))
+    assert text.index("## Failed") < text.index("## This machine")
+    assert f"notebook 01_b.ipynb failed in cell 3: ValueError: x. Partial output kept at " \
+           f"{tmp_path / '01_b.ipynb'}" in text
+    assert "cell 7 of 04_c ran past 5 s (the per-cell --timeout)" in text
+    assert "([notebook](04_c.ipynb), [HTML](04_c.html))" in text
+    assert "not run: 05_d, 06_e" in text
+
+
+def test_failure_before_any_cell() -> None:
+    f = report.Failure("02_x.ipynb", None, "NoSuchKernel: nope", Path("o/02_x.ipynb"))
+    assert f.message().startswith("notebook 02_x.ipynb failed before any cell ran: NoSuchKernel")
+
+
+def png(path: Path) -> bytes:
+    """A real matplotlib figure saved as PNG at path; returns its bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([1, 2, 3], [3, 1, 2])
+    fig.savefig(path)
+    plt.close(fig)
+    return path.read_bytes()
+
+
+def test_html_report_embeds_figures_and_lists_packages(tmp_path: Path) -> None:
+    data = png(tmp_path / "f.png")
+    (tmp_path / "00_a.json").write_text(json.dumps(sample("00_a", "differs", why="<2 cores>")))
+    failure = report.Failure("01_b.ipynb", 3, "ValueError: x", tmp_path / "01_b.ipynb")
+    page = html_report.write_html_report(tmp_path, "| item | value |\n|---|---|\n| GPU | H1 |\n",
+                                         [failure]).read_text()
+    assert f'src="data:image/png;base64,{base64.b64encode(data).decode()}"' in page
+    assert "<td>GPU</td>" in page and "<td>H1</td>" in page  # the environment header
+    assert "differs: &lt;2 cores&gt;" in page  # text from results files is escaped
+    assert page.index("<h2>Failed</h2>") < page.index("<h2>This machine</h2>")
+    details = page.index("<details><summary>Installed packages")
+    assert page.index("<h2>This machine</h2>") < details < page.index("<h2>The article")
+    assert "torch==" in page and "@@packages@@" not in page
+    assert "torch==" in (tmp_path / "packages.txt").read_text()
+
+
+def test_a_missing_figure_stays_a_link(tmp_path: Path) -> None:
+    assert html_report.embed(tmp_path, "gone.png") == "gone.png"
+
+
+def test_notebooks_export_to_html(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('hi')", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="hi there\n")])])
+    nbformat.write(nb, tmp_path / "03_x.ipynb")
+    (tmp_path / "notes.ipynb").write_text("{not a notebook")  # not NN_*: left alone
+    [out] = html_report.export_notebooks(tmp_path)
+    assert out == tmp_path / "03_x.html" and "hi there" in out.read_text()
 
 
 def test_broken_results_file_is_named(tmp_path: Path) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from helpers.runtime import cli, runner
+from helpers.runtime import cli, nbparams, runner
+from helpers.runtime.notebook import VERDICTS
 
 from .conftest import ROOT
 
@@ -57,38 +59,145 @@ def test_bad_device_fails_before_any_notebook(tmp_path: Path,
     assert not (tmp_path / "o").exists()
 
 
-def broken_notebooks(folder: Path) -> None:
-    """00 writes a results file; 01 fails in its third cell."""
-    folder.mkdir()
-    ok = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('results_dir = "."', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "import json, pathlib\n(pathlib.Path(results_dir) / '00_ok.json').write_text("
-            "json.dumps({'notebook': '00_ok', 'title': 'Fine', 'claims': [], "
-            "'metrics': {'answer': 42}, 'figures': []}))")])
-    bad = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('results_dir = "."', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("raise ValueError('batch_size=0 is not allowed')")])
-    for nb in (ok, bad):
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                     "language": "python"}
-    nbformat.write(ok, folder / "00_ok.ipynb")
-    nbformat.write(bad, folder / "01_bad.ipynb")
+PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJ"
+           "RU5ErkJggg==")
+
+
+def write_notebook(folder: Path, name: str, *cells: str, params: str = "") -> Path:
+    """NN_name.ipynb: a parameters cell (results_dir plus `params`), then `cells`, then a cell
+    that writes a results file naming the parameters and one figure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = name.removesuffix(".ipynb")
+    results = (
+        "import base64, json, pathlib\n"
+        f"out = pathlib.Path(results_dir)\n"
+        f"(out / '{stem}.png').write_bytes(base64.b64decode('{PNG_1PX}'))\n"
+        f"(out / '{stem}.json').write_text(json.dumps({{'notebook': '{stem}', "
+        f"'title': 'T {stem}', 'claims': [], 'parameters': {{k: v for k, v in globals().items() "
+        f"if k in {params_names(params)!r}}}, 'metrics': {{'answer': 42}}, "
+        f"'figures': ['{stem}.png']}}))")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f'results_dir = "."\n{params}'.strip(),
+                                  metadata={"tags": ["parameters"]}),
+        *[nbformat.v4.new_code_cell(c) for c in cells],
+        nbformat.v4.new_code_cell(results)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, folder / name)
+    return folder / name
+
+
+def params_names(params: str) -> list[str]:
+    """The names assigned in a parameters cell's text."""
+    return [line.split("=")[0].strip() for line in params.splitlines() if "=" in line]
+
+
+def three_notebooks(folder: Path) -> None:
+    """00 and 02 write results; 01, between them, raises in its third cell."""
+    write_notebook(folder, "00_first.ipynb", "x = 1")
+    write_notebook(folder, "01_bad.ipynb", "x = 1",
+                   "raise ValueError('bad input:\\nbatch_size=0 is not allowed')")
+    write_notebook(folder, "02_last.ipynb", "y = 2")
+
+
+def run_cli(tmp_path: Path, *args: str) -> tuple[int, Path]:
+    """`python -m helpers run` in this process on tmp_path/nbs; (exit code, the run folder)."""
+    code = cli.main(["run", "--quick", "--device", "cpu", "--notebooks-dir", str(tmp_path / "nbs"),
+                     "--output-dir", str(tmp_path / "out"), *args])
+    return code, (tmp_path / "out" / "latest").resolve()
 
 
 @pytest.mark.slow
-def test_failure_names_notebook_and_cell_and_keeps_partial(tmp_path: Path) -> None:
-    broken_notebooks(tmp_path / "nbs")
-    spec = runner.RunSpec(tmp_path / "nbs", tmp_path / "out", device="cpu", quick=True)
-    outcome = runner.run_all(spec)
-    assert outcome.failure is not None
-    assert "01_bad.ipynb failed in cell" in outcome.failure
-    assert "ValueError: batch_size=0 is not allowed" in outcome.failure
-    partial = outcome.run_dir / "01_bad.ipynb"
-    assert partial.exists() and str(partial) in outcome.failure
+def test_keep_going_runs_the_rest_and_names_the_failure(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """The acceptance test: the failing notebook sits between two that pass."""
+    three_notebooks(tmp_path / "nbs")
+    code, run_dir = run_cli(tmp_path, "--keep-going", "--only", "00", "01", "02")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (run_dir / "02_last.json").exists(), "the notebook after the failure did not run"
+    assert "01_bad.ipynb failed in cell 4: ValueError: batch_size=0 is not allowed" in err
+    assert "not run:" not in err
+    text = (run_dir / "report.md").read_text()
+    failed, rest = text.split("## This machine")
+    assert "## Failed" in failed and "**01_bad**" in failed and "not run" not in failed
+    assert f"Partial output kept at {run_dir / '01_bad.ipynb'}" in failed
+    assert "## 00 · T 00_first" in rest and "## 02 · T 02_last" in rest
+    assert (run_dir / "01_bad.ipynb").exists() and (run_dir / "01_bad.html").exists()
+    page = (run_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "01_bad" in page
+    assert "<details><summary>Installed packages" in page and "torch==" in page
+
+
+@pytest.mark.slow
+def test_without_keep_going_the_run_stops_and_says_what_did_not_run(tmp_path: Path) -> None:
+    three_notebooks(tmp_path / "nbs")
+    outcome = runner.run_all(runner.RunSpec(tmp_path / "nbs", tmp_path / "out", device="cpu",
+                                            quick=True))
+    [failure] = outcome.failures
+    assert (failure.notebook, failure.cell) == ("01_bad.ipynb", 4)
+    assert failure.error == "ValueError: batch_size=0 is not allowed"  # the error's last line
+    assert failure.partial == outcome.run_dir / "01_bad.ipynb" and failure.partial.exists()
+    assert outcome.not_run == ("02_last",)
+    assert not (outcome.run_dir / "02_last.json").exists()
     text = outcome.report.read_text()
-    assert "Run stopped early" in text and "| answer | 42 |" in text
+    assert "not run: 02_last" in text and "| answer | 42 |" in text
+    assert json.loads((outcome.run_dir / "environment.json").read_text())["torch"]
+
+
+def test_unknown_parameter_is_refused_before_anything_runs(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    write_notebook(tmp_path / "nbs", "00_a.ipynb", params="steps = 10  # training steps")
+    write_notebook(tmp_path / "nbs", "01_b.ipynb", params="batch_size = 8  # images")
+    code, _ = run_cli(tmp_path, "-p", "batchsize", "16")
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert "-p batchsize 16: parameter 'batchsize' is declared by no selected notebook" in err
+    assert "00_a: steps; 01_b: batch_size" in err
+    code, _ = run_cli(tmp_path, "-p", "00:batch_size", "16")
+    assert code == 2 and "00_a: steps" in capsys.readouterr().err
+    code, _ = run_cli(tmp_path, "-p", "07:steps", "1")
+    assert code == 2 and "notebook '07' is not among those selected (00, 01)" in \
+        capsys.readouterr().err
+    code, _ = run_cli(tmp_path, "-p", "results_dir", "/tmp")
+    assert code == 2 and "use --output-dir" in capsys.readouterr().err
+
+
+def test_parameter_values_parse_as_papermill_does() -> None:
+    parsed = nbparams.parse([("a", "True"), ("02:b", "64"), ("c", "2e-3"), ("d", "None"),
+                             ("e", "b0")])
+    assert [(p.notebook, p.name, p.value) for p in parsed] == [
+        (None, "a", True), ("02", "b", 64), (None, "c", 0.002), (None, "d", None),
+        (None, "e", "b0")]
+    with pytest.raises(ValueError, match=r"-p '02:' is not allowed; write -p NAME VALUE"):
+        nbparams.parse([("02:", "1")])
+
+
+@pytest.mark.slow
+def test_parameters_reach_every_declaring_notebook_or_one(tmp_path: Path) -> None:
+    for name in ("00_a.ipynb", "01_b.ipynb"):
+        write_notebook(tmp_path / "nbs", name, params="steps = 10  # n\nlr = 0.1  # rate")
+    code, run_dir = run_cli(tmp_path, "-p", "lr", "0.5", "-p", "01:steps", "3")
+    assert code == 0
+    a = json.loads((run_dir / "00_a.json").read_text())["parameters"]
+    b = json.loads((run_dir / "01_b.json").read_text())["parameters"]
+    assert a == {"steps": 10, "lr": 0.5} and b == {"steps": 3, "lr": 0.5}
+
+
+@pytest.mark.slow
+def test_a_cell_past_the_timeout_fails_clearly(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    write_notebook(tmp_path / "nbs", "00_slow.ipynb", "x = 1", "import time\ntime.sleep(120)")
+    t0 = time.monotonic()
+    code, run_dir = run_cli(tmp_path, "--timeout", "3")
+    assert code == 1 and time.monotonic() - t0 < 60
+    assert "cell 4 of 00_slow ran past 3 s" in capsys.readouterr().err
+    assert "cell 4 of 00_slow ran past 3 s" in (run_dir / "report.md").read_text()
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="timeout_s=0"):
+        runner.RunSpec(timeout_s=0)
 
 
 @pytest.mark.slow
@@ -107,12 +216,15 @@ def test_make_run_end_to_end(tmp_path: Path, notebooks_copy: Path,
         data = json.loads((latest / f"{name}.json").read_text())
         assert data["notebook"] == name and data["parameters"]["quick"] is True
         assert data["claims"], f"{name} states no article claim"
-        assert {c["verdict"] for c in data["claims"]} <= {"reproduced", "differs",
-                                                          "needs a GPU"}
+        assert {c["verdict"] for c in data["claims"]} <= set(VERDICTS)
         for fig in data["figures"]:
             assert (latest / fig).stat().st_size > 1000
-        assert (latest / f"{name}.ipynb").exists()
+        assert (latest / f"{name}.ipynb").exists() and (latest / f"{name}.html").exists()
     report = (latest / "report.md").read_text()
+    assert "## Failed" not in report
+    page = (latest / "report.html").read_text()
+    figures = sum(len(json.loads((latest / f"{n}.json").read_text())["figures"]) for n in names)
+    assert page.count("data:image/png;base64,") == figures, "figures not embedded in report.html"
     assert "## The article vs this machine" in report
     assert "## 00 · Environment check" in report
     assert "## 01 · Autograd on a dynamic graph" in report

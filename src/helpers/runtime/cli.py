@@ -1,4 +1,4 @@
-"""`python -m helpers`: env, run, bench, weights, data, train, strip."""
+"""`python -m helpers`: env, run, compare, bench, weights, data, train, strip."""
 
 from __future__ import annotations
 
@@ -19,16 +19,34 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the notebooks with papermill and write the report."""
+    """Run the notebooks with papermill and write report.md and report.html."""
+    from helpers.runtime import nbparams
     from helpers.runtime.runner import RunSpec, run_all
 
+    timeout = {} if args.timeout is None else {"timeout_s": args.timeout}
     spec = RunSpec(Path(args.notebooks_dir), Path(args.output_dir), args.device, args.quick,
-                   tuple(args.only or ()), args.kernel)
+                   tuple(args.only or ()), args.kernel, keep_going=args.keep_going,
+                   parameters=nbparams.parse(args.parameters or []), verbose=args.verbose,
+                   **timeout)
     outcome = run_all(spec)
-    print(f"report: {outcome.report}")
-    if outcome.failure:
-        print(f"error: {outcome.failure}", file=sys.stderr)
-        return 1
+    print(f"report: {outcome.report}\nhtml:   {outcome.html}")
+    for failure in outcome.failures:
+        print(f"error: {failure.message()}", file=sys.stderr)
+    if outcome.not_run:
+        print(f"not run: {', '.join(outcome.not_run)} (--keep-going runs them anyway)",
+              file=sys.stderr)
+    return 1 if outcome.failures else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print two runs' metrics and claims side by side (and write them with --out)."""
+    from helpers.runtime import compare
+
+    text = compare.table(compare.load(Path(args.run_a)), compare.load(Path(args.run_b)))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"written: {args.out}")
     return 0
 
 
@@ -234,28 +252,49 @@ def add_weights_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_weights)
 
 
+def add_run_parser(sub: argparse._SubParsersAction) -> None:
+    """`run`: every notebook headless with papermill, then report.md and report.html."""
+    p = sub.add_parser("run", help="execute the notebooks headless (papermill) and write a report")
+    p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 00 02)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("-p", "--parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="pass a parameter to every notebook that declares it, or NN:NAME to one "
+                        "(repeatable; values parsed as papermill's -p does)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="record a failing notebook and run the rest (exit code 1 at the end)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="per-cell limit (default 1800: 3x the slowest cell at default sizes "
+                        "on a 2-core CPU)")
+    p.add_argument("--verbose", action="store_true",
+                   help="log each cell and its output as it runs (papermill's --log-output)")
+    p.add_argument("--notebooks-dir", default="notebooks", help="where NN_*.ipynb live")
+    p.add_argument("--output-dir", default="outputs",
+                   help="run folders go here as <timestamp>/; 'latest' points at the last")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
+    p.set_defaults(func=cmd_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="python -m helpers",
         description="Measure PyTorch + CUDA on EfficientNet: the notebooks' logic as a CLI.",
         epilog="Examples: python -m helpers env --json | python -m helpers run --quick "
-               "--only 00 01")
+               "--only 00 01 | python -m helpers compare outputs/A outputs/B")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("env", help="report Python/torch/CUDA/cuDNN/GPU/CPU and known mismatches")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_env)
 
-    p = sub.add_parser("run", help="execute the notebooks headless (papermill) and write a report")
-    p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 00 02)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--notebooks-dir", default="notebooks", help="where NN_*.ipynb live")
-    p.add_argument("--output-dir", default="outputs",
-                   help="run folders go here as <timestamp>/; 'latest' points at the last")
-    p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
-    p.set_defaults(func=cmd_run)
+    add_run_parser(sub)
+    p = sub.add_parser("compare", help="two runs' metrics and claims side by side, with ratios")
+    p.add_argument("run_a", metavar="RUN_A", help="a run folder (outputs/<timestamp>), a results "
+                   "folder (docs/results/...) or a results JSON file")
+    p.add_argument("run_b", metavar="RUN_B", help="the same kinds; ratios are B / A")
+    p.add_argument("--out", metavar="FILE", help="also write the table here (Markdown)")
+    p.set_defaults(func=cmd_compare)
 
     add_bench_parser(sub)
     add_weights_parser(sub)

@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from helpers.runtime.notebook import VERDICTS, targets_markdown
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A notebook that failed: where (1-based cell of the executed copy), why, what is kept."""
+
+    notebook: str  # file name, e.g. "01_bad.ipynb"
+    cell: int | None  # position in the executed notebook (papermill's injected cell counts)
+    error: str  # the error's last line, e.g. "ValueError: batch_size=0 is not allowed"
+    partial: Path  # the executed notebook as far as it got
+    timeout_s: float | None = None  # set when the cell ran past the per-cell timeout
+
+    def message(self) -> str:
+        """One sentence: the notebook, the cell, the error, where the partial copy is."""
+        stem = self.notebook.removesuffix(".ipynb")
+        if self.timeout_s is not None:
+            head = (f"cell {self.cell} of {stem} ran past {self.timeout_s:g} s "
+                    "(the per-cell --timeout)")
+        else:
+            where = f"in cell {self.cell}" if self.cell else "before any cell ran"
+            head = f"notebook {self.notebook} failed {where}: {self.error}"
+        return f"{head}. Partial output kept at {self.partial}"
 
 
 def load_results(run_dir: Path) -> list[dict[str, Any]]:
@@ -54,8 +78,8 @@ def targets_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(head + [line for block in rows for line in block]) + "\n"
 
 
-def notebook_section(r: dict[str, Any]) -> str:
-    """A notebook's parameters, metrics table and figures."""
+def notebook_section(r: dict[str, Any], figure_src: Callable[[str], str] = str) -> str:
+    """A notebook's parameters, metrics table and figures (linked as figure_src(name))."""
     params = ", ".join(f"`{k}={v}`" for k, v in r.get("parameters", {}).items())
     lines = [f"## {r['notebook'][:2]} · {r.get('title', r['notebook'])}", "",
              f"Parameters: {params or 'defaults'}", ""]
@@ -64,26 +88,42 @@ def notebook_section(r: dict[str, Any]) -> str:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_cell(v)} |" for k, v in metrics.items()]
         lines.append("")
-    lines += [f"![{f}]({f})" for f in r.get("figures", [])]
+    lines += [f"![{f}]({figure_src(f)})" for f in r.get("figures", [])]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render(results: list[dict[str, Any]], env_table: str, failure: str | None = None) -> str:
-    """The whole report as Markdown."""
+def failed_section(failures: Sequence[Failure], not_run: Sequence[str]) -> str:
+    """The top of the report when anything failed: each failure, then what never ran."""
+    lines = ["## Failed", ""]
+    for f in failures:
+        stem = f.notebook.removesuffix(".ipynb")
+        lines.append(f"- **{stem}**: {f.message()} "
+                     f"([notebook]({f.notebook}), [HTML]({stem}.html))")
+    if not_run:
+        lines += ["", f"The run stopped at the first failure; not run: {', '.join(not_run)} "
+                      "(`--keep-going` runs them anyway)."]
+    return "\n".join(lines) + "\n"
+
+
+def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Failure] = (),
+           not_run: Sequence[str] = (), *, figure_src: Callable[[str], str] = str) -> str:
+    """The whole report as Markdown; failures first, figures linked as figure_src(name)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"# Run report ({stamp})", "", "## This machine", "", env_table]
-    if failure:
-        parts += ["## Run stopped early", "", f"**{failure}**", ""]
+    parts = [f"# Run report ({stamp})", ""]
+    if failures:
+        parts.append(failed_section(failures, not_run))
+    parts += ["## This machine", "", env_table]
     parts += ["## The article vs this machine", "", claims_table(results)]
     targets = targets_table(results)
     if targets:
         parts += ["## The project's own targets", "", targets]
-    parts += [notebook_section(r) for r in results]
+    parts += [notebook_section(r, figure_src) for r in results]
     return "\n".join(parts)
 
 
-def write_report(run_dir: Path, env_table: str, failure: str | None = None) -> Path:
+def write_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = (),
+                 not_run: Sequence[str] = ()) -> Path:
     """Render run_dir's results into run_dir/report.md and return its path."""
     path = Path(run_dir) / "report.md"
-    path.write_text(render(load_results(run_dir), env_table, failure))
+    path.write_text(render(load_results(run_dir), env_table, failures, not_run))
     return path

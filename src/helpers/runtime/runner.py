@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from helpers import env
+from helpers import env, params
+from helpers.runtime import nbparams
+from helpers.runtime.report import Failure
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_.+\.ipynb$")
+# Per-cell limit. The slowest cell at default sizes on a 2-core CPU (06's ladder: training, then
+# eleven rungs with compile and int8 preparation) takes minutes, about ten on the slow AVX2 kind;
+# 30 minutes leaves 3x headroom and still ends a hung cell within the half hour.
+DEFAULT_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run and where: passed to every notebook as papermill parameters."""
+    """What to run and how: device/quick/results_dir go to every notebook, `parameters` to
+    those that declare them; timeout_s is per cell."""
 
     notebooks_dir: Path = Path("notebooks")
     output_root: Path = Path("outputs")
@@ -23,15 +33,24 @@ class RunSpec:
     quick: bool = False
     only: tuple[str, ...] = ()
     kernel_name: str = "python3"
+    keep_going: bool = False
+    parameters: tuple[nbparams.Assignment, ...] = ()
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        params.positive_float("timeout_s", self.timeout_s)
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """Where a run wrote, and which notebook failed (None when all passed)."""
+    """Where a run wrote, which notebooks failed, and which never ran (stopped early)."""
 
     run_dir: Path
     report: Path
-    failure: str | None
+    html: Path
+    failures: tuple[Failure, ...]
+    not_run: tuple[str, ...]
 
 
 def discover(notebooks_dir: Path, only: tuple[str, ...] = ()) -> list[Path]:
@@ -73,53 +92,94 @@ def point_latest(run_dir: Path) -> Path:
     return latest
 
 
-def describe_failure(nb: Path, out_nb: Path, err: Exception) -> str:
-    """One sentence naming the notebook, the cell and the error, and where the partial copy is."""
-    cell = getattr(err, "exec_count", None)
-    index = getattr(err, "cell_index", None)
+def last_started_cell(out_nb: Path) -> int | None:
+    """1-based position of the last cell papermill started in an executed copy, if any."""
+    try:
+        cells = json.loads(Path(out_nb).read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    started = [i + 1 for i, c in enumerate(cells)
+               if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    return started[-1] if started else None
+
+
+def failure_from(err: Exception, nb: Path, out_nb: Path, timeout_s: float) -> Failure:
+    """The Failure for an exception out of papermill: its cell, its error's last line."""
+    from nbclient.exceptions import CellTimeoutError
+
+    index = getattr(err, "cell_index", None)  # papermill's error knows its cell; others do not
+    cell = index + 1 if index is not None else last_started_cell(out_nb)
+    if isinstance(err, CellTimeoutError):
+        return Failure(nb.name, cell, f"ran past {timeout_s:g} s", out_nb, timeout_s)
     ename, evalue = getattr(err, "ename", type(err).__name__), getattr(err, "evalue", str(err))
-    where = f"cell {index} (execution count {cell})" if index is not None else "before any cell"
-    return (f"notebook {nb.name} failed in {where}: {ename}: {evalue}. "
-            f"Partial output kept at {out_nb}")
+    lines = str(evalue).strip().splitlines()
+    return Failure(nb.name, cell, f"{ename}: {lines[-1]}" if lines else ename, out_nb)
 
 
-def execute(nb: Path, out_nb: Path, spec: RunSpec, run_dir: Path) -> None:
-    """Run one notebook with papermill, in its own folder, with the common parameters."""
+def execute(nb: Path, out_nb: Path, spec: RunSpec, run_dir: Path, *,
+            values: dict | None = None) -> None:
+    """Run one notebook with papermill in its own folder: common parameters, then `values`."""
     import papermill as pm
 
+    bar = False if spec.verbose else {"desc": f"  {nb.stem}", "unit": "cell", "leave": False,
+                                      "position": 1}  # cells done out of the notebook's total
     pm.execute_notebook(
         str(nb), str(out_nb),
-        parameters={"device": spec.device, "quick": spec.quick,
+        parameters={**(values or {}), "device": spec.device, "quick": spec.quick,
                     "results_dir": str(run_dir.resolve())},
-        kernel_name=spec.kernel_name, cwd=str(nb.parent), progress_bar=False,
+        kernel_name=spec.kernel_name, cwd=str(nb.parent), progress_bar=bar,
+        log_output=spec.verbose, execution_timeout=spec.timeout_s,
     )
 
 
+def show_papermill_log() -> None:
+    """Send papermill's log (each cell's start and its output, --log-output) to stderr."""
+    log = logging.getLogger("papermill")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 def run_all(spec: RunSpec) -> RunOutcome:
-    """Execute the chosen notebooks in order; stop at the first failure; always write the report."""
+    """Execute the chosen notebooks in order; stop at the first failure unless keep_going;
+    always write the reports."""
     from tqdm.auto import tqdm
 
     env.pick_device(spec.device)  # a bad device fails here, before any kernel starts
     notebooks = discover(spec.notebooks_dir, spec.only)
+    values = nbparams.resolve(notebooks, spec.parameters)  # a bad -p fails here too
+    if spec.verbose:
+        show_papermill_log()
     run_dir = new_run_dir(spec.output_root)
     point_latest(run_dir)
-    failure = None
-    bar = tqdm(notebooks, desc="notebooks", unit="nb")
-    for nb in bar:
+    failures: list[Failure] = []
+    not_run: tuple[str, ...] = ()
+    bar = tqdm(notebooks, desc="notebooks", unit="nb", position=0)
+    for i, nb in enumerate(bar):
         bar.set_postfix_str(nb.name)
         out_nb = run_dir / nb.name
         try:
-            execute(nb, out_nb, spec, run_dir)
-        except Exception as err:  # papermill's error carries the cell; anything else, the name
-            failure = describe_failure(nb, out_nb, err)
-            break
+            execute(nb, out_nb, spec, run_dir, values=values[nb.name])
+        except Exception as err:  # recorded with its cell; the run goes on or stops below
+            failures.append(failure_from(err, nb, out_nb, spec.timeout_s))
+            if not spec.keep_going:
+                not_run = tuple(p.stem for p in notebooks[i + 1:])
+                break
     bar.close()
-    report = _write_report(run_dir, failure)
-    return RunOutcome(run_dir, report, failure)
+    return write_reports(run_dir, tuple(failures), not_run)
 
 
-def _write_report(run_dir: Path, failure: str | None) -> Path:
-    """The report with this machine's full environment table."""
+def write_reports(run_dir: Path, failures: tuple[Failure, ...],
+                  not_run: tuple[str, ...]) -> RunOutcome:
+    """environment.json, notebooks as HTML, report.md and report.html in run_dir."""
+    from helpers.runtime.html_report import export_notebooks, write_html_report
     from helpers.runtime.report import write_report
 
-    return write_report(run_dir, env.collect().table(), failure)
+    info = env.collect()
+    (run_dir / "environment.json").write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+    export_notebooks(run_dir)
+    md = write_report(run_dir, info.table(), failures, not_run)
+    page = write_html_report(run_dir, info.table(), failures, not_run)
+    return RunOutcome(run_dir, md, page, failures, not_run)

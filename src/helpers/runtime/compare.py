@@ -1,0 +1,115 @@
+"""`python -m helpers compare RUN_A RUN_B`: two runs' metrics and claims side by side."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LADDER_NOTEBOOK = "06"  # a benchmark's ladder.json lines up with notebook 06's metrics
+LADDER_MEASURES = ("images_per_sec", "speedup", "rel_error")
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What one run (or results folder) measured, keyed by (notebook number, name)."""
+
+    path: Path
+    machine: str
+    metrics: dict[tuple[str, str], Any]
+    claims: dict[tuple[str, str], str]
+
+
+def _read(path: Path) -> Any:
+    """A JSON file, or a ValueError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a readable JSON file: {e}") from e
+
+
+def machine_line(environment: dict[str, Any]) -> str:
+    """'NVIDIA H100 | torch 2.8.0' from a full (env.collect) or short (results file) block."""
+    gpus = environment.get("gpus") or []
+    gpu = (gpus[0].get("name") if gpus else None) or environment.get("gpu")
+    where = gpu or environment.get("cpu_model") or environment.get("device") or "unknown machine"
+    return f"{where} | torch {environment.get('torch', '?')}"
+
+
+def ladder_metrics(doc: dict[str, Any]) -> dict[str, Any]:
+    """A ladder.json as notebook 06 names its metrics: rung<N>_<key>_<m> for the first ladder,
+    batch<B>_<key>_<m> for every ladder (lessons.speed_ladder.record uses the same names)."""
+    out: dict[str, Any] = {}
+    for i, ladder in enumerate(doc.get("ladders", [])):
+        for r in ladder.get("rungs", []):
+            if r.get("status") != "ok":
+                continue
+            for m in LADDER_MEASURES:
+                out[f"batch{ladder['batch_size']}_{r['key']}_{m}"] = r.get(m)
+                if i == 0:
+                    out[f"rung{r['rung']}_{r['key']}_{m}"] = r.get(m)
+    return out
+
+
+def load(path: Path) -> RunData:
+    """A run folder (outputs/<timestamp>), a results folder (docs/results/...) or one JSON file."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"run={str(path)!r} does not exist; give a run folder (outputs/"
+                         "<timestamp>), a results folder (docs/results/...) or a JSON file")
+    files = [path] if path.is_file() else sorted(path.glob("*.json"))
+    metrics: dict[tuple[str, str], Any] = {}
+    claims: dict[tuple[str, str], str] = {}
+    envs: list[dict[str, Any]] = []
+    for f in files:
+        doc = _read(f)
+        if not isinstance(doc, dict):
+            continue
+        if "notebook" in doc:  # a notebook's results file
+            nn = str(doc["notebook"])[:2]
+            metrics |= {(nn, k): v for k, v in doc.get("metrics", {}).items()}
+            claims |= {(nn, c["claim"]): f"{c['measured']} ({c['verdict']})"
+                       for c in doc.get("claims", [])}
+        elif "ladders" in doc:  # benchmarks/speed_ladder.py output
+            metrics |= {(LADDER_NOTEBOOK, k): v for k, v in ladder_metrics(doc).items()}
+        envs.append(doc if f.name == "environment.json" else doc.get("environment") or {})
+    if not metrics and not claims:
+        raise ValueError(f"run={str(path)!r} holds no results: no NN_name.json with a 'notebook' "
+                         "key and no ladder.json")
+    full = [e for e in envs if "gpus" in e] or [e for e in envs if e] or [{}]
+    return RunData(path, machine_line(full[0]), metrics, claims)
+
+
+def _number(value: Any) -> float | None:
+    """The value as a float when it is a plain number (not a bool)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok else None
+
+
+def _show(value: Any) -> str:
+    """A value for a Markdown cell: 4 significant digits, '-' when absent, pipes escaped."""
+    if value is None:
+        return "-"
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def ratio(a: Any, b: Any) -> str:
+    """B / A for two numbers ('-' when either is missing, not a number, or A is 0)."""
+    x, y = _number(a), _number(b)
+    return "-" if x is None or y is None or x == 0 else f"{y / x:.3g}x"
+
+
+def table(a: RunData, b: RunData) -> str:
+    """One Markdown table: every metric and claim of either run, A and B side by side,
+    grouped by notebook (metrics first)."""
+    rows = [(k[0], 0, _show(k[1]), a.metrics.get(k), b.metrics.get(k))
+            for k in a.metrics.keys() | b.metrics.keys()]
+    rows += [(k[0], 1, f"claim: {_show(k[1])}", a.claims.get(k), b.claims.get(k))
+             for k in a.claims.keys() | b.claims.keys()]
+    lines = [f"- **A**: `{a.path}` ({a.machine})", f"- **B**: `{b.path}` ({b.machine})", "",
+             "| notebook | metric or claim | A | B | B / A |", "|---|---|---|---|---|"]
+    lines += [f"| {nn} | {name} | {_show(va)} | {_show(vb)} | {ratio(va, vb)} |"
+              for nn, _, name, va, vb in sorted(rows, key=lambda r: r[:3])]
+    return "\n".join(lines) + "\n"
