@@ -114,7 +114,11 @@ def test_clean_report_has_no_warnings(clean: env.EnvReport) -> None:
     ({"cuda_available": False, "cuda_visible_devices": "", "gpus": ()},
      "CUDA_VISIBLE_DEVICES hides every GPU"),
     ({"cuda_build": None, "cuda_available": False, "gpus": ()}, "CPU-only build"),
-    ({"driver_cuda": "12.4"}, "driver supports CUDA up to 12.4"),
+    ({"driver_cuda": "12.4"}, "supports CUDA up to 12.4, older than torch's CUDA 12.8"),
+    ({"driver_cuda": "12.4"}, "TORCH_INDEX=https://download.pytorch.org/whl/cu124"),
+    ({"driver_cuda": "11.4"}, "no PyTorch CUDA wheel supports it"),
+    ({"compile_problem": "no C++ compiler (install g++)"},
+     "torch.compile cannot build kernels here: no C++ compiler"),
 ])
 def test_known_mismatches(clean: env.EnvReport, change: dict, needle: str) -> None:
     warnings = env.find_mismatches(replace(clean, **change))
@@ -124,3 +128,27 @@ def test_known_mismatches(clean: env.EnvReport, change: dict, needle: str) -> No
 def test_short_env_for_results() -> None:
     block = env.short_env(torch.device("cpu"))
     assert block["device"] == "cpu" and block["gpu"] is None and block["torch"]
+
+
+@pytest.mark.parametrize(("driver_cuda", "index"), [
+    ("12.4", "cu124"), ("12.5", "cu124"), ("12.8", "cu128"), ("13.1", "cu130"), ("11.8", "cu118"),
+    ("11.7", None), (None, None)])
+def test_wheel_index_for_the_driver(driver_cuda: str | None, index: str | None) -> None:
+    url = env.wheel_index_for(driver_cuda)
+    assert url == (f"https://download.pytorch.org/whl/{index}" if index else None)
+
+
+def test_driver_too_old_seen_through_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`helpers env` on a server whose LTS driver is older than the installed wheel's CUDA."""
+    import sys
+    import types
+
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlShutdown=lambda: None,
+        nvmlSystemGetDriverVersion=lambda: b"535.230.02",
+        nvmlSystemGetCudaDriverVersion_v2=lambda: 12020)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    report = env.collect()
+    assert (report.driver, report.driver_cuda) == ("535.230.02", "12.2")
+    assert any("older than torch's CUDA 12.8" in w and "whl/cu121" in w for w in report.warnings)

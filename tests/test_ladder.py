@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ladder, roofline
+from helpers import env, ladder, roofline
 from helpers.lessons import speed_ladder
 from helpers.models import TinyCNN
 from helpers.runtime import cli
@@ -108,6 +108,8 @@ def test_budget_cuts_iterations_but_keeps_three() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(env.compile_problem("cpu") is not None,
+                    reason=f"torch.compile cannot run here: {env.compile_problem('cpu')}")
 def test_compiled_and_int8_rungs_run_and_stay_correct(tiny: torch.nn.Module) -> None:
     """torch.compile with inductor freezing and the torchao PT2E int8 rung, for real."""
     x = torch.randn(4, 3, 32, 32)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
+import subprocess
 import sys
+import sysconfig
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -13,6 +16,10 @@ import torch
 
 MIN_TORCH = (2, 8)
 DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+# PyTorch's CUDA wheel indexes (https://download.pytorch.org/whl/cuXYZ), oldest first.
+TORCH_CUDA_INDEXES = ("11.8", "12.1", "12.4", "12.6", "12.8", "12.9", "13.0")
+CXX_HINT = ("install g++: `apt-get install g++` (Debian/Ubuntu, or build-essential), "
+            "`dnf install gcc-c++` (Fedora), `xcode-select --install` (macOS)")
 CPU_FLAGS_OF_INTEREST = (
     "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
 )
@@ -78,6 +85,8 @@ class EnvReport:
     torch_threads: int
     cpu_flags: tuple[str, ...]
     cuda_visible_devices: str | None
+    cxx_compiler: str | None = None  # what torch.compile's CPU backend would use
+    compile_problem: str | None = None  # why torch.compile cannot build kernels here
     warnings: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
@@ -105,6 +114,7 @@ class EnvReport:
             ("CPU vector/matrix flags", " ".join(self.cpu_flags) or "none of interest"),
             ("CUDA_VISIBLE_DEVICES", "unset" if self.cuda_visible_devices is None
              else repr(self.cuda_visible_devices)),
+            ("C++ compiler (torch.compile)", self.cxx_compiler or "none found"),
         ]
 
     def table(self) -> str:
@@ -118,6 +128,75 @@ class EnvReport:
         """One line for a notebook's header: device, torch, GPU."""
         gpu = self.gpus[0].name if self.gpus else "no GPU"
         return f"torch {self.torch} | CUDA build {self.cuda_build or 'none'} | {gpu}"
+
+
+def _compiler_works(name: str | None) -> str | None:
+    """The full path of a compiler that answers `--version`, or None."""
+    path = shutil.which(name) if name else None
+    if path is None:
+        return None
+    try:
+        subprocess.run([path, "--version"], capture_output=True, check=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend (inductor) would use, or None."""
+    import torch._inductor.config as inductor_config
+
+    for name in inductor_config.cpp.cxx:  # None there means "install one via conda": not here
+        if path := _compiler_works(name):
+            return path
+    return None
+
+
+def c_compiler() -> str | None:
+    """The C compiler Triton builds its GPU launcher with ($CC, else gcc, else clang), or None."""
+    cc = os.environ.get("CC")
+    return _compiler_works(cc) if cc else (_compiler_works("gcc") or _compiler_works("clang"))
+
+
+def python_headers() -> bool:
+    """Whether Python.h is installed (inductor's CPU kernels are built as Python extensions)."""
+    return Path(sysconfig.get_paths()["include"], "Python.h").exists()
+
+
+def compile_problem(device: torch.device | str = "cpu") -> str | None:
+    """Why torch.compile cannot build kernels for `device` here (a missing compiler or Python
+    headers, with the command that installs it), or None when it can."""
+    kind = torch.device(device).type
+    if kind == "cuda" and c_compiler() is None:
+        return ("no C compiler for Triton (gcc; or set CC): "
+                "`apt-get install gcc` (Debian/Ubuntu, or build-essential)")
+    if kind == "cpu" and cxx_compiler() is None:
+        return f"no C++ compiler ({CXX_HINT})"
+    if kind == "cpu" and not python_headers():
+        return ("no Python headers (Python.h) for inductor's C++ kernels: "
+                "`apt-get install python3-dev` (Debian/Ubuntu)")
+    return None
+
+
+def wheel_index_for(driver_cuda: str | None) -> str | None:
+    """The newest PyTorch wheel index whose CUDA the driver supports, or None."""
+    if not driver_cuda:
+        return None
+    fits = [v for v in TORCH_CUDA_INDEXES if _version_tuple(v) <= _version_tuple(driver_cuda)]
+    return f"https://download.pytorch.org/whl/cu{fits[-1].replace('.', '')}" if fits else None
+
+
+def _driver_too_old(r: EnvReport) -> str | None:
+    """A sentence when the driver's CUDA is older than the wheel's, naming the index to use."""
+    if not (r.driver_cuda and r.cuda_build):
+        return None
+    if _version_tuple(r.driver_cuda) >= _version_tuple(r.cuda_build):
+        return None
+    index = wheel_index_for(r.driver_cuda)
+    fix = (f"reinstall torch for it: `make setup TORCH_INDEX={index} TORCH_REINSTALL=1`"
+           if index else "no PyTorch CUDA wheel supports it")
+    return (f"the driver ({r.driver}) supports CUDA up to {r.driver_cuda}, older than torch's "
+            f"CUDA {r.cuda_build}: update the driver, or {fix}.")
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
@@ -223,10 +302,11 @@ def find_mismatches(r: EnvReport) -> list[str]:
         out.append(f"torch is a CUDA {r.cuda_build} build but no GPU is usable: {why}.")
     if r.driver and not r.cuda_build:
         out.append(f"an NVIDIA driver ({r.driver}) is present but torch is a CPU-only build.")
-    if r.driver_cuda and r.cuda_build and _version_tuple(r.driver_cuda) < _version_tuple(
-            r.cuda_build):
-        out.append(f"the driver supports CUDA up to {r.driver_cuda}, older than torch's "
-                   f"CUDA {r.cuda_build}: update the driver or use an older torch build.")
+    if too_old := _driver_too_old(r):
+        out.append(too_old)
+    if r.compile_problem:
+        out.append(f"torch.compile cannot build kernels here: {r.compile_problem}; "
+                   "compiled steps are skipped.")
     return out
 
 
@@ -251,6 +331,8 @@ def collect() -> EnvReport:
         torch_threads=torch.get_num_threads(),
         cpu_flags=cpu_flags,
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        cxx_compiler=cxx_compiler(),
+        compile_problem=compile_problem("cuda" if torch.cuda.is_available() else "cpu"),
     )
     return replace(report, warnings=tuple(find_mismatches(report)))
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers import images, params, roofline
+from helpers import env, images, params, roofline
 from helpers.env import pick_device
-from helpers.precision import autocast, resolve_precision
+from helpers.precision import autocast, resolve_precision, restore_tf32, set_tf32
 from helpers.timing import make_clock, timed_calls
 
 FP32_TOLERANCE = 1e-3  # max relative logit error of an fp32 rung (reordered sums only)
@@ -150,12 +150,11 @@ def tf32(enabled: bool) -> Iterator[None]:
     PyTorch's default lets cuDNN use TF32 for convolutions; the ladder turns it off below
     the TF32 rung so every fp32 rung really is fp32.
     """
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    old = set_tf32(enabled)  # fp32_precision on torch 2.9+, allow_tf32 before
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        restore_tf32(old)
 
 
 def rung_context(rung: Rung, device: torch.device) -> ExitStack:
@@ -177,6 +176,8 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
     """Why a rung cannot run on this device, or None."""
     if device.type not in rung.devices:
         return f"{'/'.join(rung.devices)} only"
+    if rung.compile_mode and (problem := env.compile_problem(device)):
+        return problem  # e.g. "no C++ compiler (install g++: ...)", not an inductor traceback
     if rung.precision in ("bf16", "fp16"):
         try:
             resolve_precision(rung.precision, device)

@@ -6,6 +6,7 @@ import os
 import resource
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -47,13 +48,32 @@ class PeakMemory:
         return max(self.peak - self.baseline, 0) / MIB
 
 
-def _nvml_used_mib(index: int) -> tuple[float, float | None]:
+def nvml_handle(pynvml: ModuleType, device: torch.device) -> object:
+    """NVML's handle for torch's CUDA device, matched by UUID (else PCI bus id): NVML ignores
+    CUDA_VISIBLE_DEVICES and orders GPUs by PCI bus, so torch's index N can be another GPU."""
+    props = torch.cuda.get_device_properties(device)
+    uuid = str(props.uuid)
+    names = [uuid] if uuid.startswith(("GPU-", "MIG-")) else [f"GPU-{uuid}", f"MIG-{uuid}"]
+    for name in names:
+        try:
+            return pynvml.nvmlDeviceGetHandleByUUID(name)
+        except pynvml.NVMLError:
+            continue
+    bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+    try:
+        return pynvml.nvmlDeviceGetHandleByPciBusId(bus)
+    except pynvml.NVMLError as e:
+        raise RuntimeError(f"NVML knows no GPU with torch's UUID {uuid} or PCI bus {bus} "
+                           f"({device}): {e}") from e
+
+
+def _nvml_used_mib(device: torch.device) -> tuple[float, float | None]:
     """(memory used on the whole GPU, memory used by this process or None if unseen), MiB."""
     import pynvml
 
     pynvml.nvmlInit()
     try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        handle = nvml_handle(pynvml, device)
         device_used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / MIB
         mine = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
                 if p.pid == os.getpid() and p.usedGpuMemory]  # PID namespaces can hide us
@@ -67,11 +87,11 @@ def cuda_memory_split(device: torch.device, load: Callable[[], torch.nn.Module])
     caching allocator) vs the weights the allocator holds, in MiB."""
     if device.type != "cuda":
         raise ValueError(f"device={str(device)!r}: the CUDA memory split needs a CUDA device")
-    index = device.index or 0
-    device_before, mine_before = _nvml_used_mib(index)
+    device = torch.device("cuda", device.index or 0)
+    device_before, mine_before = _nvml_used_mib(device)
     load()
     torch.cuda.synchronize(device)
-    device_after, mine = _nvml_used_mib(index)
+    device_after, mine = _nvml_used_mib(device)
     if mine is None:  # not visible by PID: count the device-wide growth (idle GPU assumed)
         mine = device_after - device_before + (mine_before or 0)
     reserved = torch.cuda.memory_reserved(device) / MIB

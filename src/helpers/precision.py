@@ -25,3 +25,30 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
     """torch.autocast for the device, or a no-op context for fp32: the loop needs no `if`."""
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def _tf32_switches() -> tuple[tuple[object, str, object, object], ...]:
+    """(backend, attribute, value for on, value for off) of the installed torch's TF32 switches:
+    `fp32_precision` where torch has it (2.9+), else the older `allow_tf32` flags."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    conv = getattr(cudnn, "conv", None)
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
+        return ((matmul, "fp32_precision", "tf32", "ieee"),
+                (conv, "fp32_precision", "tf32", "ieee"))
+    return ((matmul, "allow_tf32", True, False), (cudnn, "allow_tf32", True, False))
+
+
+def set_tf32(enabled: bool) -> tuple[tuple[object, str, object], ...]:
+    """TF32 for cuBLAS matmuls and cuDNN convs on or off; returns the old state for
+    restore_tf32 (one API, whichever the installed torch offers, so no warnings)."""
+    old = []
+    for backend, attr, on, off in _tf32_switches():
+        old.append((backend, attr, getattr(backend, attr)))
+        setattr(backend, attr, on if enabled else off)
+    return tuple(old)
+
+
+def restore_tf32(state: tuple[tuple[object, str, object], ...]) -> None:
+    """Put back the TF32 settings set_tf32 returned."""
+    for backend, attr, value in state:
+        setattr(backend, attr, value)
