@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ..conftest import NOTEBOOKS, ROOT, free_port
+from .conftest import CHROMIUM
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "outputs" / "screenshots"
 ANNOUNCEMENTS = "@jupyterlab/apputils-extension:announcements"
 
@@ -78,17 +78,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    """Headless Debian Chromium, with no background network traffic."""
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
 
 
 def run_all_cells(page, saved_path: Path, timeout_s: float = 240) -> dict:
