@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -27,7 +28,16 @@ def test_roundtrip_atomic_and_pruned(tmp_path: Path) -> None:
     assert state["epoch"] == 5 and torch.equal(state["w"], torch.full((3,), 5.0))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "header"])
+def test_plain_torch_load_reads_a_checkpoint(tmp_path: Path) -> None:
+    """weights_only=True (torch's default) reads it: tensors and plain values, RNGs included."""
+    path = checkpoint.save(tmp_path, 1, {"w": torch.ones(2), "rng": checkpoint.rng_state()})
+    state = torch.load(path, weights_only=True)
+    assert state["epoch"] == 1 and torch.equal(state["rng"]["torch"], torch.get_rng_state())
+    digest, name = checkpoint.checksum_path(path).read_text().split()
+    assert name == path.name and len(digest) == 64
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "start", "no checksum", "not a file"])
 def test_corruption_is_detected(tmp_path: Path, damage: str) -> None:
     path = checkpoint.save(tmp_path, 1, {"w": torch.arange(1000)})
     blob = bytearray(path.read_bytes())
@@ -35,11 +45,34 @@ def test_corruption_is_detected(tmp_path: Path, damage: str) -> None:
         blob = blob[: len(blob) // 2]
     elif damage == "flip":
         blob[-100] ^= 0xFF
-    else:
+    elif damage == "start":
         blob[:5] = b"XXXXX"
     path.write_bytes(bytes(blob))
-    with pytest.raises(checkpoint.CorruptCheckpoint, match=r"ckpt-epoch0001\.pt"):
+    if damage == "no checksum":
+        checkpoint.checksum_path(path).unlink()
+    if damage == "not a file":  # verifies, but holds a pickled object weights_only refuses
+        torch.save({"obj": Path("x")}, path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        checkpoint.checksum_path(path).write_text(f"{digest}  {path.name}\n")
+    needle = {"no checksum": "no ckpt-epoch0001.pt.sha256 beside it",
+              "not a file": "weights_only=True\\) refuses"}.get(damage, "fails its sha256")
+    with pytest.raises(checkpoint.CorruptCheckpoint, match=needle):
         checkpoint.load(path)
+
+
+def test_cli_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
+    """`python -m helpers train --checkpoint-dir D` writes files torch.load(weights_only) reads."""
+    from helpers.runtime import cli
+
+    tiny, ckpt = datasets.make_dataset(tmp_path / "tiny", 2, 1, 32), tmp_path / "D"
+    assert cli.main(["train", "--model", "tiny", "--epochs", "1", "--device", "cpu",
+                     "--data-dir", str(tiny), "--image-size", "32", "--batch-size", "8",
+                     "--workers", "0", "--checkpoint-dir", str(ckpt), "--no-progress"]) == 0
+    with open(ckpt / "ckpt-epoch0001.pt", "rb") as f:
+        state = torch.load(f, weights_only=True)
+    assert state["epoch"] == 1 and {"model", "optimizer", "scaler", "rng",
+                                    "loader_generator", "history"} <= state.keys()
+    assert state["loader_generator"].dtype == torch.uint8
 
 
 def test_resume_falls_back_to_previous_good(tmp_path: Path) -> None:
@@ -51,13 +84,17 @@ def test_resume_falls_back_to_previous_good(tmp_path: Path) -> None:
         path, state = checkpoint.resume(tmp_path)
     assert path.name == "ckpt-epoch0001.pt" and state["w"] == 1
     assert bad.exists(), "a damaged checkpoint must be kept for inspection"
+    checkpoint.save(tmp_path, 3, {"w": 3}, keep=1)  # pruning takes each checksum with its file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-epoch0003.pt",
+                                                          "ckpt-epoch0003.pt.sha256"]
 
 
 def test_rng_roundtrip() -> None:
+    np.random.randn()  # leaves a cached Gaussian in numpy's state: it must survive too
     state = checkpoint.rng_state()
-    a = (torch.rand(3), np.random.rand(), random.random())
+    a = (torch.rand(3), np.random.randn(), random.gauss(0, 1), random.random())
     checkpoint.set_rng_state(state)
-    b = (torch.rand(3), np.random.rand(), random.random())
+    b = (torch.rand(3), np.random.randn(), random.gauss(0, 1), random.random())
     assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
 
 

@@ -48,7 +48,7 @@ def test_clipping_sees_unscaled_gradients() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     x, y = torch.randn(4, 3, 16, 16) * 100, torch.tensor([0, 1, 2, 3])
-    train.train_step(model, x, y, opt, scaler, (CPU, None), clip_norm=0.01)
+    train.train_step(model, x, y, opt, scaler=scaler, dtype=None, clip_norm=0.01)
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
     assert norm <= 0.01 * 1.001
 
@@ -109,6 +109,21 @@ def test_gpu_training(shapes: Path, precision: str) -> None:
                   progress=False)
     assert r.memory_kind == "cuda_allocator_peak" and r.val_accuracy[-1] > 0.3
     assert (r.scaler_final_scale is not None) == (precision == "fp16")
+
+
+def test_fit_runs_the_given_step_fn(shapes: Path) -> None:
+    """A notebook passes its own step: fit calls it with the run's scaler, dtype and clip."""
+    tl, vl = datasets.loaders(shapes, 32, 200, CPU, workers=0)
+    seen = []
+
+    def step(model, x, y, opt, *, scaler, dtype, clip_norm):
+        seen.append((x.shape[0], scaler.is_enabled(), dtype, clip_norm))
+        return train.train_step(model, x, y, opt, scaler=scaler, dtype=dtype,
+                                clip_norm=clip_norm)
+
+    r = train.fit(TinyCNN(), tl, vl, epochs=1, precision="bf16", clip_norm=0.5,
+                  progress=False, step_fn=step)
+    assert seen == [(200, False, torch.bfloat16, 0.5)] * len(tl) and len(r.losses) == len(tl)
 
 
 def test_given_optimizer_is_used(shapes: Path) -> None:

@@ -1,11 +1,13 @@
-"""Checkpoints that survive: atomic writes, a checksum inside, last K kept, resume from the
-newest valid one."""
+"""Checkpoints that survive: atomic writes, a sha256 file beside each, last K kept, resume
+from the newest valid one. Files are plain `torch.save` output of tensors and Python values
+(RNG states included), so `torch.load(path, weights_only=True)` reads them."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import pickle
 import random
 import re
 import tempfile
@@ -18,26 +20,34 @@ import torch
 
 from helpers import params
 
-MAGIC = b"HELPERS-CKPT-1 sha256="
 NAME = re.compile(r"^ckpt-epoch(\d{4})\.pt$")
+CHECKSUM_SUFFIX = ".sha256"  # `sha256sum -c ckpt-epoch0001.pt.sha256` checks it too
 
 
 class CorruptCheckpoint(ValueError):
-    """A checkpoint file that is truncated, altered or not a checkpoint at all."""
+    """A checkpoint file that is truncated, altered, unverifiable or not a checkpoint at all."""
 
 
 def rng_state() -> dict[str, Any]:
-    """Every random generator a training run draws from: torch, CUDA, numpy, python."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    """Every random generator a run draws from (torch, CUDA, numpy, Python), as tensors."""
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": np_pos,
+                      "has_gauss": np_has_gauss, "cached_gaussian": np_gauss},
+            "python": {"version": py_version, "state": torch.tensor(py_state),
+                       "gauss_next": py_gauss}}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what rng_state() captured."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss_next"]))
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -56,50 +66,68 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def save(directory: Path | str, epoch: int, state: dict[str, Any], keep: int = 3) -> Path:
-    """Write state atomically (temp file, fsync, rename) and keep only the newest `keep`."""
-    params.positive_int("keep", keep)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save({**state, "epoch": epoch}, buf)
-    payload = buf.getvalue()
-    header = MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
-    final = path_for(directory, epoch)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
+def checksum_path(path: Path | str) -> Path:
+    """The sha256 file that sits beside a checkpoint (sha256sum's format)."""
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def _write_atomic(final: Path, data: bytes) -> None:
+    """Temp file in the same folder, flush, fsync, os.replace: the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(header + payload)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save(directory: Path | str, epoch: int, state: dict[str, Any], keep: int = 3) -> Path:
+    """Write state atomically with its sha256 beside it; keep only the newest `keep`."""
+    params.positive_int("keep", keep)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save({**state, "epoch": epoch}, buf)
+    payload, final = buf.getvalue(), path_for(directory, epoch)
+    # the checksum first: a data file that exists always has its checksum beside it
+    _write_atomic(checksum_path(final),
+                  f"{hashlib.sha256(payload).hexdigest()}  {final.name}\n".encode())
+    _write_atomic(final, payload)
     _fsync_dir(directory)
     for old in checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
+        checksum_path(old).unlink(missing_ok=True)
     return final
 
 
 def checkpoints(directory: Path | str) -> list[Path]:
-    """Checkpoint files in a folder, oldest first (temp files are never listed)."""
+    """Checkpoint files in a folder, oldest first (temp and checksum files are never listed)."""
     d = Path(directory)
     return sorted(p for p in d.iterdir() if NAME.match(p.name)) if d.is_dir() else []
 
 
 def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and verify one checkpoint; CorruptCheckpoint names the file and what is wrong."""
-    path = Path(path)
-    blob = path.read_bytes()
-    head, _, payload = blob.partition(b"\n")
-    if not head.startswith(MAGIC):
-        raise CorruptCheckpoint(f"checkpoint {path} has no header: not written by "
-                                "helpers.checkpoint, or its start is damaged")
-    if hashlib.sha256(payload).hexdigest().encode() != head[len(MAGIC):]:
-        raise CorruptCheckpoint(f"checkpoint {path} fails its sha256 check "
+    """Read one checkpoint, check its sha256, torch.load it with weights_only=True;
+    CorruptCheckpoint names the file and what is wrong."""
+    path, sums = Path(path), checksum_path(path)
+    if not sums.is_file():
+        raise CorruptCheckpoint(f"checkpoint {path} has no {sums.name} beside it: not written "
+                                "by helpers.checkpoint (or by an older version), so unverifiable")
+    blob = path.read_bytes()  # read once: what is checked is what is loaded
+    want = sums.read_text().split(maxsplit=1)[0] if sums.stat().st_size else ""
+    if hashlib.sha256(blob).hexdigest() != want:
+        raise CorruptCheckpoint(f"checkpoint {path} fails its sha256 check against {sums.name} "
                                 f"({len(blob)} bytes): truncated or corrupted")
-    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+    try:
+        return torch.load(io.BytesIO(blob), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CorruptCheckpoint(f"checkpoint {path} holds objects that torch.load(weights_only="
+                                f"True) refuses to run: {str(e).splitlines()[0]}") from e
 
 
 def resume(directory: Path | str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -85,28 +86,42 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
     return correct / max(total, 1)
 
 
+StepFn = Callable[..., torch.Tensor]
+"""A training step: (model, x, y, opt, *, scaler, dtype, clip_norm) -> the detached loss."""
+
+
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-               opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               ctx_dtype: tuple[torch.device, torch.dtype | None],
-               clip_norm: float | None) -> torch.Tensor:
-    """One optimisation step; the scaler is a no-op when disabled, so no `if amp:` here."""
-    device, dtype = ctx_dtype
-    with autocast(device, dtype):  # ops autocast chooses run in low precision; loss in fp32
-        loss = nn.functional.cross_entropy(model(x), y)
+               opt: torch.optim.Optimizer, *, scaler: torch.amp.GradScaler,
+               dtype: torch.dtype | None, clip_norm: float | None) -> torch.Tensor:
+    """One step in the AMP recipe's order (notebook 03 shows it in a cell); dtype None = fp32.
+    A disabled scaler makes scale/unscale_/step/update plain calls, so no `if amp:` here."""
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        loss = nn.functional.cross_entropy(model(x), y)  # forward and loss only
     opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()  # scaled so small fp16 gradients do not flush to zero
+    scaler.scale(loss).backward()  # scaled so small fp16 gradients do not round to zero
+    scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
     if clip_norm is not None:
-        scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     scaler.step(opt)  # skips the step if the scaled gradients overflowed to inf/nan
     scaler.update()
     return loss.detach()
 
 
-def _epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
-           scaler: torch.amp.GradScaler, dev: torch.device, dtype: torch.dtype | None,
-           fmt: torch.memory_format, clip_norm: float | None, skip: int, desc: str,
-           progress: bool, mem: PeakMemory) -> tuple[list[float], int, float, float]:
+@dataclass(frozen=True)
+class Recipe:
+    """How every step of a run trains: the step function and what it is given."""
+
+    step_fn: StepFn
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None
+    fmt: torch.memory_format
+    clip_norm: float | None
+
+
+def _epoch(model: nn.Module, loader: DataLoader, dev: torch.device, recipe: Recipe, *,
+           skip: int, desc: str, progress: bool,
+           mem: PeakMemory) -> tuple[list[float], int, float, float]:
     """One pass over the loader: (losses, images timed, seconds timed, epoch seconds)."""
     clock = make_clock(dev)
     t_epoch, t_timed, n_timed, losses = clock(), None, 0, []
@@ -115,9 +130,10 @@ def _epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
                                        leave=False)):
         if step == skip:
             t_timed = clock()
-        x = x.to(dev, non_blocking=True, memory_format=fmt)
-        losses.append(train_step(model, x, y.to(dev, non_blocking=True), opt, scaler,
-                                 (dev, dtype), clip_norm))
+        x = x.to(dev, non_blocking=True, memory_format=recipe.fmt)
+        losses.append(recipe.step_fn(model, x, y.to(dev, non_blocking=True), recipe.opt,
+                                     scaler=recipe.scaler, dtype=recipe.dtype,
+                                     clip_norm=recipe.clip_norm))
         n_timed += len(y) if step >= skip else 0
         mem.sample()
     end = clock()
@@ -154,8 +170,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
         clip_norm: float | None = 1.0, skip_steps: int = 3, progress: bool = True,
         channels_last: bool = False, optimizer: torch.optim.Optimizer | None = None,
         checkpoint_dir: str | Path | None = None, resume: bool = False,
-        keep: int = 3, write_checkpoints: bool = True) -> FitResult:
-    """Train (AdamW at `lr` unless an optimizer is given); images/s skips each epoch's first
+        keep: int = 3, write_checkpoints: bool = True,
+        step_fn: StepFn = train_step) -> FitResult:
+    """Train (AdamW at `lr` unless an optimizer is given) with `step_fn` (default: train_step,
+    the AMP recipe; a notebook passes its own); images/s skips each epoch's first
     `skip_steps`. With checkpoint_dir, a checkpoint after every epoch; resume continues from
     the newest valid one, exactly (bit-identical on a CPU with workers=0). Under DDP every
     rank resumes, only rank 0 writes (write_checkpoints), and a DistributedSampler is
@@ -163,13 +181,14 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
     dev = pick_device(device)
     fmt = torch.channels_last if params.flag("channels_last", channels_last) else \
         torch.contiguous_format
-    dtype, use_scaler = resolve_amp(precision, dev)
+    dtype, _ = resolve_amp(precision, dev)
     params.positive_int("epochs", epochs)
     params.non_negative_int("skip_steps", skip_steps)
     params.flag("resume", resume)
     model = model.to(dev, memory_format=fmt).train()
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=params.positive_float("lr", lr))
-    scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
+    recipe = Recipe(step_fn, opt, scaler, dtype, fmt, clip_norm)
     mem, out, start = PeakMemory(dev), FitResult(precision, str(dev)), 0
     config = {"epochs": epochs, "lr": lr, "precision": precision, "clip_norm": clip_norm}
     found = checkpoint.resume(checkpoint_dir, dev) if resume and checkpoint_dir else None
@@ -180,10 +199,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
     for epoch in range(start, epochs):
         if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: new order per epoch
             train_loader.sampler.set_epoch(epoch)
-        losses, n, secs, epoch_s = _epoch(model, train_loader, opt, scaler, dev, dtype, fmt,
-                                          clip_norm, skip_steps,
-                                          f"{precision} epoch {epoch + 1}/{epochs}", progress,
-                                          mem)
+        losses, n, secs, epoch_s = _epoch(model, train_loader, dev, recipe, skip=skip_steps,
+                                          desc=f"{precision} epoch {epoch + 1}/{epochs}",
+                                          progress=progress, mem=mem)
         out.losses += losses
         out.images_timed, out.seconds_timed = out.images_timed + n, out.seconds_timed + secs
         out.epoch_s.append(epoch_s)
@@ -193,5 +211,5 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
                             _snapshot(model, opt, scaler, train_loader, out, config), keep)
     out.images_per_sec = out.images_timed / out.seconds_timed if out.seconds_timed else 0.0
     out.peak_memory_mib, out.memory_kind = mem.peak_mib(), mem.kind
-    out.scaler_final_scale = scaler.get_scale() if use_scaler else None
+    out.scaler_final_scale = scaler.get_scale() if scaler.is_enabled() else None
     return out
