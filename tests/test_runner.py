@@ -161,6 +161,11 @@ def test_unknown_parameter_is_refused_before_anything_runs(tmp_path: Path,
         capsys.readouterr().err
     code, _ = run_cli(tmp_path, "-p", "results_dir", "/tmp")
     assert code == 2 and "use --output-dir" in capsys.readouterr().err
+    nb = nbformat.read(tmp_path / "nbs" / "01_b.ipynb", as_version=4)
+    nb.cells[0].metadata.tags = []  # a notebook whose parameters cell lost its tag
+    nbformat.write(nb, tmp_path / "nbs" / "01_b.ipynb")
+    code, _ = run_cli(tmp_path, "-p", "batch_size", "16")
+    assert code == 2 and "01_b: (no cell tagged 'parameters')" in capsys.readouterr().err
 
 
 def test_parameter_values_parse_as_papermill_does() -> None:

@@ -76,6 +76,9 @@ def resolve(notebooks: list[Path], assignments: tuple[Assignment, ...]) -> dict[
 
 def _listing(names: dict[str, tuple[str, ...]], targets: list[str]) -> str:
     """'01_x: hidden, p; 02_y: batch_size' for the targeted notebooks, runner-set names out."""
-    return "; ".join(f"{nb.removesuffix('.ipynb')}: "
-                     f"{', '.join(n for n in names[nb] if n not in RUNNER_SET) or '(none)'}"
-                     for nb in targets)
+    def own(nb: str) -> str:
+        if not names[nb]:
+            return "(no cell tagged 'parameters')"
+        return ", ".join(n for n in names[nb] if n not in RUNNER_SET) or "(only the runner's)"
+
+    return "; ".join(f"{nb.removesuffix('.ipynb')}: {own(nb)}" for nb in targets)
