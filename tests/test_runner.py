@@ -179,14 +179,23 @@ def test_parameter_values_parse_as_papermill_does() -> None:
 
 
 @pytest.mark.slow
-def test_parameters_reach_every_declaring_notebook_or_one(tmp_path: Path) -> None:
+def test_parameters_reach_every_declaring_notebook_or_one(tmp_path: Path,
+                                                         quick_env: dict[str, str]) -> None:
+    """Through the real command line, with --verbose: papermill's log shows each cell."""
     for name in ("00_a.ipynb", "01_b.ipynb"):
-        write_notebook(tmp_path / "nbs", name, params="steps = 10  # n\nlr = 0.1  # rate")
-    code, run_dir = run_cli(tmp_path, "-p", "lr", "0.5", "-p", "01:steps", "3")
-    assert code == 0
+        write_notebook(tmp_path / "nbs", name, "print('steps are', steps)",
+                       params="steps = 10  # n\nlr = 0.1  # rate")
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "run", "--device", "cpu", "--verbose",
+         "--notebooks-dir", str(tmp_path / "nbs"), "--output-dir", str(tmp_path / "out"),
+         "-p", "lr", "0.5", "-p", "01:steps", "3"],
+        cwd=ROOT, env=quick_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "out" / "latest"
     a = json.loads((run_dir / "00_a.json").read_text())["parameters"]
     b = json.loads((run_dir / "01_b.json").read_text())["parameters"]
     assert a == {"steps": 10, "lr": 0.5} and b == {"steps": 3, "lr": 0.5}
+    assert "Executing Cell 3" in proc.stderr and "steps are 3" in proc.stderr
 
 
 @pytest.mark.slow
