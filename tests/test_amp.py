@@ -23,16 +23,29 @@ def test_mixed_precision_choice() -> None:
         mixed_precision.mixed_precision(CPU, "fp8")
 
 
-def test_underflow_facts() -> None:
-    lines = mixed_precision.fp16_underflow_facts()
-    assert lines[0] == "1e-08 in fp16 -> 0 (flushed to zero)"
-    assert "65536 in fp16 -> 0.00065" in lines[1]
+def test_plan_sizes_per_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU: B0 is a 64 px timing run beside an 8-epoch small CNN; quick mode is tiny."""
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
+    made = []
+    monkeypatch.setattr(datasets, "make_sized", lambda *a: made.append(a) or tmp_path)
+    b0, small = mixed_precision.plan(run, workers=0)
+    assert (b0.model, b0.image_size, b0.epochs, b0.channels_last) == ("b0", 64, 1, True)
+    assert (small.model, small.image_size, small.epochs) == ("tiny", 32, 8)
+    assert made == [(24, 10, 64, 0), (60, 20, 32, 0)]
+    run.quick = True
+    b0, small = mixed_precision.plan(run, workers=0)
+    assert (b0.image_size, b0.epochs, small.epochs) == (32, 1, 2)
+    with pytest.raises(ValueError, match="small_epochs=0"):
+        mixed_precision.plan(run, small_epochs=0)
 
 
 def test_autocast_table_on_cpu() -> None:
     table = mixed_precision.autocast_table(CPU, torch.bfloat16, image_size=32)
     assert "| Conv2d | bfloat16 |" in table and "| Linear | bfloat16 |" in table
-    assert "| cross_entropy (loss) | float32 |" in table
+    assert "| cross_entropy (the loss) | float32 |" in table
+    assert "| weights (every parameter) | float32 |" in table
+    assert "| BatchNorm2d running mean/var | float32 |" in table
 
 
 def test_gradient_underflow(tmp_path: Path) -> None:
@@ -42,15 +55,52 @@ def test_gradient_underflow(tmp_path: Path) -> None:
     assert u["zero_in_fp16_scaled_x65536"] <= u["zero_in_fp16_unscaled"]
 
 
+def _results() -> tuple[dict, dict]:
+    fast = train.FitResult("fp32", "cpu", [2.0, 1.0], [0.5], 100.0, [1.0], 50.0, "x")
+    slow = train.FitResult("bf16", "cpu", [2.0, 1.0], [0.5], 50.0, [1.0], 1.0, "x")
+    return {"fp32": fast, "bf16": slow}, {"fp32": 100.0, "bf16": 55.0}
+
+
 def test_gains_and_claims(tmp_path: Path) -> None:
     run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
-    fast = train.FitResult("fp32", "cpu", [1.0], [0.5], 100.0, [1.0], 50.0, "x")
-    slow = train.FitResult("bf16", "cpu", [1.0], [0.5], 50.0, [1.0], 1.0, "x")
-    results, acts = {"fp32": fast, "bf16": slow}, {"fp32": 100.0, "bf16": 55.0}
+    results, acts = _results()
     speed, saving, kind = mixed_precision.gains(results, acts, on_gpu=False)
     assert speed == pytest.approx(-0.5) and saving == pytest.approx(0.45)
     assert kind == "saved activations"
-    mixed_precision.record(run, results, acts, {"zero_in_fp16_unscaled": 0.1})
-    verdicts = [c["verdict"] for c in run.claims]
-    assert verdicts == ["differs", "reproduced"]
+    mixed_precision.record(run, results, acts, {"zero_in_fp16_unscaled": 0.1},
+                           cpu_flags=("avx2", "avx512_bf16"))
+    speed_row, memory_row = run.claims
+    assert speed_row["verdict"] == "differs" and "band +15% to +35%" in speed_row["article"]
+    assert "bf16 -50%: this CPU has avx512_bf16, no AMX tiles" in speed_row["why"]
+    assert memory_row["verdict"] == "not comparable" and "45%" in memory_row["why"]
     assert "| bf16 | 50.0 | 55 |" in mixed_precision.compare_table(results, acts)
+    assert "| bf16 | 50.0 | - | 1 (x) | 1.500 -> 1.500 | 50.0% |" in mixed_precision.compare_table(
+        results)
+
+
+@pytest.mark.parametrize(("speed", "verdict"), [(0.25, "reproduced"), (0.16, "reproduced"),
+                                                (0.9, "differs"), (0.1, "differs")])
+def test_throughput_band(tmp_path: Path, speed: float, verdict: str) -> None:
+    """"+25%" passes only inside +15%..+35%: a larger gain differs too, with its reason."""
+    run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
+    results, acts = _results()
+    results["bf16"].images_per_sec = 100.0 * (1 + speed)
+    mixed_precision.record(run, results, acts, {}, cpu_flags=())
+    assert run.claims[0]["verdict"] == verdict
+    if verdict == "differs":
+        assert "neither avx512_bf16 nor amx_bf16" in run.claims[0]["why"]
+
+
+def test_speed_why_reads_the_flags() -> None:
+    why = mixed_precision.speed_why(0.4, "bf16", CPU, ("avx512_bf16", "amx_bf16"))
+    assert why.startswith("bf16 +40%: this CPU has avx512_bf16 and amx_bf16;")
+
+
+def test_learning_target(tmp_path: Path) -> None:
+    run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
+    results, _ = _results()
+    mixed_precision.learning_target(run, results)
+    assert run.targets[0]["met"] is True and run.targets[0]["measured"] == "fp32 50%, bf16 50%"
+    results["bf16"].val_accuracy = [0.1]
+    mixed_precision.learning_target(run, results)
+    assert run.targets[1]["met"] is False
