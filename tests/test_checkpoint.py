@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import helpers
 from helpers import checkpoint, datasets, paths, train
 from helpers.lessons import engineering_practices
 from helpers.models import TinyCNN
@@ -155,3 +156,29 @@ def test_visible_gpus_child_process() -> None:
     assert counts["empty"] == 0  # an empty value hides every GPU
     if "CUDA_VISIBLE_DEVICES" not in os.environ:
         assert counts["unset"] == torch.cuda.device_count()
+
+
+@pytest.mark.parametrize(("gpus", "verdict"), [
+    ([("unset", 0), ("empty", 0), ("0", 0)], "not comparable"),
+    ([("unset", 1), ("empty", 0), ("0", 1)], "not comparable"),
+    ([("unset", 2), ("empty", 0), ("0", 1), ("1", 1)], "reproduced")])
+def test_claims_computed_from_what_ran(tmp_path: Path, gpus: list, verdict: str) -> None:
+    """'One GPU per container' is not comparable below 2 GPUs; the state_dict claim differs
+    by the proof's own numbers."""
+    run = helpers.start("05_t", "t", device="cpu", quick=True, results_dir=tmp_path)
+    demo = {"bit_identical": True, "resumed_from_epoch": 2}
+    proof = {"weights only": 0.25, "weights + optimizer": 0.1, "full state": 0.0}
+    engineering_practices.record(run, demo, ("a", "b"), proof, gpus)
+    survive, state_dict, pinning = run.claims
+    assert survive["verdict"] == "reproduced" and "make docker-test" in survive["measured"]
+    assert state_dict["verdict"] == "differs" and "0.25" in state_dict["why"]
+    assert pinning["verdict"] == verdict
+    if verdict == "not comparable":
+        assert f"has {gpus[0][1]} GPU(s)" in pinning["why"]
+    assert run.metrics["resume_max_weight_diff_full_state"] == 0.0
+
+
+def test_resume_proof_refuses_bad_stop(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at=4"):
+        engineering_practices.resume_proof(tmp_path, state_fn=dict, save_fn=dict,
+                                           resume_fn=dict, epochs=4, at=4)

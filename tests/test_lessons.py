@@ -13,7 +13,7 @@ import pytest
 
 from .lesson_cells import exec_lessons, lesson_sources
 
-NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("03",)  # each section adds its prefix
+NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("03", "05")  # each section adds its prefix
 
 
 @pytest.mark.parametrize("prefix", NOTEBOOKS_WITH_LESSONS)
@@ -115,6 +115,73 @@ def test_03_underflow_cell_rounds_and_scaling_recovers(capsys: pytest.CaptureFix
 
 
 # ---- 05 engineering practices -------------------------------------------------------------
+def _lessons_05() -> dict:
+    """Notebook 05's lesson cells, run with the names its setup cell imports."""
+    import os
+    import random
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    return exec_lessons("05", {"os": os, "random": random, "Path": Path, "np": np,
+                               "torch": torch})
+
+
+def test_05_rng_cell_is_the_helpers_rng_state() -> None:
+    """The cell's rng_state/set_rng_state and helpers.checkpoint's are interchangeable."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from helpers import checkpoint
+
+    ns = _lessons_05()
+    np.random.randn()  # a cached Gaussian in numpy's state must round-trip too
+    mine, default = ns["rng_state"](), checkpoint.rng_state()
+    assert mine.keys() == default.keys() and mine["numpy"].keys() == default["numpy"].keys()
+    assert torch.equal(mine["torch"], default["torch"])
+    assert torch.equal(mine["python"]["state"], default["python"]["state"])
+    draws = (torch.rand(2), np.random.randn(), random.random())
+    ns["set_rng_state"](default)
+    assert torch.equal(torch.rand(2), draws[0]) and np.random.randn() == draws[1]
+    checkpoint.set_rng_state(mine)
+    assert random.random() == draws[2] and torch.equal(torch.rand(2), draws[0])
+
+
+def test_05_cells_save_and_resume_helper_checkpoints(tmp_path) -> None:
+    """The cell's snapshot holds what fit's does; its resume loads a checkpoint written by fit
+    (weights_only) into fresh objects exactly as fit's own restore does."""
+    import torch
+
+    from helpers import checkpoint
+    from helpers.lessons import engineering_practices as ep
+
+    ns = _lessons_05()
+    t = ep.trainee()
+    ep.train_epochs(t, range(1))
+    mine = ns["full_state"](t.model, t.opt, t.scaler, t.loader, 1)
+    path = ns["atomic_save"](mine, tmp_path / "cell.pt")
+    assert not list(tmp_path.glob(".*.tmp"))
+    helper = checkpoint.save(tmp_path / "h", 1, mine | {"history": {}, "config": {}})
+    for p in (path, helper):
+        fresh = ep.trainee(seed=1)
+        assert ns["resume"](p, fresh.model, fresh.opt, fresh.scaler, fresh.loader) == 1
+        assert ep.max_weight_diff(fresh.model, t.model) == 0.0
+        assert torch.equal(fresh.loader.generator.get_state(), t.loader.generator.get_state())
+    assert set(mine) <= set(torch.load(helper, weights_only=True))
+
+
+def test_05_proof_with_the_cells_is_bit_identical(tmp_path) -> None:
+    """The notebook's proof: the cells' full-state resume is exact, weights alone are not."""
+    from helpers.lessons import engineering_practices as ep
+
+    ns = _lessons_05()
+    proof = ep.resume_proof(tmp_path, state_fn=ns["full_state"], save_fn=ns["atomic_save"],
+                            resume_fn=ns["resume"], epochs=3, at=1)
+    assert proof["full state"] == 0.0
+    assert proof["weights only"] > 0 and proof["weights + optimizer"] > 0
 
 
 # ---- 06 speed ladder ------------------------------------------------------------------------
