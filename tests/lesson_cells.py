@@ -4,7 +4,7 @@ A lesson cell is the PyTorch a notebook teaches, tagged `lesson`. `exec_lessons`
 cells' code into a namespace the test provides (tiny inputs, a device), the way the kernel
 would run them, and returns the namespace: the test then compares what the cells defined or
 computed with the helper's default implementation. Magics are handled where they are not the
-point: `%%writefile F` writes F under `workdir`, `!cmd` lines and other `%` magics are skipped
+point: `%%writefile F` writes F under `workdir`, `!cmd` lines and other `%` magics become `pass`
 (a test that needs the shell command runs it itself).
 """
 
@@ -38,8 +38,13 @@ def _python_of(source: str, workdir: Path) -> str | None:
         target = workdir / Path(first.split()[-1]).name
         target.write_text(body if body.endswith("\n") else body + "\n")
         return None
-    return "\n".join("" if line.lstrip().startswith(("!", "%")) else line
-                     for line in source.splitlines())
+    return "\n".join(_without_magic(line) for line in source.splitlines())
+
+
+def _without_magic(line: str) -> str:
+    """A `!shell` or `%magic` line becomes `pass` at its indent (an `if` keeps a body)."""
+    code = line.lstrip()
+    return line[:len(line) - len(code)] + "pass" if code.startswith(("!", "%")) else line
 
 
 def exec_lessons(prefix: str, namespace: dict[str, Any] | None = None, *,

@@ -1,4 +1,4 @@
-"""helpers.data: preprocessing, the sample photo, batches."""
+"""helpers.images: preprocessing, the sample photo, batches."""
 
 from __future__ import annotations
 

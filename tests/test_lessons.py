@@ -9,11 +9,17 @@ only touches its own notebook's cells.
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import torch
+
+from helpers import bench, images, models
+from helpers.lessons import dynamic_graph, efficientnet_inference, environment
 
 from .lesson_cells import exec_lessons, lesson_sources
 
-NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("03", "05")  # each section adds its prefix
+NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("00", "01", "02")  # one per section
 
 
 @pytest.mark.parametrize("prefix", NOTEBOOKS_WITH_LESSONS)
@@ -22,166 +28,177 @@ def test_notebook_has_lesson_cells(prefix: str) -> None:
 
 
 # ---- 00 environment ---------------------------------------------------------------------
+CPU = torch.device("cpu")
+
+
+def test_00_version_cell_reads_the_running_torch(capsys: pytest.CaptureFixture) -> None:
+    exec_lessons("00", {"torch": torch}, select=lambda src: "torch.version.cuda" in src)
+    out = capsys.readouterr().out
+    assert torch.__version__ in out
+    assert f"CUDA available   {torch.cuda.is_available()}" in out
+
+
+def test_00_smoke_test_cell_matches_the_default() -> None:
+    ns = exec_lessons("00", {"torch": torch, "time": time, "matmul_size": 64},
+                      select=lambda src: "def smoke_test" in src)
+    mine, default = ns["smoke_test"](CPU), environment.smoke_test(CPU, n=64)
+    assert set(mine) == set(default) == set(environment.SMOKE_KEYS)
+    assert mine["max_rel_error"] == default["max_rel_error"]  # same inputs, same kernel
+    assert mine["max_rel_error"] < 1e-5 and mine["tflops"] > 0
+    (row, skipped) = environment.check_devices(CPU, test_fn=ns["smoke_test"])
+    assert row["status"] == "ok" and skipped["status"].startswith("skipped: no GPU")
+
+
+def test_00_harness_judges_what_the_cell_returns() -> None:
+    def wrong(device: torch.device) -> dict:
+        return {"device": str(device), "max_rel_error": 0.5, "tflops": 1.0}
+
+    assert environment.check_devices(CPU, test_fn=wrong)[0]["status"] == "WRONG RESULT"
+    with pytest.raises(ValueError, match="test_fn returned"):
+        environment.check_devices(CPU, test_fn=lambda d: {"device": "cpu"})
 
 
 # ---- 01 dynamic graph -------------------------------------------------------------------
+def lessons_01(**names: object) -> dict:
+    """Notebook 01's lesson cells run on a small model, with torch, nn, F and tqdm in scope."""
+    from torch import nn
+    from torch.nn import functional as F
+    from tqdm.auto import tqdm
+
+    torch._dynamo.reset()
+    base = {"torch": torch, "nn": nn, "F": F, "tqdm": tqdm, "hidden": 16, "p": 0.5, "seed": 0}
+    return exec_lessons("01", base | names)
+
+
+def test_01_cell_model_is_the_helpers_model() -> None:
+    ns = lessons_01()
+    torch.manual_seed(0)
+    mine = ns["DynamicMLP"](16, 0.5)
+    torch.manual_seed(0)
+    default = models.DynamicMLP(hidden=16, p=0.5)
+    for (name, a), (_, b) in zip(mine.state_dict().items(), default.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+    x = torch.randn(4, 784)
+    for train in (True, False):
+        mine.train(train)
+        default.train(train)
+        torch.manual_seed(1)
+        out = mine(x)
+        torch.manual_seed(1)
+        assert torch.equal(out, default(x))  # same mask drawn, same logits
+
+
+def test_01_graph_walk_and_capture_match_the_helpers() -> None:
+    ns = lessons_01()
+    model, x = ns["model"], ns["x"]
+    assert ns["graph_nodes"](model(x).sum()) == dynamic_graph.graph_nodes(model(x).sum())
+    assert dynamic_graph.compare_graphs(model, x, nodes_fn=ns["graph_nodes"]) == \
+        dynamic_graph.compare_graphs(model, x)
+    mine = [dynamic_graph.graph_ops(gm) for gm in ns["graphs_seen"]]
+    assert len(mine) == 2 and "rand_like" in mine[0] and "rand_like" not in mine[1]
+    assert mine == dynamic_graph.captured_graphs(model, x)
+
+
+def test_01_gradcheck_cell_agrees_and_can_fail() -> None:
+    ns = lessons_01()
+    assert ns["grad_ok"] is True
+    assert dynamic_graph.gradcheck_fixed_mask(p=0.5, seed=0) is True
+
+    def fresh_mask(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        state = dict(zip(("fc1.weight", "fc2.weight"), (w1, w2), strict=True))
+        return torch.func.functional_call(ns["small"], state, (x,))  # a new mask per call
+
+    args = (ns["x64"], *ns["weights"])
+    assert not torch.autograd.gradcheck(fresh_mask, args, eps=1e-6, atol=1e-5,
+                                        fast_mode=True, raise_exception=False)
+
+
+def test_01_training_loop_cell_equals_the_default() -> None:
+    ns = lessons_01()
+    task = dynamic_graph.make_task(n_train=256, n_val=64)
+    runs = []
+    for fn in (ns["train"], dynamic_graph.sgd_steps):
+        torch.manual_seed(0)
+        runs.append(dynamic_graph.train_mlp(models.DynamicMLP(hidden=16), task, steps=5,
+                                            batch_size=8, train_fn=fn))
+    assert runs[0] == runs[1]  # same losses step by step, same accuracies
 
 
 # ---- 02 EfficientNet inference ------------------------------------------------------------
+def lessons_02() -> dict:
+    """Notebook 02's loading, photo and timing cells on the CPU with random weights (seeded)."""
+    keep = ("get_model_weights", "pretrained=False", "topk", "def time_batches")
+    torch.manual_seed(0)
+    return exec_lessons("02", {"torch": torch, "time": time, "models": models,
+                               "images": images, "variant": "b0", "weights": "none",
+                               "device": CPU},
+                        select=lambda src: any(k in src for k in keep))
+
+
+def test_02_cell_loads_what_the_helper_loads() -> None:
+    ns = lessons_02()
+    torch.manual_seed(0)
+    default = models.load_efficientnet("b0", "none")
+    assert ns["state"] is None and not ns["model"].training
+    assert ns["categories"] == list(default.categories)
+    photo = images.sample_image()
+    torch.testing.assert_close(ns["preprocess"](photo), images.preprocess()(photo),
+                               atol=1e-5, rtol=0)  # v1 vs v2 transforms: float rounding only
+    assert torch.equal(ns["x"], images.image_batch(photo, default.transforms))
+    with torch.inference_mode():  # same seed, same architecture: the same logits
+        assert torch.equal(ns["logits"], default.model(ns["x"]))
+    assert [ns["categories"][i] for i in ns["top"].indices.tolist()] == \
+        [c for c, _ in models.top5(default, ns["x"])]
+    assert any("pretrained" in str(w.message) for w in ns["caught"])
+
+
+class Counter(torch.nn.Module):
+    """Counts calls and whether each ran under inference_mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(torch.is_inference_mode_enabled())
+        return x * 2
+
+
+def test_02_timing_cell_behaves_like_the_default() -> None:
+    mine, x = lessons_02()["time_batches"], torch.randn(2, 3)
+    for fn in (mine, bench.time_batches):
+        probe = Counter()
+        times = fn(probe, x, 4, 2)
+        assert len(times) == 4 and all(t > 0 for t in times)
+        assert probe.modes == [True] * 6  # warm-up + timed calls, all under inference_mode
+    spec = bench.BenchSpec(batch_size=2, warmup=1, iters=3, image_size=16)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()).eval()
+    result = bench.run(spec, model, time_fn=mine)  # the harness accepts the cell's function
+    assert len(result.times_s) == 3 and result.images_per_sec > 0
+    with pytest.raises(ValueError, match="time_fn returned 1 times"):
+        bench.run(spec, model, time_fn=lambda m, x, iters, warmup: [0.1])
+
+
+def test_02_compare_devices_runs_the_cell_timing(tmp_path: object) -> None:
+    calls: list[int] = []
+
+    def spy(model: torch.nn.Module, x: torch.Tensor, iters: int, warmup: int) -> list[float]:
+        calls.append(x.shape[0])
+        return bench.time_batches(model, x, iters, warmup)
+
+    sizes = efficientnet_inference.Sizes(1, 1, 1, 0, (1,), 1, 0.1)
+    cmp = efficientnet_inference.compare_devices(CPU, "b0", sizes, time_fn=spy)
+    assert calls == [1] and cmp["gpu"] is None and len(cmp["cpu"].times_s) == 1
 
 
 # ---- 03 mixed precision -------------------------------------------------------------------
-def _ns_03(dtype: object) -> dict:
-    """What notebook 03's lesson cells find in the kernel: torch, nn, torchvision, run, dtype."""
-    from types import SimpleNamespace
-
-    import torch
-    import torchvision
-
-    return {"torch": torch, "nn": torch.nn, "torchvision": torchvision, "dtype": dtype,
-            "run": SimpleNamespace(device=torch.device("cpu"))}
-
-
-def _one_step_03(step: object, dtype: object) -> tuple:
-    """(loss, parameters) after one step of `step` on a fixed TinyCNN batch, large gradients."""
-    import torch
-
-    from helpers.models import TinyCNN
-
-    torch.manual_seed(0)
-    model = TinyCNN()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scaler = torch.amp.GradScaler("cpu", enabled=dtype is torch.float16)
-    x, y = torch.randn(8, 3, 16, 16) * 50, torch.arange(8)
-    loss = step(model, x, y, opt, scaler=scaler, dtype=dtype, clip_norm=0.5)
-    return loss, [p.detach().clone() for p in model.parameters()], scaler.get_scale()
-
-
-@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16", "float16"])
-def test_03_step_cell_equals_the_default_step(dtype_name: str) -> None:
-    """One step of the cell's train_step is bitwise the helper's default (CPU), with the scaler
-    on for fp16 (CPU autocast takes fp16 too: the scaler path runs here as on a GPU)."""
-    import torch
-
-    from helpers import train
-
-    dtype = None if dtype_name == "float32" else getattr(torch, dtype_name)
-    ns = exec_lessons("03", _ns_03(dtype), select=lambda src: "def train_step" in src)
-    mine, default = _one_step_03(ns["train_step"], dtype), _one_step_03(train.train_step, dtype)
-    assert torch.equal(mine[0], default[0]) and mine[2] == default[2]
-    assert all(torch.equal(a, b) for a, b in zip(mine[1], default[1], strict=True))
-    assert ns["scaler"].is_enabled() is (dtype is torch.float16)
-
-
-def test_03_fit_with_the_cell_step_matches_fit(tmp_path) -> None:
-    """fit(step_fn=the cell's train_step) trains exactly as fit's default (bf16, one epoch)."""
-    import torch
-
-    from helpers import datasets, train
-
-    ns = exec_lessons("03", _ns_03(torch.bfloat16), select=lambda src: "def train_step" in src)
-    root = datasets.make_dataset(tmp_path / "s", 3, 1, 16)
-    runs = []
-    for step in (ns["train_step"], train.train_step):
-        tl, vl = datasets.loaders(root, 16, 10, torch.device("cpu"), workers=0)
-        model = train.build_model("tiny", 10, seed=0)
-        runs.append(train.fit(model, tl, vl, 1, 3e-3, precision="bf16", progress=False,
-                              channels_last=True, step_fn=step))
-    assert runs[0].losses == runs[1].losses and runs[0].val_accuracy == runs[1].val_accuracy
-
-
-def test_03_dtype_cell_shows_the_recipe_dtypes() -> None:
-    """Logits in the low dtype, loss and weights in fp32: the cell's asserts hold on a CPU."""
-    import torch
-
-    ns = exec_lessons("03", _ns_03(torch.bfloat16), select=lambda src: "logits" in src)
-    assert ns["logits"].dtype == torch.bfloat16 and ns["loss"].dtype == torch.float32
-    assert ns["weight"].dtype == torch.float32
-
-
-def test_03_underflow_cell_rounds_and_scaling_recovers(capsys: pytest.CaptureFixture) -> None:
-    """fp16 rounds (4e-8 -> 2**-24), then gives 0 below 2**-25; scaled values come back."""
-    import torch
-
-    ns = exec_lessons("03", _ns_03(None), select=lambda src: "scale = 65536.0" in src)
-    g, plain, scaled = ns["g"], ns["plain"].float(), ns["scaled"]
-    assert plain[g == 4e-8].item() == 2.0**-24  # rounding, not flush-to-zero
-    assert (plain[g < 2.0**-25] == 0).all() and (plain[g > 2.0**-25] != 0).all()
-    assert torch.allclose(scaled, g, rtol=1e-3)
-    assert "smallest subnormal 2**-24 = 5.960e-08" in capsys.readouterr().out
 
 
 # ---- 04 DDP with torchrun -----------------------------------------------------------------
 
 
 # ---- 05 engineering practices -------------------------------------------------------------
-def _lessons_05() -> dict:
-    """Notebook 05's lesson cells, run with the names its setup cell imports."""
-    import os
-    import random
-    from pathlib import Path
-
-    import numpy as np
-    import torch
-
-    return exec_lessons("05", {"os": os, "random": random, "Path": Path, "np": np,
-                               "torch": torch})
-
-
-def test_05_rng_cell_is_the_helpers_rng_state() -> None:
-    """The cell's rng_state/set_rng_state and helpers.checkpoint's are interchangeable."""
-    import random
-
-    import numpy as np
-    import torch
-
-    from helpers import checkpoint
-
-    ns = _lessons_05()
-    np.random.randn()  # a cached Gaussian in numpy's state must round-trip too
-    mine, default = ns["rng_state"](), checkpoint.rng_state()
-    assert mine.keys() == default.keys() and mine["numpy"].keys() == default["numpy"].keys()
-    assert torch.equal(mine["torch"], default["torch"])
-    assert torch.equal(mine["python"]["state"], default["python"]["state"])
-    draws = (torch.rand(2), np.random.randn(), random.random())
-    ns["set_rng_state"](default)
-    assert torch.equal(torch.rand(2), draws[0]) and np.random.randn() == draws[1]
-    checkpoint.set_rng_state(mine)
-    assert random.random() == draws[2] and torch.equal(torch.rand(2), draws[0])
-
-
-def test_05_cells_save_and_resume_helper_checkpoints(tmp_path) -> None:
-    """The cell's snapshot holds what fit's does; its resume loads a checkpoint written by fit
-    (weights_only) into fresh objects exactly as fit's own restore does."""
-    import torch
-
-    from helpers import checkpoint
-    from helpers.lessons import engineering_practices as ep
-
-    ns = _lessons_05()
-    t = ep.trainee()
-    ep.train_epochs(t, range(1))
-    mine = ns["full_state"](t.model, t.opt, t.scaler, t.loader, 1)
-    path = ns["atomic_save"](mine, tmp_path / "cell.pt")
-    assert not list(tmp_path.glob(".*.tmp"))
-    helper = checkpoint.save(tmp_path / "h", 1, mine | {"history": {}, "config": {}})
-    for p in (path, helper):
-        fresh = ep.trainee(seed=1)
-        assert ns["resume"](p, fresh.model, fresh.opt, fresh.scaler, fresh.loader) == 1
-        assert ep.max_weight_diff(fresh.model, t.model) == 0.0
-        assert torch.equal(fresh.loader.generator.get_state(), t.loader.generator.get_state())
-    assert set(mine) <= set(torch.load(helper, weights_only=True))
-
-
-def test_05_proof_with_the_cells_is_bit_identical(tmp_path) -> None:
-    """The notebook's proof: the cells' full-state resume is exact, weights alone are not."""
-    from helpers.lessons import engineering_practices as ep
-
-    ns = _lessons_05()
-    proof = ep.resume_proof(tmp_path, state_fn=ns["full_state"], save_fn=ns["atomic_save"],
-                            resume_fn=ns["resume"], epochs=3, at=1)
-    assert proof["full state"] == 0.0
-    assert proof["weights only"] > 0 and proof["weights + optimizer"] > 0
 
 
 # ---- 06 speed ladder ------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import statistics
+import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -94,15 +96,35 @@ class BenchResult:
                 "warnings": self.warnings()}
 
 
-def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec) -> BenchResult:
-    """Time `model(x)` under inference_mode and the spec's autocast: warm-up, then iters."""
+# A timing function: (model, input batch, timed iterations, warm-up iterations) -> the
+# seconds of each timed call. Notebook 02 writes its own and passes it in.
+TimeFn = Callable[[torch.nn.Module, torch.Tensor, int, int], Sequence[float]]
+
+
+def time_batches(model: torch.nn.Module, x: torch.Tensor, iters: int, warmup: int,
+                 ) -> list[float]:
+    """The default TimeFn: inference_mode, `warmup` untimed calls, then the sync-aware clock
+    around each of `iters` calls; seconds per call."""
+    clock = make_clock(x.device)
+    with torch.inference_mode():
+        return list(timed_calls(lambda: model(x), clock, warmup, iters)[1])
+
+
+def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
+               time_fn: TimeFn = time_batches) -> BenchResult:
+    """Time `model(x)` with `time_fn` under the spec's autocast; peak memory around it."""
     device = pick_device(spec.device)
-    dtype, clock = resolve_precision(spec.precision, device), make_clock(device)
+    dtype = resolve_precision(spec.precision, device)
     mem = PeakMemory(device)
     mem.start()
-    with torch.inference_mode(), autocast(device, dtype):
-        warmup_s, times = timed_calls(lambda: model(x), clock, spec.warmup, spec.iters,
-                                      mem.sample)
+    t0 = time.perf_counter()
+    with autocast(device, dtype):
+        times = tuple(float(s) for s in time_fn(model, x, spec.iters, spec.warmup))
+    mem.sample()
+    if len(times) != spec.iters or min(times, default=0) <= 0:
+        raise ValueError(f"time_fn returned {len(times)} times (min {min(times, default=0)}); "
+                         f"expected iters={spec.iters} positive durations in seconds")
+    warmup_s = max(time.perf_counter() - t0 - sum(times), 0.0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     result = BenchResult(spec, name, times, warmup_s, mem.peak_mib(), mem.kind)
     for w in result.warnings():
@@ -120,17 +142,21 @@ def prepare(model: torch.nn.Module, spec: BenchSpec) -> tuple[torch.nn.Module, t
     return (torch.compile(model) if spec.compile else model), x
 
 
-def run(spec: BenchSpec, model: torch.nn.Module | None = None) -> BenchResult:
-    """Measure one spec; the EfficientNet is built (random weights: timing needs none)."""
+def run(spec: BenchSpec, model: torch.nn.Module | None = None, *,
+        time_fn: TimeFn = time_batches) -> BenchResult:
+    """Measure one spec with `time_fn`; the EfficientNet is built (random weights: timing
+    needs none) unless a model is given."""
     if model is None:
         model = load_efficientnet(spec.variant, "none", "cpu").model
-    return time_model(*prepare(model, spec), spec)
+    return time_model(*prepare(model, spec), spec, time_fn=time_fn)
 
 
-def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...]) -> list[BenchResult]:
+def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...], *,
+          time_fn: TimeFn = time_batches) -> list[BenchResult]:
     """The same spec at several batch sizes, one model for all."""
     model = load_efficientnet(spec.variant, "none", "cpu").model
-    return [run(BenchSpec(**{**asdict(spec), "batch_size": b}), model) for b in batch_sizes]
+    return [run(BenchSpec(**{**asdict(spec), "batch_size": b}), model, time_fn=time_fn)
+            for b in batch_sizes]
 
 
 def table(results: list[BenchResult]) -> str:

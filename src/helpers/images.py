@@ -13,10 +13,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def preprocess(resize: int = 256, crop: int = 224) -> v2.Compose:
-    """The article's pipeline: Resize(256) -> CenterCrop(224) -> tensor -> ImageNet Normalize.
+    """The weights' pipeline: Resize(256, bicubic) -> CenterCrop(224) -> ImageNet Normalize.
 
-    torchvision's B0 weights use the same sizes with bicubic resizing
-    (`EfficientNet_B0_Weights.DEFAULT.transforms()`); `LoadedModel.transforms` is that exact one.
+    This equals `EfficientNet_B0_Weights.DEFAULT.transforms()`. The article's Resize(256) is
+    bilinear (torchvision's default), which B0's weights were not trained with; notebook 02
+    measures the difference.
     """
     params.positive_int("resize", resize)
     params.positive_int("crop", crop)

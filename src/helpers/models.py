@@ -79,7 +79,7 @@ class LoadedModel:
     transforms: Callable
 
 
-def _resolve_state(variant: str, weights: str | os.PathLike) -> tuple[dict | None, str]:
+def state_for(variant: str, weights: str | os.PathLike) -> tuple[dict | None, str]:
     """(state dict or None for random init, a sentence saying where it came from)."""
     if weights == "none":
         return None, "random init (weights='none')"
@@ -105,7 +105,7 @@ def load_efficientnet(variant: str = "b0", weights: str | os.PathLike = "auto",
     params.flag("channels_last", channels_last)
     meta = _weights.weights_enum(variant)
     model = tv_models.get_model(f"efficientnet_{variant}", weights=None)
-    state, source = _resolve_state(variant, weights)
+    state, source = state_for(variant, weights)
     if state is not None:
         try:
             model.load_state_dict(state)

@@ -75,6 +75,7 @@ KNOWN: dict[str, Callable[[str, Any], Any]] = {
     "workers": non_negative_int,
     "train_per_class": positive_int,
     "val_per_class": positive_int,
+    "matmul_size": positive_int,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,7 @@ from tqdm.auto import tqdm
 
 from helpers import params
 from helpers.models import DynamicMLP
+from helpers.runtime.notebook import NotebookRun
 
 
 def graph_nodes(output: torch.Tensor) -> list[str]:
@@ -25,13 +27,16 @@ def graph_nodes(output: torch.Tensor) -> list[str]:
     return order
 
 
-def compare_graphs(model: DynamicMLP, x: torch.Tensor, seed: int = 0) -> dict[str, list[str]]:
-    """The autograd graph recorded by one forward in train mode and one in eval mode."""
+def compare_graphs(model: nn.Module, x: torch.Tensor, seed: int = 0, *,
+                   nodes_fn: Callable[[torch.Tensor], list[str]] = graph_nodes,
+                   ) -> dict[str, list[str]]:
+    """The autograd graph one forward records in train mode and in eval mode, named by
+    `nodes_fn` (the notebook passes its own walk)."""
     out = {}
     for mode in ("train", "eval"):
         model.train(mode == "train")
         torch.manual_seed(seed)
-        out[mode] = graph_nodes(model(x).sum())
+        out[mode] = nodes_fn(model(x).sum())
     model.train()
     return out
 
@@ -118,15 +123,11 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return acc
 
 
-def train_mlp(model: DynamicMLP, task: Task, steps: int = 300, batch_size: int = 64,
-              lr: float = 0.05, device: torch.device | str = "cpu", seed: int = 0) -> dict:
-    """SGD on the task with a tqdm bar; returns per-step losses and train/val accuracy."""
-    params.positive_int("steps", steps)
-    params.positive_int("batch_size", batch_size)
+def sgd_steps(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, *, steps: int,
+              batch_size: int, lr: float, seed: int) -> list[float]:
+    """The default training loop: SGD with momentum on random minibatches; per-step losses."""
     torch.manual_seed(seed)
-    model = model.to(device).train()
-    xs, ys = task.x_train.to(device), task.y_train.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=params.positive_float("lr", lr), momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     losses = []
     for _ in tqdm(range(steps), desc="training", unit="step"):
         idx = torch.randint(0, len(xs), (batch_size,), device=xs.device)
@@ -135,7 +136,23 @@ def train_mlp(model: DynamicMLP, task: Task, steps: int = 300, batch_size: int =
         loss.backward()
         opt.step()
         losses.append(loss.item())  # .item() syncs with the GPU each step; fine at this size
-    return {"losses": losses, "train_accuracy": accuracy(model, xs, ys),
+    return losses
+
+
+def train_mlp(model: nn.Module, task: Task, steps: int = 300, batch_size: int = 64, *,
+              lr: float = 0.05, device: torch.device | str = "cpu", seed: int = 0,
+              train_fn: Callable[..., list[float]] = sgd_steps) -> dict:
+    """Run `train_fn` (the notebook's loop, or `sgd_steps`) on the task's data on `device`;
+    returns per-step losses and train/val accuracy (eval mode)."""
+    params.positive_int("steps", steps)
+    params.positive_int("batch_size", batch_size)
+    model = model.to(device).train()
+    xs, ys = task.x_train.to(device), task.y_train.to(device)
+    losses = train_fn(model, xs, ys, steps=steps, batch_size=batch_size,
+                      lr=params.positive_float("lr", lr), seed=seed)
+    if len(losses) != steps:
+        raise ValueError(f"train_fn returned {len(losses)} losses for steps={steps}")
+    return {"losses": [float(v) for v in losses], "train_accuracy": accuracy(model, xs, ys),
             "val_accuracy": accuracy(model, task.x_val.to(device), task.y_val.to(device))}
 
 
@@ -154,14 +171,19 @@ def plot_losses(losses: list[float], window: int = 20):
     return fig
 
 
-def captured_graphs(model: DynamicMLP, x: torch.Tensor) -> list[list[str]]:
-    """What torch.compile captures for one train and one eval call: the ops of each graph."""
+def graph_ops(gm: torch.fx.GraphModule) -> list[str]:
+    """The operations in a graph torch.compile captured, in order."""
+    return [str(getattr(n.target, "__name__", n.target)) for n in gm.graph.nodes
+            if n.op in ("call_function", "call_method", "call_module")]
+
+
+def captured_graphs(model: nn.Module, x: torch.Tensor) -> list[list[str]]:
+    """The default capture: torch.compile with a recording backend, one train and one eval
+    call; the ops of each graph it captured."""
     graphs: list[list[str]] = []
 
     def record(gm: torch.fx.GraphModule, example_inputs: list) -> object:
-        ops = [str(getattr(n.target, "__name__", n.target)) for n in gm.graph.nodes
-               if n.op in ("call_function", "call_method", "call_module")]
-        graphs.append(ops)
+        graphs.append(graph_ops(gm))
         return gm.forward
 
     torch._dynamo.reset()
@@ -174,15 +196,17 @@ def captured_graphs(model: DynamicMLP, x: torch.Tensor) -> list[list[str]]:
     return graphs
 
 
-def captured_table(graphs: list[list[str]]) -> str:
-    """Markdown: one row per graph torch.compile captured, with its operations."""
+def captured_table(graphs: list) -> str:
+    """Markdown: one row per captured graph (GraphModules or op lists) with its operations."""
     lines = ["| call | captured ops |", "|---|---|"]
-    for label, ops in zip(("train()", "eval()"), graphs, strict=False):
+    for label, g in zip(("train()", "eval()"), graphs, strict=False):
+        ops = g if isinstance(g, list) else graph_ops(g)
         lines.append(f"| {label} | {', '.join(ops)} |")
     return "\n".join(lines)
 
 
-def record(run, graphs: dict, grad_ok: bool, cmp: dict, captured: list, hist: dict) -> None:
+def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured: list,
+           hist: dict) -> None:
     """Turn notebook 01's measurements into metrics and article claims on `run`."""
     run.metric(graph_nodes_train=len(graphs["train"]), graph_nodes_eval=len(graphs["eval"]),
                gradcheck_passed=grad_ok, compiled_graphs=len(captured),
