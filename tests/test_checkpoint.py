@@ -168,7 +168,7 @@ def test_claims_computed_from_what_ran(tmp_path: Path, gpus: list, verdict: str)
     run = helpers.start("05_t", "t", device="cpu", quick=True, results_dir=tmp_path)
     demo = {"bit_identical": True, "resumed_from_epoch": 2}
     proof = {"weights only": 0.25, "weights + optimizer": 0.1, "full state": 0.0}
-    engineering_practices.record(run, demo, ("a", "b"), proof, gpus)
+    engineering_practices.record(run, demo, ("a", "b"), proof, gpus=gpus)
     survive, state_dict, pinning = run.claims
     assert survive["verdict"] == "reproduced" and "make docker-test" in survive["measured"]
     assert state_dict["verdict"] == "differs" and "0.25" in state_dict["why"]

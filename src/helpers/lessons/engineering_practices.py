@@ -218,7 +218,7 @@ def visible_gpus(values: tuple[str | None, ...] | None = None) -> list[tuple[str
     return out
 
 
-def record(run: NotebookRun, demo: dict, corrupt: tuple[str, str], proof: dict[str, float],
+def record(run: NotebookRun, demo: dict, corrupt: tuple[str, str], proof: dict[str, float], *,
            gpus: list[tuple[str, int]], cost: dict[str, float] | None = None) -> None:
     """Metrics, and the article's practices as claims checked here."""
     run.metric(**(cost or {}), bit_identical_after_kill=demo["bit_identical"],

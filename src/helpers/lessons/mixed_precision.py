@@ -72,7 +72,7 @@ def plan(run: NotebookRun, *, data_dir: str = "", image_size: int | None = None,
     common = {"batch_size": params.positive_int("batch_size", batch_size),
               "lr": params.positive_float("lr", lr), "workers": default_workers(workers),
               "seed": seed, "channels_last": params.flag("channels_last", channels_last)}
-    b0_root = prepare_data(data_dir, per_class, val, size, seed)
+    b0_root = _prepare_data(data_dir, per_class, val, size, seed)
     b0 = RunSpec("b0", b0_root, size, run.scaled(epochs or (5 if gpu else 1), quick=1),
                  **common)
     small_root = datasets.make_sized(run.scaled(60, quick=12), run.scaled(20, quick=3), 32, seed)
@@ -81,7 +81,7 @@ def plan(run: NotebookRun, *, data_dir: str = "", image_size: int | None = None,
     return b0, small
 
 
-def prepare_data(data_dir: str, per_class: int, val_per_class: int, image_size: int,
+def _prepare_data(data_dir: str, per_class: int, val_per_class: int, image_size: int,
                  seed: int) -> Path:
     """The given ImageFolder (checked), or the generated shapes set of these sizes."""
     if data_dir:
@@ -221,7 +221,7 @@ def speed_why(speed: float, mixed: str, device: torch.device,
 
 
 def record(run: NotebookRun, results: dict[str, train.FitResult], activations: dict[str, float],
-           underflow: dict, cpu_flags: tuple[str, ...] | None = None) -> None:
+           underflow: dict, *, cpu_flags: tuple[str, ...] | None = None) -> None:
     """Metrics for the report and the article's +25% / -30% claims, judged by their bands."""
     on_gpu = run.device.type == "cuda"
     speed, saving, kind = gains(results, activations, on_gpu)
