@@ -117,11 +117,103 @@ def test_launch_refuses_bad_input(kwargs: dict, needle: str) -> None:
         launcher.launch_command(**args)
 
 
+def gpus(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    """Make torch report `count` CUDA devices."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
 def test_nproc_larger_than_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    """Asked for explicitly, more processes than GPUs is refused before torchrun starts."""
+    gpus(monkeypatch, 1)
     with pytest.raises(ValueError, match="nproc=2 is more than the 1 GPU"):
         launcher.launch_command(2, [], device="cuda")
+
+
+@pytest.mark.parametrize(("count", "nproc", "device", "expected"), [
+    (0, 2, "auto", ("cpu", 2, "gloo")),  # a CPU machine: gloo
+    (1, 2, "auto", ("cpu", 2, "gloo")),  # one GPU: DDP needs a device per process
+    (1, 2, "cuda", ("cpu", 2, "gloo")),
+    (2, 2, "auto", ("cuda", 2, "nccl")),  # one process per GPU
+    (2, 4, "auto", ("cuda", 2, "nccl")),  # fewer GPUs than nproc: as many as there are
+    (2, 2, "cpu", ("cpu", 2, "gloo")),  # asked for the CPU
+])
+def test_plan_world_with_0_1_2_gpus(monkeypatch: pytest.MonkeyPatch, count: int, nproc: int,
+                                    device: str, expected: tuple) -> None:
+    """The scaled run's choice, and the launcher accepts it (no 'more than the GPUs')."""
+    gpus(monkeypatch, count)
+    plan = launcher.plan_world(nproc, device)
+    assert (plan.device, plan.nproc, plan.backend) == expected
+    assert f"{plan.nproc} " in plan.note and plan.backend.upper() in plan.note.upper()
+    if count == 1 and device != "cpu":
+        assert "1 GPU" in plan.note  # it says why the GPU is not used
+    cmd = launcher.launch_command(plan.nproc, [], plan.device)
+    assert f"--nproc-per-node={plan.nproc}" in cmd and cmd[-4:-2] == ["--device", plan.device]
+
+
+def test_plan_world_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="nproc=0"):
+        launcher.plan_world(0)
+    with pytest.raises(ValueError, match="device='tpu'"):
+        launcher.plan_world(2, "tpu")
+
+
+def fake_results(one: float, two: float) -> dict[int, dict]:
+    """Scaling results as run_world returns them, images/s for 1 and 2 processes."""
+    return {n: {"images_per_sec": v, "epoch_s": [1.0], "ranks_identical": True}
+            for n, v in ((1, one), (2, two))}
+
+
+@pytest.mark.parametrize(("device", "model", "speed", "near", "b4"), [
+    ("cpu", "b0", 0.8, "not comparable", "not comparable"),
+    ("cuda", "b0", 1.9, "reproduced", "not comparable"),  # B0 is not B4
+    ("cuda", "b4", 1.9, "reproduced", "reproduced"),
+    ("cuda", "b4", 1.2, "differs", "differs"),
+])
+def test_record_verdicts(tmp_path: Path, device: str, model: str, speed: float, near: str,
+                         b4: str) -> None:
+    """Near-linear is judged only on GPUs; the B4 claim only by B4 on two GPUs."""
+    from helpers.runtime.notebook import NotebookRun
+
+    run = NotebookRun("04_ddp_torchrun", "t", torch.device("cpu"), True, tmp_path, {})
+    plan = launcher.WorldPlan(device, 2, "gloo" if device == "cpu" else "nccl", "")
+    minimal = ddp_torchrun.MinimalRun({0: "1.5", 1: "1.5"}, {})
+    ddp_torchrun.record(run, fake_results(10.0, 10.0 * speed), plan, model, minimal=minimal)
+    verdicts = {c["claim"].split()[0]: c for c in run.claims}
+    assert verdicts["Near-linear"]["verdict"] == near
+    assert verdicts["B4"]["verdict"] == b4
+    if b4 == "not comparable":
+        assert model in verdicts["B4"]["why"] and "not B4 on two GPUs" in verdicts["B4"]["why"]
+        assert f"{speed:.2f}x" not in verdicts["B4"]["measured"]  # the scaling is not reused
+    assert run.targets[0]["met"] is True
+
+
+def test_minimal_run_log_is_read_and_checked(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_text("rank 0 epoch 0: first samples [1, 2]rank 1 epoch 0: first samples [3, 4]"
+                   "\n\nrank 0: loss 0.5, weights checksum 1.25\n"  # two writers, one stdout
+                   "rank 1: loss 0.7, weights checksum 1.25\n")
+    run = ddp_torchrun.read_minimal_run(log)
+    assert run.identical and run.first_samples[(1, 0)] == "[3, 4]"
+    assert "| 1 | [3, 4] | 1.25 |" in run.table()
+    log.write_text("rank 0: loss 0.5, weights checksum 1.25\nTraceback: boom\n")
+    with pytest.raises(RuntimeError, match="1 reported a checksum"):
+        ddp_torchrun.read_minimal_run(log)
+
+
+def test_worker_diff_names_missing_functions(tmp_path: Path) -> None:
+    script = tmp_path / "train_ddp.py"
+    script.write_text("def main():\n    pass\n")
+    with pytest.raises(ValueError, match="'train_step' is not a function of helpers/ddp"):
+        ddp_torchrun.worker_diff(script, names=("main", "train_step"))
+    diff = ddp_torchrun.worker_diff(script)  # ddp_setup, _init_group: only in the worker
+    assert diff.count("```diff") == 3 and "--- (not in the script)" in diff
+
+
+def test_scaling_figure_has_both_panels() -> None:
+    fig = ddp_torchrun.scaling_figure(fake_results(10.0, 30.0), "test")
+    assert [ax.get_title() for ax in fig.axes] == ["throughput", "scaling efficiency"]
+    assert fig.axes[1].get_ylim()[1] >= 150  # a superlinear bar stays on the chart
 
 
 def test_launch_command_shapes() -> None:

@@ -19,7 +19,7 @@ from helpers.lessons import dynamic_graph, efficientnet_inference, environment
 
 from .lesson_cells import exec_lessons, lesson_sources
 
-NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("00", "01", "02")  # one per section
+NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("00", "01", "02", "04")  # one per section
 
 
 @pytest.mark.parametrize("prefix", NOTEBOOKS_WITH_LESSONS)
@@ -196,6 +196,68 @@ def test_02_compare_devices_runs_the_cell_timing(tmp_path: object) -> None:
 
 
 # ---- 04 DDP with torchrun -----------------------------------------------------------------
+
+
+def _run_train_ddp(tmp_path, epochs: int = 2):
+    """Write notebook 04's train_ddp.py from its cell and run it: torchrun, 2 CPU processes,
+    rendezvous on 127.0.0.1 at a free port; (its parsed output, the folder it wrote to)."""
+    import subprocess
+    import sys
+
+    from helpers import datasets
+    from helpers.lessons import ddp_torchrun
+
+    from .conftest import free_port
+
+    exec_lessons("04", workdir=tmp_path, select=lambda src: src.startswith("%%writefile"))
+    data = datasets.make_dataset(tmp_path / "shapes", 8, 2, 32)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+           "train_ddp.py", "--data-dir", str(data), "--device", "cpu", "--epochs", str(epochs),
+           "--batch-size", "8", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    (tmp_path / "train_ddp.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return ddp_torchrun.read_minimal_run(tmp_path / "train_ddp.log"), tmp_path
+
+
+@pytest.mark.slow
+def test_04_script_keeps_both_ranks_identical(tmp_path) -> None:
+    """The %%writefile script under torchrun: equal weights on both ranks, rank 0's file
+    holds them, each rank its own shard, reshuffled by set_epoch."""
+    import torch
+
+    minimal, out = _run_train_ddp(tmp_path)
+    assert sorted(minimal.checksums) == [0, 1] and minimal.identical
+    saved = torch.load(out / "train_ddp_model.pt", weights_only=True)
+    checksum = sum(t.double().sum().item() for k, t in saved.items()
+                   if "running" not in k and "num_batches" not in k)
+    assert repr(checksum) == minimal.checksums[0]
+    s = minimal.first_samples
+    assert s[(0, 0)] != s[(1, 0)], "both ranks read the same shard"
+    assert s[(0, 0)] != s[(0, 1)], "set_epoch did not reshuffle between epochs"
+
+
+def test_04_script_and_worker_share_their_steps(tmp_path) -> None:
+    """The diff the notebook shows exists: ddp_setup and main in both script and worker."""
+    from helpers.lessons import ddp_torchrun
+
+    exec_lessons("04", workdir=tmp_path, select=lambda src: src.startswith("%%writefile"))
+    diff = ddp_torchrun.worker_diff(tmp_path / "train_ddp.py")
+    assert diff.count("```diff") == 3 and "init_process_group" in diff
+    assert "--- train_ddp.py: ddp_setup" in diff and "--- train_ddp.py: main" in diff
+
+
+def test_04_allreduce_size_is_computed_from_b0() -> None:
+    """The cell's all-reduce size is B0's (10 classes) fp32 gradients: about 16 MB, not 21."""
+    import torch
+    from torchvision.models import efficientnet_b0
+
+    ns = exec_lessons("04", select=lambda src: "SyncBatchNorm" in src)
+    b0 = efficientnet_b0(num_classes=10)
+    assert ns["grad_numel"] == sum(p.numel() for p in b0.parameters())
+    assert 15.5 < ns["allreduce_mb"] < 16.5
+    assert ns["n_sync"] == sum(isinstance(m, torch.nn.BatchNorm2d) for m in b0.modules())
 
 
 # ---- 05 engineering practices -------------------------------------------------------------

@@ -2,8 +2,10 @@
 
     torchrun --standalone --nproc_per_node=2 -m helpers.ddp --data-dir data/shapes --epochs 2
 
-DDP is detected from RANK/LOCAL_RANK/WORLD_SIZE, so the same command runs without torchrun.
-Backend: nccl on GPUs, gloo on CPUs. Rank 0 alone logs, writes results and checkpoints.
+The hardened version of notebook 04's minimal `train_ddp.py`: DDP is detected from
+RANK/LOCAL_RANK/WORLD_SIZE, so the same command runs without torchrun; nccl on GPUs, gloo on
+CPUs; a process-group timeout; checkpoints and `--resume` for torchrun's `--max-restarts`;
+per-rank weight digests. Rank 0 alone logs, writes results and checkpoints.
 """
 
 from __future__ import annotations
@@ -41,18 +43,19 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend if backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
 
 
-def setup(device: str, backend: str, timeout_s: float) -> tuple[torch.device, bool]:
+def ddp_setup(device: str, backend: str, timeout_s: float) -> tuple[torch.device, bool]:
     """Pick this rank's device (GPU = LOCAL_RANK, set *before* init), join the group."""
-    _, local, world = ranks()
+    _, local_rank, world = ranks()
     dev = pick_device(device)
     if dev.type == "cuda":
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)  # before init_process_group: one GPU per process
     elif world > 1:  # N processes share the CPU: give each its share of the cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(
             os.environ.get("LOCAL_WORLD_SIZE", world))))
     if world == 1:
         return dev, False
+    # a lost peer fails the next collective after `timeout` instead of hanging the job
     _init_group(resolve_backend(backend, dev), timedelta(seconds=timeout_s))
     return dev, True
 
@@ -60,8 +63,10 @@ def setup(device: str, backend: str, timeout_s: float) -> tuple[torch.device, bo
 def _init_group(backend: str, timeout: timedelta) -> None:
     """init_process_group on torchrun's store, under a prefix per restart attempt.
 
-    After `--max-restarts` restarts the workers, the store still holds the dead attempt's
-    addresses; without a fresh prefix gloo connects to them ("Connection refused").
+    torchrun's agent keeps one store for the whole job, and `env://` does not prefix its keys
+    per attempt: after a `--max-restarts` restart, gloo may read a dead worker's address from
+    the last attempt and fail with "Connection refused" (seen with torch 2.14 when this
+    prefix was removed: tests/test_ddp.py::test_restart_resumes_from_checkpoint).
     """
     env, (rank, _, world) = os.environ, ranks()
     agent_store = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun hosts it
@@ -101,7 +106,7 @@ class FailOnce:
 @record  # a failing rank's traceback reaches torchrun's error summary
 def main(args: argparse.Namespace) -> int:
     """Train with DDP (or alone) and, on rank 0, write results; always leave the group."""
-    dev, distributed = setup(args.device, args.backend, args.timeout)
+    dev, distributed = ddp_setup(args.device, args.backend, args.timeout)
     rank, _, world = ranks()
     try:
         tl, vl = datasets.loaders(args.data_dir, args.image_size, args.batch_size // world, dev,

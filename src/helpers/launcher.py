@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,8 +28,37 @@ def check_endpoint(endpoint: str) -> str:
     return endpoint
 
 
+@dataclass(frozen=True)
+class WorldPlan:
+    """Where a scaled DDP run goes: device type, processes, backend, and a sentence why."""
+
+    device: str  # "cuda" or "cpu": what every process uses
+    nproc: int
+    backend: str
+    note: str
+
+
+def plan_world(nproc: int, device: str = "auto") -> WorldPlan:
+    """One process per GPU when there are GPUs enough; with 2+ GPUs but fewer than nproc, one
+    per GPU; with 0 or 1 GPU (DDP needs a device per process), nproc CPU processes on gloo."""
+    params.positive_int("nproc", nproc)
+    dev = pick_device(device)
+    gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.type == "cpu":
+        return WorldPlan("cpu", nproc, "gloo", f"{nproc} CPU process(es) with gloo "
+                         f"(device={device!r})")
+    if gpus >= nproc:
+        return WorldPlan("cuda", nproc, "nccl", f"{nproc} process(es), one per GPU, with NCCL")
+    if gpus >= 2:
+        return WorldPlan("cuda", gpus, "nccl", f"nproc={nproc} but {gpus} GPUs here: {gpus} "
+                         "processes, one per GPU, with NCCL")
+    return WorldPlan("cpu", nproc, "gloo", f"nproc={nproc} but 1 GPU here, and DDP needs one "
+                     f"device per process: {nproc} CPU processes with gloo instead (the same "
+                     "mechanics; the speed is the CPU's, not the GPU's)")
+
+
 def launch_command(nproc: int, ddp_args: list[str], device: str = "auto",
-                   backend: str = "auto", nnodes: int = 1, node_rank: int = 0,
+                   backend: str = "auto", *, nnodes: int = 1, node_rank: int = 0,
                    endpoint: str | None = None, max_restarts: int = 0,
                    rdzv_id: str = "helpers") -> list[str]:
     """The torchrun command line for helpers.ddp, refused before any process starts if wrong."""
@@ -68,7 +98,7 @@ def stream(cmd: list[str], timeout_s: float = 600, show: bool = True) -> tuple[i
         return proc.wait(), "".join(lines)
 
 
-def run_world(nproc: int, data_dir: Path, out: Path, model: str, epochs: int,
+def run_world(nproc: int, data_dir: Path, out: Path, model: str, *, epochs: int,
               batch_size: int, device: str = "auto", show: bool = True) -> dict:
     """Train with nproc processes on the same global batch; the result, with rank digests."""
     args = ["--data-dir", str(data_dir), "--model", model, "--epochs", str(epochs),
