@@ -54,21 +54,87 @@ def test_gpu_rungs_are_listed_as_skipped_on_a_cpu(tiny: torch.nn.Module) -> None
     assert all(r["reason"] == "cuda only" for r in rows[1:])
 
 
-def test_a_rung_that_raises_is_failed_with_its_reason(tiny: torch.nn.Module,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    real = ladder.build
+def test_a_rung_that_raises_is_failed_with_its_reason(tiny: torch.nn.Module) -> None:
+    def channels_last(model, x, calibration):
+        raise RuntimeError("inductor exploded\nlong trace")
 
-    def broken(rung, *args):
-        if rung.key == "channels_last":
-            raise RuntimeError("inductor exploded\nlong trace")
-        return real(rung, *args)
-
-    monkeypatch.setattr(ladder, "build", broken)
-    rows = run_tiny(tiny, ("inference_mode", "channels_last")).rows()
-    assert rows[2]["status"] == "failed"
+    rows = run_tiny(tiny, ("inference_mode", channels_last)).rows()
+    assert rows[2]["status"] == "failed" and rows[2]["code"] == "channels_last()"
     assert rows[2]["reason"] == "RuntimeError: inductor exploded"
     assert rows[2]["speedup"] is None and rows[1]["status"] == "ok"
-    assert "failed: RuntimeError: inductor exploded" in run_tiny(tiny, ("channels_last",)).table()
+    assert "failed: RuntimeError: inductor exploded" in run_tiny(tiny, (channels_last,)).table()
+
+
+def test_a_callers_rung_runs_beside_the_built_in_one_and_matches_it(
+        tiny: torch.nn.Module) -> None:
+    """Rungs are values: a build function named like a rung takes that rung's switches."""
+    def channels_last(model, x, calibration):
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(
+            memory_format=torch.channels_last)
+
+        def forward():
+            with torch.inference_mode():
+                return model(x)
+        return forward
+
+    def mine(model, x, calibration):  # a new rung: numbered after the table
+        return lambda: model(x.contiguous(memory_format=torch.channels_last)).detach()
+
+    x = torch.randn(4, 3, 32, 32)
+    ours = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, rungs=("channels_last",), iters=2)
+    theirs = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, rungs=(mine, channels_last), iters=2)
+    a, b = ours.rows()[1], theirs.rows()[1]
+    assert (b["key"], b["rung"], b["code"]) == ("channels_last", 2, "channels_last()")
+    assert a["code"] == "ladder default" and b["tolerance"] == a["tolerance"]
+    assert b["status"] == "ok" and b["rel_error"] == a["rel_error"]
+    extra = theirs.rows()[2]
+    assert (extra["key"], extra["rung"], extra["precision"]) == ("mine", len(ladder.RUNGS), "fp32")
+
+
+def test_rungs_are_checked_and_numbered_as_in_the_table() -> None:
+    numbered = ladder.select(("int8", "channels_last"))
+    assert [(n, r.key) for n, r in numbered] == [(0, "eager"), (2, "channels_last"), (11, "int8")]
+    custom = ladder.Rung("bf16_nchw", "bf16, NCHW", precision="bf16", autocast="bf16",
+                         channels_last=False)
+    assert ladder.select((custom,))[1] == (len(ladder.RUNGS), custom)
+    with pytest.raises(ValueError, match="bf16 given twice"):
+        ladder.select(("bf16", "bf16"))
+    with pytest.raises(ValueError, match="rungs item 3 is not allowed"):
+        ladder.select((3,))
+    table = ladder.switches_table()
+    assert table.count("\n") == len(ladder.RUNGS) + 1
+    assert "| 12 | int8_bf16 | inference_mode | channels_last | — | bf16 | default | yes |" in table
+
+
+def test_rungs_are_timed_interleaved_round_robin(tiny: torch.nn.Module) -> None:
+    calls: list[str] = []
+
+    def counted(name):
+        def build(model, x, calibration):
+            def forward():
+                calls.append(name)
+                return model(x)
+            return forward
+        build.__name__ = name
+        return build
+
+    result = ladder.ladder(tiny, "cpu", 4, 32, warmup=0, iters=3,
+                           rungs=(counted("eager"), counted("a"), counted("b")))
+    assert calls[:3] == ["eager", "a", "b"]  # first calls, in order: build, compare
+    assert calls[3:] == ["eager", "a", "b", "a", "b", "eager", "b", "eager", "a"]
+    rows = result.rows()
+    assert all(r["iters"] == 3 and len(r["times_ms"]) == 3 for r in rows)
+    assert rows[0]["speedup_low"] <= 1.0 <= rows[0]["speedup_high"]
+    assert rows[1]["spread_pct"] is not None and rows[1]["spread_pct"] >= 0
+
+
+def test_bf16_compiled_rungs_skip_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(roofline, "cpu_has_native_bf16", lambda: False)
+    cpu = torch.device("cpu")
+    for key in ("compile_bf16", "compile_bf16_max_autotune", "int8_bf16"):
+        reason = ladder.skip_reason(ladder.as_rung(key), cpu)
+        assert reason and ("AVX512-BF16" in reason or "compiler" in reason), (key, reason)
+    assert ladder.skip_reason(ladder.as_rung("bf16"), cpu) is None  # eager bf16 runs, slowly
 
 
 def test_a_rung_past_its_tolerance_is_failed(tiny: torch.nn.Module,
@@ -81,8 +147,7 @@ def test_a_rung_past_its_tolerance_is_failed(tiny: torch.nn.Module,
 
 
 def test_int8_needs_top1_agreement_when_weights_mean_something() -> None:
-    step = ladder.Step(next(r for r in ladder.RUNGS if r.key == "int8"), rel_error=0.05,
-                       top1_agreement=0.5)
+    step = ladder.Step(ladder.as_rung("int8"), 11, rel_error=0.05, top1_agreement=0.5)
     assert ladder.check(step, need_agreement=False).status == "ok"
     step.status = "ok"
     failed = ladder.check(step, need_agreement=True)
@@ -98,6 +163,19 @@ def test_bad_arguments_are_named(tiny: torch.nn.Module) -> None:
         ladder.ladder(tiny, "cpu", 4, 32, inputs=torch.zeros(2, 3, 32, 32))
     with pytest.raises(ValueError, match="iters=0 is not allowed"):
         ladder.ladder(tiny, "cpu", 4, 32, rungs=("bf16",), iters=0)
+
+
+def test_int8_quantizes_weights_per_channel() -> None:
+    """Per-channel weights are what keeps int8 close on depthwise convs: the default config."""
+    from helpers import quant
+
+    if quant.unavailable():
+        pytest.skip(quant.unavailable())
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+
+    config = xiq.get_default_x86_inductor_quantization_config()
+    assert config.weight.qscheme == torch.per_channel_symmetric
+    assert config.input_activation.qscheme == torch.per_tensor_affine
 
 
 def test_budget_cuts_iterations_but_keeps_three() -> None:
@@ -137,7 +215,19 @@ def test_flops_match_torchvisions_published_count() -> None:
 
 def test_peaks() -> None:
     cpu = roofline.cpu_peak(threads=2)
-    assert cpu.gflops > 0 and "2 threads" in cpu.basis
+    assert cpu.gflops > 0 and "2 threads" in cpu.basis and "flags:" in cpu.basis
+    avx512 = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"}
+    assert roofline.cpu_rate("fp32", avx512)[:2] == (64, "avx512f")
+    assert roofline.cpu_rate("bf16", avx512)[:2] == (128, "avx512_bf16")
+    assert roofline.cpu_rate("int8", avx512)[:2] == (256, "avx512_vnni")
+    avx2 = {"avx2", "fma"}
+    assert roofline.cpu_rate("bf16", avx2)[0] == 32  # emulated: no more than fp32
+    assert "no native bf16" in roofline.cpu_rate("bf16", avx2)[2]
+    assert roofline.cpu_rate("int8", avx2)[:2] == (64, "avx2")
+    assert roofline.cpu_rate("bf16", {"amx_bf16", "avx512_bf16"})[0] == 1024
+    with pytest.raises(ValueError, match="precision='int4' is not allowed"):
+        roofline.cpu_rate("int4", avx2)
+    assert math.isnan(roofline.gpu_peak("NVIDIA H100 80GB HBM3", "int8").gflops)
     assert roofline.gpu_peak("NVIDIA H100 80GB HBM3", "fp16").gflops == 989_400
     assert roofline.gpu_peak("NVIDIA H100 PCIe", "fp32").gflops == 51_200
     unknown = roofline.gpu_peak("Imaginary GPU", "fp16")
@@ -166,13 +256,40 @@ def test_cli_ladder_writes_table_json_and_chart(tmp_path: Path, quick_env: dict[
                      "0", "--out", str(out), "--json", str(tmp_path / "l.json")])
     assert code == 0
     text = capsys.readouterr().out
-    assert "| 2 | + channels_last (NHWC) |" in text
+    assert "| 2 | channels_last (NHWC) |" in text
+    assert "best correct rung vs rung 0, CPU" in text  # the target, printed and recorded
     doc = json.loads((out / "ladder.json").read_text())
     assert [d["batch_size"] for d in doc["ladders"]] == [2, 3]
     assert doc["environment"]["torch"] == torch.__version__
     assert (out / "ladder-2.png").stat().st_size > 1000
     assert "| # | rung |" in (out / "ladder.md").read_text()
     assert json.loads((tmp_path / "l.json").read_text())["ladders"][0]["rungs"][0]["key"] == "eager"
+
+
+def test_targets_are_ratios_within_the_run_and_need_every_rung_correct() -> None:
+    avx512 = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"}
+    assert speed_ladder.cpu_target(avx512)[0] == 8.0
+    assert speed_ladder.cpu_target({"avx2", "fma"})[0] == 6.0
+    assert speed_ladder.cpu_target(set())[0] is None
+    goal = speed_ladder.cpu_target(roofline.cpu_flags())[0]
+    if goal is None:
+        pytest.skip("no target for this CPU class")
+    r0, fast = ladder.as_rung("eager"), ladder.as_rung("compile")
+
+    def result(ms: float, drift: bool = False) -> ladder.LadderResult:
+        steps = [ladder.Step(r0, 0, times_s=(1.0, 1.0)), ladder.Step(fast, 6, times_s=(ms,) * 2)]
+        if drift:
+            steps.append(ladder.Step(ladder.as_rung("bf16"), 4, "failed", "rel. error 0.1"))
+        return ladder.LadderResult(torch.device("cpu"), "cpu", "b0", "trained", 32, 224, 0.8,
+                                   steps)
+
+    met = speed_ladder.targets(result(0.9 / goal), [])[0]
+    assert met["met"] is True and met["goal"] == f">= {goal:.0f}x"
+    assert speed_ladder.targets(result(1.1 / goal), [])[0]["met"] is False
+    drifted = speed_ladder.targets(result(0.9 / goal, drift=True), [])[0]
+    assert drifted["met"] is False and "bf16: rel. error 0.1" in drifted["why"]
+    gpu = speed_ladder.targets(result(0.5), [])[1:]
+    assert [t["met"] for t in gpu] == [None, None] and gpu[0]["measured"] == "needs a GPU"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -19,7 +19,7 @@ from helpers.lessons import dynamic_graph, efficientnet_inference, environment
 
 from .lesson_cells import exec_lessons, lesson_sources
 
-NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("00", "01", "02", "04")  # one per section
+NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("00", "01", "02", "04", "06")  # one per section
 
 
 @pytest.mark.parametrize("prefix", NOTEBOOKS_WITH_LESSONS)
@@ -264,3 +264,98 @@ def test_04_allreduce_size_is_computed_from_b0() -> None:
 
 
 # ---- 06 speed ladder ------------------------------------------------------------------------
+def lessons_06() -> dict:
+    """Notebook 06's lesson cells run with a small EfficientNet as `model` and a 32 px batch."""
+    import torch
+    from torchvision.models import efficientnet_b0
+
+    torch.manual_seed(0)
+    b0 = efficientnet_b0(num_classes=10).eval()
+    cpu = type("Run", (), {"device": torch.device("cpu")})()
+    return exec_lessons("06", {"model": b0, "x": torch.randn(2, 3, 32, 32), "run": cpu,
+                               "display": lambda *a: None, "Markdown": str})
+
+
+def tiny_06() -> tuple[torch.nn.Module, torch.Tensor, list[torch.Tensor]]:
+    """A small CNN with real batch-norm statistics, a batch and two calibration batches."""
+    import torch
+
+    from helpers.models import TinyCNN
+
+    torch.manual_seed(0)
+    tiny = TinyCNN(10, width=8)
+    with torch.no_grad():
+        for _ in range(3):
+            tiny(torch.randn(8, 3, 32, 32))
+    return tiny.eval(), torch.randn(4, 3, 32, 32), [torch.randn(4, 3, 32, 32) for _ in range(2)]
+
+
+def same_logits_06(build, key: str, atol: float = 0.0) -> None:
+    """The notebook's build and the ladder's default for rung `key` give the same logits."""
+    import copy
+
+    import torch
+
+    from helpers import ladder
+
+    tiny, x, cal = tiny_06()
+    mine = build(copy.deepcopy(tiny), x, cal)()
+    default = ladder.default_build(ladder.as_rung(key))(copy.deepcopy(tiny), x, cal)()
+    assert torch.allclose(mine.float(), default.float(), rtol=0, atol=atol), key
+
+
+def test_06_notebook_rungs_are_the_ladders_table(capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from helpers import ladder, ladder_result
+
+    ns = lessons_06()
+    assert [ladder.as_rung(r).key for r in ns["rungs"]] == list(ladder.RUNG_KEYS)
+    out = capsys.readouterr().out
+    assert "NCHW strides: (48, 16, 4, 1)" in out and "(48, 1, 12, 3)" in out
+    assert "bf16 vs rung 0: max rel. error" in out
+    a, b = torch.randn(8, 10), torch.randn(8, 10)
+    assert ns["rel_error"](a, b) == ladder_result.relative_error(a, b)
+    assert ns["top1_agreement"](a, b) == ladder_result.agreement(a, b)
+
+
+@pytest.mark.parametrize("key", ["eager", "inference_mode", "channels_last", "bf16"])
+def test_06_eager_rungs_match_the_ladders_defaults(key: str) -> None:
+    from helpers import ladder
+
+    rung = next(ladder.as_rung(r) for r in lessons_06()["rungs"] if ladder.as_rung(r).key == key)
+    assert rung.build is not None and rung.code != "ladder default"
+    same_logits_06(rung.build, key)
+
+
+def test_06_a_notebook_rung_runs_through_the_ladder_like_the_built_in_one() -> None:
+    import torch
+
+    from helpers import ladder
+
+    ns, (tiny, x, _) = lessons_06(), tiny_06()
+    mine = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2,
+                         rungs=[ns["eager"], ns["channels_last"],
+                                ladder.rung("bf16", ns["autocast_rung"](torch.bfloat16))]).rows()
+    built_in = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2,
+                             rungs=("channels_last", "bf16")).rows()
+    assert [r["rung"] for r in mine] == [r["rung"] for r in built_in] == [0, 2, 4]
+    for m, b in zip(mine, built_in, strict=True):
+        assert m["status"] == b["status"] == "ok", (m, b)
+        assert m["rel_error"] == b["rel_error"] and m["code"] != b["code"]
+
+
+@pytest.mark.slow
+def test_06_compiled_and_int8_rungs_match_the_ladders_defaults() -> None:
+    """torch.compile (inductor freezing) and the PT2E flow as the cells write them."""
+    import torch
+
+    from helpers import env, ladder, quant
+
+    if env.compile_problem("cpu") or quant.unavailable():
+        pytest.skip(f"needs a C++ compiler and torchao: {env.compile_problem('cpu')}")
+    ns = lessons_06()
+    by_key = {ladder.as_rung(r).key: ladder.as_rung(r) for r in ns["rungs"]}
+    torch._dynamo.reset()
+    same_logits_06(by_key["compile"].build, "compile", atol=1e-5)
+    same_logits_06(by_key["int8"].build, "int8", atol=1e-5)

@@ -1,26 +1,30 @@
 """The speed ladder: one model, rung by rung, each rung's speed *and* its error vs rung 0.
 
-Every rung runs on its own copy of the model, on the same input batch, in one process, so the
-speedups are ratios measured side by side. A rung that cannot run here is listed as skipped,
-one that raises or drifts past its tolerance as failed: none is dropped.
+A rung is a value: a `Rung` (its switches, its tolerance) whose `build` turns a copy of the
+model, the batch and calibration batches into a zero-argument forward call. The ladder's own
+table (RUNGS) builds each rung from its switches; a notebook passes rungs whose build is the
+code in its cells. Every rung runs on its own copy of the model, on the same batch, in one
+process, and the rungs are timed interleaved (round-robin, several rounds), so the speedups are
+ratios measured side by side even on a machine whose speed drifts. A rung that cannot run here
+is listed as skipped, one that raises or drifts past its tolerance as failed: none is dropped.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import statistics
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from helpers import env, images, params, roofline
 from helpers.env import pick_device
+from helpers.ladder_result import LadderResult, Step, agreement, relative_error
 from helpers.precision import autocast, resolve_precision, restore_tf32, set_tf32
-from helpers.timing import make_clock, timed_calls
+from helpers.timing import make_clock
 
 FP32_TOLERANCE = 1e-3  # max relative logit error of an fp32 rung (reordered sums only)
 LOW_TOLERANCE = 3e-2  # bf16 / fp16 / TF32 rungs: 8-10 mantissa bits
@@ -32,19 +36,27 @@ INT8_TOLERANCE = 0.5
 INT8_MIN_AGREEMENT = 0.9
 
 
+# A rung's code: given its own copy of the model (on the device, in eval mode), the batch and the
+# calibration batches, return a zero-argument call that runs one batch and returns the logits.
+Forward = Callable[[], torch.Tensor]
+Build = Callable[[torch.nn.Module, torch.Tensor, list[torch.Tensor]], Forward]
+
+
 @dataclass(frozen=True)
 class Rung:
-    """One step of the ladder: what it turns on, where it runs, and its error budget."""
+    """One rung: what it turns on, where it runs, its error budget, and (optionally) its code."""
 
     key: str
     title: str
     devices: tuple[str, ...] = ("cpu", "cuda")
-    precision: str = "fp32"  # fp32 | bf16 | fp16 | int8
+    precision: str = "fp32"  # of the convs and matmuls (fp32 | bf16 | fp16 | int8): tolerance, peak
     inference_mode: bool = True
     channels_last: bool = True
     tf32: bool = False
+    autocast: str | None = None  # bf16 | fp16: what autocast runs the (non-int8) ops in
     compile_mode: str | None = None  # torch.compile mode; None: eager
     why: str = ""
+    build: Build | None = field(default=None, compare=False, repr=False)  # None: from switches
 
     @property
     def tolerance(self) -> float:
@@ -53,63 +65,61 @@ class Rung:
             return INT8_TOLERANCE
         return FP32_TOLERANCE if self.precision == "fp32" and not self.tf32 else LOW_TOLERANCE
 
+    @property
+    def code(self) -> str:
+        """Where the rung's code comes from: the caller's build function or the ladder's."""
+        return "ladder default" if self.build is None else f"{_name(self.build)}()"
+
+    def switches(self) -> dict[str, str]:
+        """One column per switch, for the table of rungs (a dash: off)."""
+        return {"grad mode": "inference_mode" if self.inference_mode else "no_grad",
+                "layout": "channels_last" if self.channels_last else "NCHW",
+                "TF32": "on" if self.tf32 else "—", "autocast": self.autocast or "—",
+                "torch.compile": self.compile_mode or "—",
+                "int8 PT2E": "yes" if self.precision == "int8" else "—",
+                "runs on": "/".join(self.devices)}
+
 
 RUNGS: tuple[Rung, ...] = (
     Rung("eager", "the article: eager fp32 NCHW, no_grad", inference_mode=False,
          channels_last=False, why="model.eval() + torch.no_grad(), as the article runs it"),
-    Rung("inference_mode", "+ inference_mode", channels_last=False,
+    Rung("inference_mode", "inference_mode", channels_last=False,
          why="no version counters or autograd bookkeeping on any tensor"),
-    Rung("channels_last", "+ channels_last (NHWC)",
+    Rung("channels_last", "channels_last (NHWC)",
          why="depthwise and 1x1 convs read contiguous channels per pixel"),
-    Rung("tf32", "+ TF32 convs and matmuls", ("cuda",), tf32=True,
+    Rung("tf32", "TF32 convs and matmuls", ("cuda",), tf32=True,
          why="tensor cores on fp32 data, 10-bit mantissa"),
-    Rung("bf16", "+ bf16 autocast", precision="bf16",
+    Rung("bf16", "bf16 autocast", precision="bf16", autocast="bf16",
          why="convs and matmuls in bf16; fast with AMX/AVX512-BF16 or tensor cores"),
-    Rung("fp16", "+ fp16 autocast", ("cuda",), precision="fp16", tf32=True,
+    Rung("fp16", "fp16 autocast", ("cuda",), precision="fp16", tf32=True, autocast="fp16",
          why="tensor cores, half the memory traffic"),
-    Rung("compile", "+ torch.compile, fp32 (CPU: inductor freezing)", ("cpu",),
+    Rung("compile", "torch.compile, fp32 (CPU: inductor freezing)", ("cpu",),
          compile_mode="default", why="fused elementwise ops, weights folded into the graph"),
-    Rung("compile_bf16", "+ torch.compile, bf16 (CPU: inductor freezing)", ("cpu",),
-         precision="bf16", compile_mode="default", why="fusion on top of bf16 kernels"),
-    Rung("compile_fp16", "+ torch.compile, fp16", ("cuda",), precision="fp16", tf32=True,
-         compile_mode="default", why="Triton kernels fuse BN, SiLU and the SE block"),
-    Rung("cudagraphs", "+ CUDA graphs (compile mode='reduce-overhead')", ("cuda",),
-         precision="fp16", tf32=True, compile_mode="reduce-overhead",
+    Rung("compile_bf16", "torch.compile, bf16 (CPU: inductor freezing)", ("cpu",),
+         precision="bf16", autocast="bf16", compile_mode="default",
+         why="fusion on top of bf16 kernels"),
+    Rung("compile_bf16_max_autotune", "torch.compile max-autotune, bf16", ("cpu",),
+         precision="bf16", autocast="bf16", compile_mode="max-autotune",
+         why="inductor also benchmarks its C++ GEMM templates against oneDNN per matmul"),
+    Rung("compile_fp16", "torch.compile, fp16", ("cuda",), precision="fp16", tf32=True,
+         autocast="fp16", compile_mode="default",
+         why="Triton kernels fuse BN, SiLU and the SE block"),
+    Rung("cudagraphs", "CUDA graphs (compile mode='reduce-overhead')", ("cuda",),
+         precision="fp16", tf32=True, autocast="fp16", compile_mode="reduce-overhead",
          why="one graph launch replaces hundreds of kernel launches"),
-    Rung("int8", "int8 PT2E (torchao, x86 inductor quantizer), compiled", ("cpu",),
+    Rung("int8", "int8 PT2E (x86 inductor quantizer), compiled", ("cpu",),
          precision="int8", compile_mode="default",
-         why="VNNI int8 dot products, calibrated per-tensor activation scales"),
+         why="VNNI int8 dot products; per-channel weights, per-tensor activation scales"),
+    Rung("int8_bf16", "int8 PT2E, other ops in bf16 (int8-mixed-bf16)", ("cpu",),
+         precision="int8", autocast="bf16", compile_mode="default",
+         why="int8 convs, and the ops int8 leaves alone (SiLU, SE, pooling) in bf16"),
 )
 RUNG_KEYS = tuple(r.key for r in RUNGS)
 
 
-@dataclass
-class Step:
-    """What one rung measured: times (s), preparation time (s), error vs rung 0, status."""
-
-    rung: Rung
-    status: str = "ok"  # ok | failed | skipped
-    reason: str = ""
-    times_s: tuple[float, ...] = ()
-    prepare_s: float = 0.0
-    rel_error: float | None = None
-    top1_agreement: float | None = None
-
-    @property
-    def median_ms(self) -> float | None:
-        """Median time per batch, ms."""
-        return statistics.median(self.times_s) * 1e3 if self.times_s else None
-
-
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """max |out - ref| / max |ref| over the batch: scale-free, robust to logits near zero."""
-    out, ref = out.float(), ref.float()
-    return ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
-
-
-def agreement(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """Share of images whose top-1 class matches the reference's."""
-    return (out.argmax(1) == ref.argmax(1)).float().mean().item()
+def _name(fn: Callable) -> str:
+    """A function's name for tables (its __name__, or its type for other callables)."""
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def check(step: Step, need_agreement: bool) -> Step:
@@ -158,13 +168,11 @@ def tf32(enabled: bool) -> Iterator[None]:
 
 
 def rung_context(rung: Rung, device: torch.device) -> ExitStack:
-    """Everything a rung runs under: grad mode, autocast, TF32, CPU inductor freezing."""
+    """What a default rung's forward runs under: grad mode, autocast, CPU inductor freezing."""
     stack = ExitStack()
     stack.enter_context(torch.inference_mode() if rung.inference_mode else torch.no_grad())
-    if rung.precision in ("bf16", "fp16"):
-        stack.enter_context(autocast(device, resolve_precision(rung.precision, device)))
-    if device.type == "cuda":
-        stack.enter_context(tf32(rung.tf32))
+    if rung.autocast:
+        stack.enter_context(autocast(device, resolve_precision(rung.autocast, device)))
     if rung.compile_mode and device.type == "cpu":
         import torch._inductor.config as inductor_config
 
@@ -183,63 +191,103 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
             resolve_precision(rung.precision, device)
         except ValueError as e:
             return str(e)
+    if (rung.compile_mode and rung.autocast == "bf16" and device.type == "cpu"
+            and not roofline.cpu_has_native_bf16()):
+        return ("no AVX512-BF16/AMX on this CPU: bf16 is emulated (rung 4 shows the cost), and "
+                "compiling it would take minutes to show the same")
     if rung.precision == "int8":
         from helpers import quant
 
         with quiet():  # importing torchao logs deprecation chatter
             return quant.unavailable()
-    if rung.key == "compile_bf16" and not roofline.cpu_has_native_bf16():
-        return ("no AVX512-BF16/AMX on this CPU: bf16 is emulated (rung 4 shows the cost), and "
-                "compiling it would take minutes to show the same")
     return None
 
 
-def build(rung: Rung, model: torch.nn.Module, x: torch.Tensor,
-          calibration: list[torch.Tensor]) -> tuple[Callable, torch.Tensor]:
-    """The rung's callable (its own copy of the model) and its input batch."""
-    fmt = torch.channels_last if rung.channels_last else torch.contiguous_format
-    m = copy.deepcopy(model).eval().to(x.device, memory_format=fmt)
-    x = x.contiguous(memory_format=fmt)
-    if rung.precision == "int8":
-        from helpers import quant
+def default_build(rung: Rung) -> Build:
+    """The ladder's own code for a rung, from its switches: layout, int8 PT2E, torch.compile;
+    the forward call runs under the rung's grad mode, autocast and (CPU) inductor freezing."""
+    def build(model: torch.nn.Module, x: torch.Tensor,
+              calibration: list[torch.Tensor]) -> Forward:
+        fmt = torch.channels_last if rung.channels_last else torch.contiguous_format
+        m, x = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+        if rung.precision == "int8":
+            from helpers import quant
 
-        m = quant.quantize(m, x, calibration)
-    if rung.compile_mode:
-        torch._dynamo.reset()  # each compiled rung starts clean; no cache shared across rungs
-        m = torch.compile(m, mode=rung.compile_mode, dynamic=False)
-    return m, x
+            m = quant.quantize(m, x, [c.contiguous(memory_format=fmt) for c in calibration])
+        if rung.compile_mode:
+            m = torch.compile(m, mode=rung.compile_mode, dynamic=False)
+
+        def forward() -> torch.Tensor:
+            with rung_context(rung, x.device):
+                return m(x)
+        return forward
+    return build
 
 
-def measure(rung: Rung, model: torch.nn.Module, x: torch.Tensor, ref: torch.Tensor | None,
-            calibration: list[torch.Tensor], warmup: int, iters: int,
-            budget_s: float | None = None) -> tuple[Step, torch.Tensor | None]:
-    """Build, warm up (compile), time and compare one rung (to ref, or to itself when None);
-    an exception becomes a failed step. Returns the step and the rung's logits."""
-    device, step = x.device, Step(rung)
+def _failure(e: Exception) -> str:
+    """An exception as one short line for the table."""
+    first_line = (str(e).strip().splitlines() or [""])[0][:160]
+    return f"{type(e).__name__}: {first_line}"
+
+
+def _fp32_guard(rung: Rung, device: torch.device) -> AbstractContextManager:
+    """TF32 exactly as the rung says on CUDA (PyTorch's default lets cuDNN use it); no-op on CPU."""
+    return tf32(rung.tf32) if device.type == "cuda" else nullcontext()
+
+
+def prepare(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor],
+            warmup: int) -> tuple[Forward | None, torch.Tensor | None, float | None]:
+    """Build the step's rung on its own copy of the model, make the first call (where compiling
+    happens) and the warm-up calls: (forward, its logits, seconds per warm call); an exception
+    fails the step."""
+    rung, device = step.rung, x.device
     reason = skip_reason(rung, device)
     if reason:
         step.status, step.reason = "skipped", reason
-        return step, None
+        return None, None, None
     clock = make_clock(device)
     try:
         t0 = clock()
         with quiet():
-            fn, xr = build(rung, model, x, calibration)
-        with rung_context(rung, device):
+            fwd = (rung.build or default_build(rung))(
+                copy.deepcopy(model).eval().to(device), x, calibration)
+        with _fp32_guard(rung, device):
+            t1 = clock()
             with quiet():
-                out = fn(xr).float().clone()  # the first call compiles; CUDA graphs reuse
-            step.prepare_s = clock() - t0
-            warm_s, _ = timed_calls(lambda: fn(xr), clock, warmup, 0)
-            n = _iters_within(budget_s, warm_s / warmup if warmup else None, iters)
-            _, step.times_s = timed_calls(lambda: fn(xr), clock, 0, n)
-        step.prepare_s += warm_s
+                out = fwd().float().clone()  # the first call compiles; CUDA graphs record
+            t2 = clock()
+            for _ in range(warmup):
+                fwd()
+        t3 = clock()
     except Exception as e:  # a rung that fails to build or compile is reported, not dropped
-        first_line = (str(e).strip().splitlines() or [""])[0][:160]
-        step.status, step.reason = "failed", f"{type(e).__name__}: {first_line}"
-        return step, None
-    reference = out if ref is None else ref
-    step.rel_error, step.top1_agreement = relative_error(out, reference), agreement(out, reference)
-    return step, out
+        step.status, step.reason = "failed", _failure(e)
+        return None, None, None
+    step.first_call_s, step.prepare_s = t2 - t1, t3 - t0
+    return fwd, out, (t3 - t2) / warmup if warmup else None
+
+
+def time_rounds(live: list[tuple[Step, Forward, int]], device: torch.device) -> None:
+    """Time the rungs interleaved: each round makes one timed call of every rung still short
+    of its count, starting one rung later than the round before, so a machine that speeds up
+    or slows down mid-run moves every rung alike. Each rung keeps its own samples."""
+    clock, rounds = make_clock(device), max((n for _, _, n in live), default=0)
+    samples: dict[int, list[float]] = {id(s): [] for s, _, _ in live}
+    broken: set[int] = set()
+    for k in range(rounds):
+        order = live[k % len(live):] + live[:k % len(live)]
+        for step, fwd, n in order:
+            if len(samples[id(step)]) >= n or id(step) in broken:
+                continue
+            try:
+                with _fp32_guard(step.rung, device):
+                    start = clock()
+                    fwd()
+                    samples[id(step)].append(clock() - start)
+            except Exception as e:  # e.g. a CUDA graph invalidated by another rung
+                step.status, step.reason = "failed", _failure(e)
+                broken.add(id(step))
+    for step, _, _ in live:
+        step.times_s = tuple(samples[id(step)])
 
 
 def _iters_within(budget_s: float | None, per_call_s: float | None, iters: int) -> int:
@@ -249,124 +297,98 @@ def _iters_within(budget_s: float | None, per_call_s: float | None, iters: int) 
     return max(min(iters, int(budget_s / per_call_s)), min(3, iters))
 
 
-def select(rungs: tuple[str, ...] | None) -> tuple[Rung, ...]:
-    """The named rungs in ladder order (all when None), each name checked; rung 0 always first."""
-    if rungs is None:
-        return RUNGS
-    for key in rungs:
-        params.one_of("rungs", key, RUNG_KEYS)
-    return tuple(r for r in RUNGS if r.key == "eager" or r.key in rungs)
+def as_rung(item: str | Rung | Build) -> Rung:
+    """A rung from a key of RUNGS, a Rung, or a build function: one named like a key of RUNGS
+    takes that rung's switches and tolerance, any other is an fp32 rung titled by its name."""
+    if isinstance(item, Rung):
+        return item
+    if isinstance(item, str):
+        params.one_of("rungs", item, RUNG_KEYS)
+        return RUNGS[RUNG_KEYS.index(item)]
+    if callable(item):
+        key = _name(item)
+        if key in RUNG_KEYS:
+            return replace(RUNGS[RUNG_KEYS.index(key)], build=item)
+        return Rung(key, key.replace("_", " "), build=item)
+    raise ValueError(f"rungs item {item!r} is not allowed; give a key of ladder.RUNGS "
+                     f"({', '.join(RUNG_KEYS)}), a ladder.Rung or a build function")
+
+
+def rung(key: str, build: Build) -> Rung:
+    """Rung `key` of RUNGS (its switches, tolerance and number) running the caller's code."""
+    return replace(as_rung(key), build=build)
+
+
+def select(rungs: Sequence[str | Rung | Build] | None) -> tuple[tuple[int, Rung], ...]:
+    """(number, rung) of every rung to run, numbered as in RUNGS (others after it, in the
+    order given) and in that order; rung 0 (the article's eager fp32) always first."""
+    chosen = [as_rung(r) for r in rungs] if rungs is not None else list(RUNGS)
+    keys = [r.key for r in chosen]
+    if twice := sorted({k for k in keys if keys.count(k) > 1}):
+        raise ValueError(f"rungs={keys} is not allowed: {', '.join(twice)} given twice")
+    if "eager" not in keys:
+        chosen.insert(0, RUNGS[0])
+    extra = [r.key for r in chosen if r.key not in RUNG_KEYS]
+    numbered = [(RUNG_KEYS.index(r.key) if r.key in RUNG_KEYS
+                 else len(RUNGS) + extra.index(r.key), r) for r in chosen]
+    return tuple(sorted(numbered, key=lambda nr: nr[0]))
 
 
 def run_ladder(model: torch.nn.Module, device: str | torch.device, x: torch.Tensor,
-               calibration: list[torch.Tensor] | None = None, rungs: tuple[str, ...] | None = None,
-               warmup: int = 2, iters: int = 5, budget_s: float | None = None,
-               meaningful_top1: bool = False,
+               calibration: list[torch.Tensor] | None = None,
+               rungs: Sequence[str | Rung | Build] | None = None, warmup: int = 2,
+               iters: int = 5, budget_s: float | None = None, meaningful_top1: bool = False,
                progress: Callable[[str], None] | None = None) -> list[Step]:
-    """Measure every selected rung on batch x; rung 0 (eager fp32) is the reference."""
+    """Build and check every selected rung on batch x against rung 0 (eager fp32), then time
+    them all interleaved: `iters` calls each, fewer when a rung's calls overrun budget_s."""
     dev = pick_device(device) if isinstance(device, str) else device
     params.non_negative_int("warmup", warmup)
     params.positive_int("iters", iters)
-    x, ref, steps = x.to(dev), None, []
+    chosen = select(rungs)
+    x, ref, steps, live = x.to(dev), None, [], []
     calibration = [c.to(dev) for c in (calibration or [x])]
-    for rung in select(rungs):
-        if progress:
-            progress(rung.key)
-        step, out = measure(rung, model, x, ref, calibration, warmup, iters, budget_s)
-        if step.status == "ok":
-            ref = out if ref is None else ref  # rung 0's logits (strict fp32) are the reference
-            check(step, meaningful_top1)
-        steps.append(step)
+    torch._dynamo.reset()  # no compiled code left from earlier runs; the rungs' own stay
+    with torch._dynamo.config.patch(recompile_limit=64):  # every compiled rung keeps its code
+        for number, rung in chosen:
+            if progress:
+                progress(rung.key)
+            step = Step(rung, number)
+            fwd, out, per_call_s = prepare(step, model, x, calibration, warmup)
+            if out is not None:
+                ref = out if ref is None else ref  # rung 0's logits (strict fp32): the reference
+                step.rel_error, step.top1_agreement = relative_error(out, ref), agreement(out, ref)
+                check(step, meaningful_top1)
+                live.append((step, fwd, _iters_within(budget_s, per_call_s, iters)))
+            steps.append(step)
+        time_rounds(live, dev)
     return steps
+
+
+def switches_table(rungs: Sequence[str | Rung | Build] | None = None) -> str:
+    """Markdown: one row per rung, one column per switch (rungs branch, they do not stack)."""
+    chosen = select(rungs)
+    cols = list(RUNGS[0].switches())
+    lines = ["| # | rung | " + " | ".join(cols) + " | code |", "|" + "---|" * (len(cols) + 3)]
+    for number, rung in chosen:
+        sw = rung.switches()
+        lines.append(f"| {number} | {rung.key} | " + " | ".join(sw[c] for c in cols)
+                     + f" | {rung.code} |")
+    return "\n".join(lines)
 
 
 WEIGHTS = ("random", "trained", "pretrained")
 
 
-@dataclass
-class LadderResult:
-    """A whole ladder on one device and batch: the steps plus what the rows are derived from."""
-
-    device: torch.device
-    device_name: str
-    variant: str
-    weights: str  # random | trained | pretrained: top-1 agreement means something unless random
-    batch_size: int
-    image_size: int
-    gflops_per_image: float
-    steps: list[Step]
-
-    def rows(self) -> list[dict]:
-        """One flat dict per rung, keys carrying units; speedup is vs rung 0 in this run."""
-        base = self.steps[0].median_ms if self.steps and self.steps[0].status == "ok" else None
-        rows = []
-        for step in self.steps:
-            r, ms = step.rung, step.median_ms
-            ips = self.batch_size / (ms / 1e3) if ms else None
-            peak = roofline.peak_for(self.device, r.precision, r.tf32)
-            achieved = ips * self.gflops_per_image if ips else None
-            rows.append({
-                "rung": RUNG_KEYS.index(r.key), "key": r.key, "title": r.title,
-                "status": step.status, "reason": step.reason, "precision": r.precision,
-                "median_ms_per_batch": ms, "images_per_sec": ips,
-                "speedup": base / ms if base and ms else None, "prepare_s": step.prepare_s,
-                "iters": len(step.times_s), "times_ms": [t * 1e3 for t in step.times_s],
-                "rel_error": step.rel_error, "tolerance": r.tolerance,
-                "top1_agreement": step.top1_agreement, "achieved_gflops": achieved,
-                "peak_gflops": peak.gflops, "peak_basis": peak.basis,
-                "percent_of_peak": 100 * achieved / peak.gflops if achieved else None})
-        return rows
-
-    def best(self) -> dict | None:
-        """The fastest rung that ran and stayed within its tolerance."""
-        ok = [r for r in self.rows() if r["status"] == "ok"]
-        return max(ok, key=lambda r: r["images_per_sec"]) if ok else None
-
-    def table(self) -> str:
-        """Markdown: one row per rung, failures and skips with their reason."""
-        head = ("| # | rung | ms/batch | images/s | speedup | prep s | max rel. err (tol) | "
-                "top-1 agree | GFLOP/s (% peak) | status |")
-        lines = [head, "|" + "---|" * 10]
-        for r in self.rows():
-            status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
-            lines.append(
-                f"| {r['rung']} | {r['title']} | {_f(r['median_ms_per_batch'], '.1f')} | "
-                f"{_f(r['images_per_sec'], '.1f')} | {_f(r['speedup'], '.2f', 'x')} | "
-                f"{_f(r['prepare_s'] if r['median_ms_per_batch'] else None, '.1f')} | "
-                f"{_f(r['rel_error'], '.1e')} ({r['tolerance']:g}) | "
-                f"{_agree(r['top1_agreement'], self.weights)} | "
-                f"{_f(r['achieved_gflops'], '.0f')} ({_f(r['percent_of_peak'], '.1f', '%')}) | "
-                f"{status} |")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        """JSON-ready: the setting, then every row."""
-        return {"device": str(self.device), "device_name": self.device_name,
-                "variant": self.variant, "weights": self.weights,
-                "batch_size": self.batch_size, "image_size": self.image_size,
-                "gflops_per_image": self.gflops_per_image, "rungs": self.rows(),
-                "best": self.best()}
-
-
-def _f(value: float | None, fmt: str, suffix: str = "") -> str:
-    """A number formatted for a table cell, or an em dash when there is none."""
-    return "—" if value is None or value != value else f"{value:{fmt}}{suffix}"
-
-
-def _agree(value: float | None, weights: str) -> str:
-    """Top-1 agreement cell; with random weights it is shown but marked as meaningless."""
-    return "—" if value is None else f"{value:.0%}" + (" (random)" if weights == "random" else "")
-
-
 def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_size: int = 32,
            image_size: int = 224, *, inputs: torch.Tensor | None = None,
-           calibration: list[torch.Tensor] | None = None, rungs: tuple[str, ...] | None = None,
-           warmup: int = 2, iters: int = 5, budget_s: float | None = None,
-           weights: str = "random", variant: str = "b0",
+           calibration: list[torch.Tensor] | None = None,
+           rungs: Sequence[str | Rung | Build] | None = None, warmup: int = 2, iters: int = 5,
+           budget_s: float | None = None, weights: str = "random", variant: str = "b0",
            progress: Callable[[str], None] | None = None) -> LadderResult:
     """Measure the speed ladder of `model` on `inputs` (default: a random batch) side by side:
-    per rung images/s, ms/batch, speedup over rung 0, preparation (compile) time, max relative
-    logit error vs rung 0 and top-1 agreement (meaningful unless weights='random')."""
+    per rung (keys of RUNGS, Rung values or build functions) images/s, ms/batch, speedup over
+    rung 0, first-call (compile) time, max relative logit error vs rung 0 and top-1 agreement
+    (meaningful unless weights='random')."""
     dev = pick_device(device) if isinstance(device, str) else device
     params.one_of("weights", weights, WEIGHTS)
     params.positive_int("batch_size", batch_size)

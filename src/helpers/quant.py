@@ -3,7 +3,11 @@
 PT2E moved out of `torch.ao` into `torchao.quantization.pt2e` (PyPI `torchao`). The flow:
 export the model at the batch shape it will run, insert observers, run calibration batches
 of that shape, convert to quantize/dequantize pairs, then let inductor (with freezing) fuse
-them into int8 kernels.
+them into int8 kernels. The quantizer's default config already quantizes weights per output
+channel (symmetric int8) and activations per tensor (uint8, histogram observer); run the
+converted model under bf16 autocast and the ops int8 leaves in floating point run in bf16
+(the quantizer's "int8-mixed-bf16" mode: the ladder's int8_bf16 rung). Notebook 06 writes this
+flow out in a cell; tests/test_lessons.py holds the two to the same logits.
 """
 
 from __future__ import annotations

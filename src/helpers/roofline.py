@@ -44,7 +44,7 @@ class Peak:
     basis: str
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
     """The CPU feature flags Linux reports (empty elsewhere)."""
     info = Path("/proc/cpuinfo")
     for line in info.read_text().splitlines() if info.exists() else []:
@@ -55,7 +55,7 @@ def _cpu_flags() -> set[str]:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), not by emulation."""
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def _cpu_ghz() -> float | None:
@@ -66,29 +66,53 @@ def _cpu_ghz() -> float | None:
     return max(mhz) / 1e3 if mhz else None
 
 
-def cpu_peak(threads: int | None = None) -> Peak:
-    """fp32 peak of the cores torch uses: threads x GHz x FLOPs/cycle (2 FMA pipes x lanes x 2).
+# FLOPs (int8: multiply-adds x 2) per cycle of one core for each precision, by the CPU flag that
+# provides it, best first: (flag(s), per-cycle count, how it is counted). Two vector FMA pipes
+# are assumed (one on some AVX-512 parts, so the estimate is an upper bound there); AMX counts
+# one tile unit per core. Without native bf16, bf16 runs as fp32 after conversions: fp32's peak.
+CPU_RATES: dict[str, tuple[tuple[frozenset[str], int, str], ...]] = {
+    "fp32": ((frozenset({"avx512f"}), 64, "2 FMA pipes x 16 fp32 lanes x 2"),
+             (frozenset({"avx2", "fma"}), 32, "2 FMA pipes x 8 fp32 lanes x 2"),
+             (frozenset(), 16, "2 SSE pipes x 4 fp32 lanes x 2")),
+    "bf16": ((frozenset({"amx_bf16"}), 1024, "AMX: 512 bf16 MACs x 2"),
+             (frozenset({"avx512_bf16"}), 128, "2 pipes x 16 lanes x 2 bf16 pairs x 2")),
+    "int8": ((frozenset({"amx_int8"}), 2048, "AMX: 1024 int8 MACs x 2"),
+             (frozenset({"avx512_vnni"}), 256, "2 pipes x 16 lanes x 4 int8 pairs x 2"),
+             (frozenset({"avx_vnni"}), 128, "2 pipes x 8 lanes x 4 int8 pairs x 2"),
+             (frozenset({"avx2"}), 64, "no VNNI: 3-instruction AVX2 int8 dot, ~2x fp32")),
+}
 
-    An upper bound: with SMT two threads share one core's FMA units, and turbo clocks vary.
-    """
-    flags, ghz = _cpu_flags(), _cpu_ghz()
+
+def cpu_rate(precision: str, flags: set[str]) -> tuple[int, str, str]:
+    """(FLOP per cycle per core, the flags it rests on, how it is counted) for a precision."""
+    if precision not in ("fp32", "bf16", "fp16", "int8"):
+        raise ValueError(f"precision={precision!r} is not allowed; use fp32, bf16, fp16 or int8")
+    for need, per_cycle, how in CPU_RATES.get(precision, ()):
+        if need <= flags:
+            return per_cycle, "+".join(sorted(need)) or "no AVX", how
+    per_cycle, need, how = cpu_rate("fp32", flags)
+    return per_cycle, need, f"no native {precision}: the fp32 rate ({how})"
+
+
+def cpu_peak(precision: str = "fp32", threads: int | None = None) -> Peak:
+    """Peak GFLOP/s (int8: GOP/s) of the cores torch uses for one precision: threads x GHz x
+    per-cycle rate of the best unit this CPU's flags provide. An upper bound: SMT threads share
+    a core's units, and turbo clocks vary."""
+    flags, ghz = cpu_flags(), _cpu_ghz()
     threads = threads or torch.get_num_threads()
-    if "avx512f" in flags:
-        lanes, isa = 16, "AVX-512"
-    elif "avx2" in flags and "fma" in flags:
-        lanes, isa = 8, "AVX2+FMA"
-    else:
-        lanes, isa = 4, "SSE"
-    per_cycle = 2 * lanes * 2  # two FMA pipes, `lanes` fp32 per vector, 2 FLOPs per FMA
+    per_cycle, need, how = cpu_rate(precision, flags)
     if ghz is None:
         return Peak(float("nan"), "clock unknown (no /proc/cpuinfo)")
     return Peak(threads * ghz * per_cycle,
-                f"{threads} threads x {ghz:.2f} GHz x {per_cycle} fp32 FLOP/cycle ({isa})")
+                f"{threads} threads x {ghz:.2f} GHz x {per_cycle} {precision} FLOP/cycle "
+                f"({how}; flags: {need})")
 
 
 def gpu_peak(name: str, precision: str = "fp16") -> Peak:
     """Spec-sheet peak of a named GPU for a precision ('fp32', 'tf32', 'fp16'/'bf16')."""
     kind = "fp16" if precision in ("fp16", "bf16") else precision
+    if kind not in ("fp32", "tf32", "fp16"):
+        return Peak(float("nan"), f"no {precision} peak in the GPU table")
     for key, spec in GPU_SPECS.items():  # ordered: specific names before their prefixes
         if key in name:
             return Peak(spec[kind] * 1e3, f"{key} data sheet, dense {kind}")
@@ -96,11 +120,11 @@ def gpu_peak(name: str, precision: str = "fp16") -> Peak:
 
 
 def peak_for(device: torch.device, precision: str, tf32: bool = False) -> Peak:
-    """The peak a rung of this precision can reach on this device."""
+    """The peak of the rung's own precision on this device (fp32, tf32, bf16/fp16 or int8)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         return gpu_peak(name, "tf32" if precision == "fp32" and tf32 else precision)
-    return cpu_peak()
+    return cpu_peak(precision)
 
 
 def machine_line() -> str:
