@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -230,3 +231,12 @@ def test_single_process_without_torchrun(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.delenv(var, raising=False)
     assert ddp.ranks() == (0, 0, 1)
     assert ddp.resolve_backend("auto", torch.device("cpu")) == "gloo"
+
+
+def test_cpu_runs_give_every_process_the_same_threads(tmp_path: Path) -> None:
+    """On a CPU, 1 and N processes each get cores / N threads (as each would get one GPU)."""
+    cores = os.cpu_count() or 1
+    assert ddp_torchrun.cpu_threads(launcher.WorldPlan("cpu", 2, "gloo", "")) == max(1, cores // 2)
+    assert ddp_torchrun.cpu_threads(launcher.WorldPlan("cuda", 2, "nccl", "")) == 0
+    with pytest.raises(ValueError, match="threads=-1"):
+        launcher.run_world(1, tmp_path, tmp_path, "tiny", epochs=1, batch_size=1, threads=-1)

@@ -43,15 +43,17 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend if backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
 
 
-def ddp_setup(device: str, backend: str, timeout_s: float) -> tuple[torch.device, bool]:
-    """Pick this rank's device (GPU = LOCAL_RANK, set *before* init), join the group."""
+def ddp_setup(device: str, backend: str, timeout_s: float,
+              threads: int = 0) -> tuple[torch.device, bool]:
+    """Pick this rank's device (GPU = LOCAL_RANK, set *before* init), join the group; a CPU
+    process gets `threads` threads (0: with several processes, its share of the cores)."""
     _, local_rank, world = ranks()
     dev = pick_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)  # before init_process_group: one GPU per process
-    elif world > 1:  # N processes share the CPU: give each its share of the cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(
+    elif threads or world > 1:  # N processes share the CPU: give each its share of the cores
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // int(
             os.environ.get("LOCAL_WORLD_SIZE", world))))
     if world == 1:
         return dev, False
@@ -106,7 +108,7 @@ class FailOnce:
 @record  # a failing rank's traceback reaches torchrun's error summary
 def main(args: argparse.Namespace) -> int:
     """Train with DDP (or alone) and, on rank 0, write results; always leave the group."""
-    dev, distributed = ddp_setup(args.device, args.backend, args.timeout)
+    dev, distributed = ddp_setup(args.device, args.backend, args.timeout, args.threads)
     rank, _, world = ranks()
     try:
         tl, vl = datasets.loaders(args.data_dir, args.image_size, args.batch_size // world, dev,
@@ -166,6 +168,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="auto, gloo or nccl")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds a collective may wait for a lost peer before failing")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per process (0: the cores / processes on this node)")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir")

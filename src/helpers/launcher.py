@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -99,12 +100,18 @@ def stream(cmd: list[str], timeout_s: float = 600, show: bool = True) -> tuple[i
 
 
 def run_world(nproc: int, data_dir: Path, out: Path, model: str, *, epochs: int,
-              batch_size: int, device: str = "auto", show: bool = True) -> dict:
-    """Train with nproc processes on the same global batch; the result, with rank digests."""
+              batch_size: int, device: str = "auto", threads: int = 0,
+              show: bool = True) -> dict:
+    """Train with nproc processes on the same global batch (CPU: `threads` per process, 0 =
+    the cores / nproc); the result, with rank digests."""
+    params.non_negative_int("threads", threads)
     args = ["--data-dir", str(data_dir), "--model", model, "--epochs", str(epochs),
-            "--batch-size", str(batch_size), "--out", str(out), "--no-progress"]
-    t0 = time.monotonic()
-    code, text = stream(launch_command(nproc, args, device), show=show)
+            "--batch-size", str(batch_size), "--out", str(out), "--no-progress",
+            "--threads", str(threads)]
+    t0, cmd = time.monotonic(), launch_command(nproc, args, device)
+    if show:  # the command as one would type it
+        print("$", shlex.join(cmd).replace(shlex.join(cmd[:3]), "torchrun", 1), flush=True)
+    code, text = stream(cmd, show=show)
     if code != 0:
         raise RuntimeError(f"torchrun with {nproc} process(es) failed ({code}):\n{text[-2000:]}")
     result = json.loads((out / "result.json").read_text())

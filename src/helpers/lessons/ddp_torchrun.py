@@ -96,11 +96,17 @@ def worker_diff(script: Path, names: tuple[str, ...] = ("ddp_setup", "_init_grou
     return "\n\n".join(blocks)
 
 
+def cpu_threads(plan: WorldPlan) -> int:
+    """Threads per CPU process in both runs: the cores / plan.nproc (0 on GPUs: not used)."""
+    return max(1, (os.cpu_count() or 1) // plan.nproc) if plan.device == "cpu" else 0
+
+
 def scaling(data_dir: Path, workdir: Path, plan: WorldPlan, model: str, *, epochs: int,
             batch_size: int) -> dict[int, dict]:
-    """The same total work (epochs, global batch) with 1 process and with plan.nproc."""
+    """The same total work (epochs, global batch) with 1 process and with plan.nproc; on a
+    CPU every process of both runs gets the same threads, as every process gets one GPU."""
     return {n: run_world(n, data_dir, Path(workdir) / f"world{n}", model, epochs=epochs,
-                         batch_size=batch_size, device=plan.device)
+                         batch_size=batch_size, device=plan.device, threads=cpu_threads(plan))
             for n in sorted({1, plan.nproc})}
 
 
@@ -163,11 +169,12 @@ def _scaling_claim(run: NotebookRun, plan: WorldPlan, n: int, speed: float) -> N
     else:
         cores = os.cpu_count() or 1
         verdict, why = "not comparable", (
-            f"{n} process(es) on {plan.device.upper()} sharing {cores} cores "
-            f"({max(1, cores // n)} thread(s) each); the article's processes each own a GPU")
-        if speed / n > NEAR_LINEAR[1]:  # more than linear on shared cores: the baseline was slowed
-            why += (f"; above 100% most likely because other load slowed the 1-process run's "
-                    f"threads (load average {os.getloadavg()[0]:.1f} on {cores} cores)")
+            f"{n} CPU process(es) with {cpu_threads(plan)} thread(s) each on one machine's "
+            f"{cores} cores, sharing its memory bandwidth, gloo all-reducing through memory; "
+            "the article's processes each own a GPU")
+        if speed / n > NEAR_LINEAR[1]:  # more than linear: the baseline was slowed
+            why += (f"; above 100% most likely because other work slowed the 1-process run "
+                    f"(load average {os.getloadavg()[0]:.1f} on {cores} cores)")
     run.claim("Near-linear DDP scaling", article, measured, verdict, why)
 
 
