@@ -101,14 +101,17 @@ def _stack_claims(run: NotebookRun, r: env.EnvReport) -> None:
     torch_ok = _same_minor(r.torch.split("+")[0], ARTICLE_STACK["torch"])
     run.claim("PyTorch version in the image", "2.8", r.torch,
               "reproduced" if torch_ok else "not comparable", None if torch_ok else here)
-    built = CUDA_BUILDS.get(".".join(r.torch.split(".")[:2]), "see pytorch.org")
+    minor = ".".join(r.torch.split("+")[0].split(".")[:2])
+    built = (f"torch {minor} is published for CUDA {CUDA_BUILDS[minor]}" if minor in CUDA_BUILDS
+             else f"torch {r.torch} here, a {f'CUDA {r.cuda_build}' if r.cuda_build else 'CPU'}"
+             " build")
     cuda_why = (f"torch {r.torch} was built for CUDA {r.cuda_build}; PyTorch 2.8's wheels are "
                 f"CUDA {CUDA_BUILDS['2.8']} and none pairs with 12.1" if r.cuda_build else
                 f"CPU-only torch build here; PyTorch 2.8's wheels are CUDA {CUDA_BUILDS['2.8']}")
     run.claim("CUDA version", "12.1", r.cuda_build or "CPU-only build",
               "differs" if r.cuda_build else "not comparable", cuda_why)
     run.claim("Pick CUDA 11.8 or 12.1", "11.8 or 12.1",
-              f"torch {r.torch.split('+')[0]} is published for CUDA {built}", "differs",
+              built, "differs",
               f"CUDA 11.8 wheels ended with PyTorch 2.7 and 12.1 with 2.5; 2.8 offers "
               f"{CUDA_BUILDS['2.8']}")
     run.claim("cuDNN version", "8.9", r.cudnn or "not loadable",
