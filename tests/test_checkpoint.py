@@ -116,7 +116,7 @@ def fit_tiny(root: Path, epochs: int, ckpt: Path, resume: bool = False) -> train
     """TinyCNN on root with a fixed seed, checkpointing into ckpt."""
     tl, vl = datasets.loaders(root, 32, 16, CPU, workers=0, seed=0)
     torch.manual_seed(0)
-    return train.fit(train.build_model("tiny"), tl, vl, epochs, 3e-3, progress=False,
+    return train.fit(train.build_model("tiny"), tl, vl, epochs, lr=3e-3, progress=False,
                      checkpoint_dir=ckpt, resume=resume)
 
 

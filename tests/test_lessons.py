@@ -247,7 +247,7 @@ def test_03_fit_with_the_cell_step_matches_fit(tmp_path) -> None:
     for step in (ns["train_step"], train.train_step):
         tl, vl = datasets.loaders(root, 16, 10, torch.device("cpu"), workers=0)
         model = train.build_model("tiny", 10, seed=0)
-        runs.append(train.fit(model, tl, vl, 1, 3e-3, precision="bf16", progress=False,
+        runs.append(train.fit(model, tl, vl, 1, lr=3e-3, precision="bf16", progress=False,
                               channels_last=True, step_fn=step))
     assert runs[0].losses == runs[1].losses and runs[0].val_accuracy == runs[1].val_accuracy
 

@@ -84,7 +84,7 @@ def _manifest(per_class_train: int, per_class_val: int, image_size: int, seed: i
 
 
 def make_dataset(root: Path | None = None, per_class_train: int = 100, per_class_val: int = 30,
-                 image_size: int = 64, seed: int = 0) -> Path:
+                 image_size: int = 64, *, seed: int = 0) -> Path:
     """Generate (or reuse, when identical) the shapes dataset in ImageFolder layout at root."""
     for name, v in (("per_class_train", per_class_train), ("per_class_val", per_class_val),
                     ("image_size", image_size)):
@@ -113,7 +113,7 @@ def make_sized(per_class_train: int, per_class_val: int, image_size: int,
     """The generated set for these sizes in its own folder beside default_root()
     (shapes-<px>px-<train>x<val>), so sets of different sizes never replace each other."""
     root = default_root().with_name(f"shapes-{image_size}px-{per_class_train}x{per_class_val}")
-    return make_dataset(root, per_class_train, per_class_val, image_size, seed)
+    return make_dataset(root, per_class_train, per_class_val, image_size, seed=seed)
 
 
 def check_imagefolder(data_dir: Path | str) -> dict[str, int]:
@@ -144,7 +144,7 @@ def transform(image_size: int, train: bool) -> v2.Compose:
 
 
 def loaders(data_dir: Path | str, image_size: int, batch_size: int, device: torch.device,
-            workers: int = 2, seed: int = 0, augment: bool = True,
+            *, workers: int = 2, seed: int = 0, augment: bool = True,
             rank: int = 0, world_size: int = 1,
             distributed: bool = False) -> tuple[DataLoader, DataLoader]:
     """Train/val DataLoaders over an ImageFolder; pinned memory when feeding a GPU; with

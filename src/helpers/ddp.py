@@ -112,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
     rank, _, world = ranks()
     try:
         tl, vl = datasets.loaders(args.data_dir, args.image_size, args.batch_size // world, dev,
-                                  args.workers, args.seed, augment=False, rank=rank,
+                                  workers=args.workers, seed=args.seed, augment=False, rank=rank,
                                   world_size=world, distributed=True)
         model = train.build_model(args.model, len(tl.dataset.classes), args.seed).to(dev)
         if args.fail_rank is not None:
@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
         if distributed:  # gradients are all-reduced (averaged) during backward
             model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
                                             else None)
-        r = train.fit(model, tl, vl, args.epochs, args.lr, dev, args.precision,
+        r = train.fit(model, tl, vl, args.epochs, lr=args.lr, device=dev, precision=args.precision,
                       progress=rank == 0 and not args.no_progress,
                       checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                       write_checkpoints=rank == 0)

@@ -166,7 +166,7 @@ def _restore(state: dict, model: nn.Module, opt: torch.optim.Optimizer,
 
 
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epochs: int = 1,
-        lr: float = 1e-3, device: str | torch.device = "cpu", precision: str = "fp32",
+        *, lr: float = 1e-3, device: str | torch.device = "cpu", precision: str = "fp32",
         clip_norm: float | None = 1.0, skip_steps: int = 3, progress: bool = True,
         channels_last: bool = False, optimizer: torch.optim.Optimizer | None = None,
         checkpoint_dir: str | Path | None = None, resume: bool = False,

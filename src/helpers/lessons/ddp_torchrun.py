@@ -175,7 +175,7 @@ def _scaling_claim(run: NotebookRun, plan: WorldPlan, n: int, speed: float) -> N
         if speed / n > NEAR_LINEAR[1]:  # more than linear: the baseline was slowed
             why += (f"; above 100% most likely because other work slowed the 1-process run "
                     f"(load average {os.getloadavg()[0]:.1f} on {cores} cores)")
-    run.claim("Near-linear DDP scaling", article, measured, verdict, why)
+    run.claim("Near-linear DDP scaling", article, measured, verdict, why=why)
 
 
 def _b4_claim(run: NotebookRun, plan: WorldPlan, model: str, n: int, speed: float) -> None:
@@ -183,11 +183,11 @@ def _b4_claim(run: NotebookRun, plan: WorldPlan, model: str, n: int, speed: floa
     article = f"1.85x (band {B4_SPEEDUP[0]}x to {B4_SPEEDUP[1]}x)"
     if model == "b4" and plan.device == "cuda" and n == 2:
         run.claim("B4 training on 2x A100: 12 h -> 6.5 h", article, f"{speed:.2f}x (B4, 2 GPUs)",
-                  band_verdict(speed, *B4_SPEEDUP), f"B4 on 2 GPUs: {speed:.2f}x")
+                  band_verdict(speed, *B4_SPEEDUP), why=f"B4 on 2 GPUs: {speed:.2f}x")
         return
     run.claim("B4 training on 2x A100: 12 h -> 6.5 h", article,
               f"not measured (this run: {model} on {n} {plan.device.upper()} process(es))",
-              "not comparable", f"the run here is {model} on {n} {plan.device.upper()} "
+              "not comparable", why=f"the run here is {model} on {n} {plan.device.upper()} "
               "process(es), not B4 on two GPUs; its scaling is not a B4 training time")
 
 
@@ -210,4 +210,4 @@ def record(run: NotebookRun, results: dict[int, dict], plan: WorldPlan, model: s
                "equal checksums (train_ddp.py) and equal sha256 digests (helpers.ddp)",
                f"train_ddp.py: {minimal.identical}; helpers.ddp: {same}",
                minimal.identical and same,
-               None if minimal.identical and same else "replicas diverged")
+               why=None if minimal.identical and same else "replicas diverged")

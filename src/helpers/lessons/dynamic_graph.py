@@ -217,16 +217,16 @@ def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured
                train_accuracy=hist["train_accuracy"], val_accuracy=hist["val_accuracy"])
     run.claim("Gradients flow correctly through the random mask and the Python if",
               "yes", f"gradcheck (float64, fixed mask): {grad_ok}",
-              "reproduced" if grad_ok else "differs", None if grad_ok else "gradcheck failed")
+              "reproduced" if grad_ok else "differs", why=None if grad_ok else "gradcheck failed")
     differ = len(graphs["train"]) != len(graphs["eval"])
     run.claim("Train and eval forwards build different graphs", "yes (define-by-run)",
               f"{len(graphs['train'])} vs {len(graphs['eval'])} autograd nodes",
-              "reproduced" if differ else "differs", None if differ else "graphs were equal")
+              "reproduced" if differ else "differs", why=None if differ else "graphs were equal")
     run.claim("A static graph could not express the branch", "cannot",
               f"torch.compile captured {len(captured)} graphs, one per branch", "differs",
-              "graph capture specialises on the branch and guards it; 'cannot' is too strong")
+              why="graph capture specialises on the branch and guards it; 'cannot' is too strong")
     acc = hist["val_accuracy"]
     learns = acc > 0.5  # 10 classes: chance is 0.1
     run.claim("The hand-made-dropout MLP trains", "implied",
               f"val accuracy {acc:.0%} (chance 10%)", "reproduced" if learns else "differs",
-              None if learns else "too few steps to learn in this mode")
+              why=None if learns else "too few steps to learn in this mode")

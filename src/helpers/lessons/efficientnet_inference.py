@@ -163,10 +163,10 @@ def _judge(run: NotebookRun, claim: str, article: str, measured: str, value: flo
            claimed: float, why: str, comparable: str | None = None) -> None:
     """One numeric row: not comparable (with the reason) or a band verdict whose why is ours."""
     if comparable:
-        run.claim(claim, article, measured, "not comparable", comparable)
+        run.claim(claim, article, measured, "not comparable", why=comparable)
         return
     v = band_verdict(value, *_band(claimed))
-    run.claim(claim, article, measured, v, why if v == "differs" else None)
+    run.claim(claim, article, measured, v, why=why if v == "differs" else None)
 
 
 def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None], *,

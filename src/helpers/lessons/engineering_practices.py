@@ -232,12 +232,12 @@ def record(run: NotebookRun, demo: dict, corrupt: tuple[str, str], proof: dict[s
               "save state_dict per epoch", f"SIGKILL after epoch {demo['resumed_from_epoch']}, "
               f"resumed from the folder: weights bit-identical = {ok} (no container started "
               "here; `make docker-test` checks the mount)", "reproduced" if ok else "differs",
-              None if ok else "the resumed run's final weights differ from the straight run's")
+              why=None if ok else "the resumed run's final weights differ from the straight run's")
     weights_only, full = proof["weights only"], proof["full state"]
     run.claim("A model state_dict is enough to resume", "torch.save(model.state_dict())",
               f"weights only: max weight difference {weights_only:.3g}; full state: {full:.3g}",
               "differs" if weights_only > 0 else "reproduced",
-              f"resumed from weights alone, the run ends {weights_only:.3g} away from the "
+              why=f"resumed from weights alone, the run ends {weights_only:.3g} away from the "
               "uninterrupted one: AdamW's moments, the data order and the RNG restart"
               if weights_only > 0 else None)
     _pinning_claim(run, gpus)
@@ -250,13 +250,13 @@ def _pinning_claim(run: NotebookRun, gpus: list[tuple[str, int]]) -> None:
     if total < 2:
         run.claim("One GPU per container (--gpus device=0)", "one job per GPU",
                   f"{total} GPU(s) visible here", "not comparable",
-                  f"this host has {total} GPU(s): pinning one of several needs at least 2")
+                  why=f"this host has {total} GPU(s): pinning one of several needs at least 2")
         return
     ok = seen.get("0") == 1 and seen.get("1") == 1
     run.claim("One GPU per container (--gpus device=0)", "one job per GPU",
               f"{total} GPUs; CUDA_VISIBLE_DEVICES=0 -> {seen.get('0')}, =1 -> {seen.get('1')}",
               "reproduced" if ok else "differs",
-              None if ok else "a pinned process saw more or fewer than one GPU")
+              why=None if ok else "a pinned process saw more or fewer than one GPU")
 
 
 def paths_markdown() -> str:

@@ -100,7 +100,7 @@ def _stack_claims(run: NotebookRun, r: env.EnvReport) -> None:
     here = f"this kernel runs torch {r.torch} on {os_name()}, not the article's image"
     torch_ok = _same_minor(r.torch.split("+")[0], ARTICLE_STACK["torch"])
     run.claim("PyTorch version in the image", "2.8", r.torch,
-              "reproduced" if torch_ok else "not comparable", None if torch_ok else here)
+              "reproduced" if torch_ok else "not comparable", why=None if torch_ok else here)
     minor = ".".join(r.torch.split("+")[0].split(".")[:2])
     built = (f"torch {minor} is published for CUDA {CUDA_BUILDS[minor]}" if minor in CUDA_BUILDS
              else f"torch {r.torch} here, a {f'CUDA {r.cuda_build}' if r.cuda_build else 'CPU'}"
@@ -109,28 +109,28 @@ def _stack_claims(run: NotebookRun, r: env.EnvReport) -> None:
                 f"CUDA {CUDA_BUILDS['2.8']} and none pairs with 12.1" if r.cuda_build else
                 f"CPU-only torch build here; PyTorch 2.8's wheels are CUDA {CUDA_BUILDS['2.8']}")
     run.claim("CUDA version", "12.1", r.cuda_build or "CPU-only build",
-              "differs" if r.cuda_build else "not comparable", cuda_why)
+              "differs" if r.cuda_build else "not comparable", why=cuda_why)
     run.claim("Pick CUDA 11.8 or 12.1", "11.8 or 12.1",
               built, "differs",
-              f"CUDA 11.8 wheels ended with PyTorch 2.7 and 12.1 with 2.5; 2.8 offers "
+              why=f"CUDA 11.8 wheels ended with PyTorch 2.7 and 12.1 with 2.5; 2.8 offers "
               f"{CUDA_BUILDS['2.8']}")
     run.claim("cuDNN version", "8.9", r.cudnn or "not loadable",
               "differs" if r.cudnn else "not comparable",
-              f"cuDNN {r.cudnn} runs here; PyTorch 2.8 ships cuDNN 9, and 12.1 + 8.9 is "
+              why=f"cuDNN {r.cudnn} runs here; PyTorch 2.8 ships cuDNN 9, and 12.1 + 8.9 is "
               "PyTorch 2.1-2.3's pairing" if r.cudnn else f"no cuDNN in this build; "
               f"{REAL_28_STACK}")
     py_ok = _same_minor(r.python, ARTICLE_STACK["python"])
     run.claim("Python version", "3.10", r.python, "reproduced" if py_ok else "not comparable",
-              None if py_ok else f"{here}; any Python 3.10+ runs these notebooks")
+              why=None if py_ok else f"{here}; any Python 3.10+ runs these notebooks")
     system = os_name()
     os_ok = system.startswith(ARTICLE_STACK["os"])
     run.claim("Operating system of the image", ARTICLE_STACK["os"], system,
-              "reproduced" if os_ok else "not comparable", None if os_ok else here)
+              "reproduced" if os_ok else "not comparable", why=None if os_ok else here)
     have = extras()
     both = "no " not in have
     run.claim("torchvision and torchaudio included", ARTICLE_STACK["extras"], have,
               "reproduced" if both else "not comparable",
-              None if both else "these notebooks need torchvision only; torchaudio is not "
+              why=None if both else "these notebooks need torchvision only; torchaudio is not "
               "installed in this environment")
 
 

@@ -151,10 +151,11 @@ def train_both(run: NotebookRun, spec: RunSpec, mixed: str, *, step_fn: train.St
     out = {}
     for precision in ("fp32", mixed):
         tl, vl = datasets.loaders(spec.data_root, spec.image_size, spec.batch_size, run.device,
-                                  spec.workers, spec.seed)
+                                  workers=spec.workers, seed=spec.seed)
         model = train.build_model(spec.model, len(tl.dataset.classes), spec.seed)
         torch.manual_seed(spec.seed)
-        out[precision] = train.fit(model, tl, vl, spec.epochs, spec.lr, run.device, precision,
+        out[precision] = train.fit(model, tl, vl, spec.epochs, lr=spec.lr, device=run.device,
+                                   precision=precision,
                                    channels_last=spec.channels_last, progress=progress,
                                    step_fn=step_fn)
     return out
@@ -238,16 +239,16 @@ def record(run: NotebookRun, results: dict[str, train.FitResult], activations: d
     verdict = band_verdict(speed, low, high)
     run.claim(f"AMP training throughput, B0 ({mixed} vs fp32, {run.device.type})",
               f"about +25% (band {low:+.0%} to {high:+.0%})", f"{speed:+.0%}", verdict,
-              None if verdict == "reproduced" else speed_why(speed, mixed, run.device, flags))
+              why=None if verdict == "reproduced" else speed_why(speed, mixed, run.device, flags))
     if not on_gpu:
         run.claim("AMP saves GPU memory", "over 30% less GPU memory", f"{kind}: {saving:.0%} less",
-                  "not comparable", f"no GPU here: {mixed} shrank the bytes autograd saves for "
+                  "not comparable", why=f"no GPU here: {mixed} shrank the bytes autograd saves for "
                   f"backward by {saving:.0%}, which is not a GPU allocator's peak")
         return
     low, high = MEMORY_BAND
     verdict = band_verdict(saving, low, high)
     run.claim("AMP saves GPU memory", f"over 30% less (band {low:.0%} or more)",
-              f"{kind}: {saving:.0%} less", verdict, None if verdict == "reproduced" else
+              f"{kind}: {saving:.0%} less", verdict, why=None if verdict == "reproduced" else
               f"activations shrank {1 - activations[mixed] / activations['fp32']:.0%}; weights, "
               "AdamW's moments and the allocator's cache stay fp32-sized")
 
@@ -260,4 +261,4 @@ def learning_target(run: NotebookRun, results: dict[str, train.FitResult],
     run.target("the small CNN learns in fp32 and in mixed precision",
                f"val accuracy > {floor:.0%} (chance 10%)",
                ", ".join(f"{p} {a:.0%}" for p, a in acc.items()), None if run.quick else met,
-               "quick mode: too few steps to judge" if run.quick else None)
+               why="quick mode: too few steps to judge" if run.quick else None)

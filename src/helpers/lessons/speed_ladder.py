@@ -315,12 +315,12 @@ def _claims(run: NotebookRun, result: LadderResult, best: dict | None) -> None:
     if result.device.type == "cpu":
         cores = os.cpu_count()
         run.claim(claim + ", CPU", "480 ms per batch, ~67 images/s (8-core Xeon)", here,
-                  "not comparable", f"{cores} logical cores here vs 8 Xeon cores, batch "
+                  "not comparable", why=f"{cores} logical cores here vs 8 Xeon cores, batch "
                   f"{result.batch_size} at {result.image_size} px; the article measured no "
                   "optimised rung")
         run.claim(claim + ", GPU", "26 ms per batch, ~1230 images/s", "needs a GPU",
                   "needs a GPU")
         return
     run.claim(claim + ", GPU", "26 ms per batch, ~1230 images/s", here, "not comparable",
-              f"{result.device_name} at batch {result.batch_size}; the article names no GPU "
+              why=f"{result.device_name} at batch {result.batch_size}; the article names no GPU "
               "model and measured no optimised rung")

@@ -153,7 +153,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from helpers import datasets
 
     root = datasets.make_dataset(Path(args.root) if args.root else None, args.train_per_class,
-                                 args.val_per_class, args.image_size, args.seed)
+                                 args.val_per_class, args.image_size, seed=args.seed)
     print(f"dataset: {root} {datasets.check_imagefolder(root)}")
     return 0
 
@@ -167,9 +167,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     train.resolve_amp(args.precision, device)  # refuse fp16 on a CPU before any work
     root = Path(args.data_dir) if args.data_dir else datasets.make_dataset(
         image_size=args.image_size)
-    tl, vl = datasets.loaders(root, args.image_size, args.batch_size, device, args.workers)
+    tl, vl = datasets.loaders(root, args.image_size, args.batch_size, device, workers=args.workers)
     model = train.build_model(args.model, len(tl.dataset.classes), args.seed)
-    r = train.fit(model, tl, vl, args.epochs, args.lr, device, args.precision,
+    r = train.fit(model, tl, vl, args.epochs, lr=args.lr, device=device, precision=args.precision,
                   channels_last=args.channels_last, checkpoint_dir=args.checkpoint_dir,
                   resume=args.resume, keep=args.keep, progress=not args.no_progress)
     if r.resumed_from_epoch:

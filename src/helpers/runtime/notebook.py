@@ -63,7 +63,7 @@ class NotebookRun:
     figures: list[str] = field(default_factory=list)
 
     def claim(self, claim: str, article: str, measured: str, verdict: str,
-              why: str | None = None) -> None:
+              *, why: str | None = None) -> None:
         """Record one article-vs-this-machine row; verdict is one of VERDICTS."""
         params.one_of("verdict", verdict, VERDICTS)
         if verdict in NEEDS_WHY and not why:
@@ -72,7 +72,7 @@ class NotebookRun:
         self.claims.append(row | ({"why": why} if why else {}))
 
     def target(self, target: str, goal: str, measured: str, met: bool | None,
-               why: str | None = None) -> None:
+               *, why: str | None = None) -> None:
         """Record one of the project's own targets (not an article claim); met=None: not run."""
         row = {"target": target, "goal": goal, "measured": measured, "met": met}
         self.targets.append(row | ({"why": why} if why else {}))
