@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import resource
 import secrets
 import shutil
 import socket
@@ -22,12 +24,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ..conftest import ROOT, free_port
 
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "")
 TAG = os.environ.get("CONTAINER_TEST_TAG", "pytorch-cuda-efficientnet-test")
 USER_UID = "1000"
+HOST_UID = 1234  # a host user whose uid is not the image's
 
 
 def _docker_problem() -> str | None:
@@ -175,25 +179,94 @@ def test_docker_stop_reaches_jupyter_quickly(lab_image: str) -> None:
     assert code != "137", "the container was killed (SIGKILL), not stopped"
 
 
-def test_helpers_env_and_quick_run_write_to_a_mount(lab_image: str, tmp_path: Path) -> None:
-    """`python -m helpers env` and a papermill run of 00-01 inside the container, results in a
-    host folder mounted at /workspace/outputs."""
-    out = tmp_path / "outputs"
-    out.mkdir()
-    out.chmod(0o777)  # the container's user is uid 1000; this test runs as whoever CI is
-    env = docker("run", "--rm", "--network", "host", lab_image, "python", "-m", "helpers",
-                 "env", "--json")
-    report = json.loads(env.stdout)
-    assert report["torch"] and report["python"]
-    docker("run", "--rm", "--network", "host", "-v", f"{out}:/workspace/outputs",
-           "-e", "HELPERS_OFFLINE=1", lab_image, "python", "-m", "helpers", "run", "--quick",
-           "--only", "00", "01", "--notebooks-dir", "/workspace/notebooks",
-           "--output-dir", "/workspace/outputs", timeout=600)
-    results = sorted(out.glob("2*/01_dynamic_graph.json"))  # <timestamp>/, not latest/
-    assert results, f"no results on the host: {sorted(p.name for p in out.iterdir())}"
-    assert json.loads(results[-1].read_text())["notebook"] == "01_dynamic_graph"
-    assert (results[-1].parent / "00_environment.json").exists()
-    assert (out / "latest").resolve() == results[-1].parent  # a relative link: valid on the host
+def compose_run_args(service: str, clone: Path, env: dict[str, str]) -> list[str]:
+    """`docker run` flags giving a container what compose gives `service` (mounts resolved
+    against the checkout `clone`, variables from `env` else their defaults), network aside:
+    containers here use the host network only."""
+    spec = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())["services"][service]
+
+    def interp(text: object) -> str:
+        return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}",
+                      lambda m: env.get(m[1]) or m[2] or "", str(text))
+
+    args = ["--user", spec["user"], "--shm-size", interp(spec["shm_size"])]
+    args += [a for k, v in spec["environment"].items() for a in ("-e", f"{k}={interp(v)}")]
+    for volume in spec["volumes"]:
+        host, target = interp(volume).rsplit(":", 1)
+        args += ["-v", f"{(clone / 'docker' / host).resolve()}:{target}"]
+    args += [f"--security-opt={o}" for o in spec["security_opt"]]
+    args += [f"--cap-drop={c}" for c in spec["cap_drop"]]
+    args += [f"--cap-add={c}" for c in spec["cap_add"]]
+    args += [a for k, v in spec["ulimits"].items() for a in ("--ulimit", f"{k}={interp(v)}")]
+    return args
+
+
+def memlock_limit() -> dict[str, str]:
+    """MEMLOCK_LIMIT for compose where this host caps memlock (a container here, or rootless
+    Docker): unlimited is refused there, exactly as the README's troubleshooting says."""
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    return {} if hard == resource.RLIM_INFINITY else {"MEMLOCK_LIMIT": str(hard)}
+
+
+def fresh_clone(tmp_path: Path, uid: int) -> Path:
+    """A checkout as `git clone` leaves it (notebooks, data, docker; no outputs/ or
+    checkpoints/), owned by `uid`."""
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT / "notebooks", clone / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    (clone / "data").mkdir()
+    (clone / "docker").mkdir()
+    shutil.copy(ROOT / "docker" / "compose.yaml", clone / "docker")
+    if os.geteuid() == 0:
+        for path in [clone, *clone.rglob("*")]:
+            os.chown(path, uid, uid)
+    return clone
+
+
+def test_compose_lab_runs_as_the_checkouts_owner(lab_image: str, tmp_path: Path) -> None:
+    """Compose's lab service (mounts, environment, capabilities, ulimits) started by a host user
+    with uid 1234 on a fresh clone: outputs/ and checkpoints/ do not exist, nothing is chmod-ed,
+    and a notebook run leaves its report on the host owned by that user."""
+    uid = HOST_UID if os.geteuid() == 0 else os.geteuid()
+    clone = fresh_clone(tmp_path, uid)
+    assert not (clone / "outputs").exists() and not (clone / "checkpoints").exists()
+    args = compose_run_args("lab-cpu", clone, {"IMAGE": lab_image, **memlock_limit()})
+    env = docker("run", "--rm", "--network", "host", *args, lab_image, "python", "-m",
+                 "helpers", "env", "--json")
+    assert json.loads(env.stdout)["torch"]
+    docker("run", "--rm", "--network", "host", *args, "-e", "HELPERS_OFFLINE=1", lab_image,
+           "python", "-m", "helpers", "run", "--quick", "--only", "00", timeout=600)
+    reports = sorted((clone / "outputs").glob("2*/report.md"))  # <timestamp>/, not latest/
+    assert reports, f"no report: {sorted(p.name for p in (clone / 'outputs').iterdir())}"
+    for path in (reports[-1], reports[-1].parent, clone / "outputs", clone / "checkpoints"):
+        assert path.stat().st_uid == uid, (path, path.stat().st_uid)
+    assert (clone / "outputs" / "latest").resolve() == reports[-1].parent  # a relative link
+
+
+def test_torch_compile_runs_inside_the_image(lab_image: str) -> None:
+    """The image brings the compiler its base lacks: inductor builds a C++ kernel."""
+    code = ("import torch; f = torch.compile(lambda x: x.sin() + 1); x = torch.randn(64); "
+            "assert torch.allclose(f(x), x.sin() + 1, atol=1e-6); print('compiled')")
+    proc = docker("run", "--rm", "--network", "host", lab_image, "python", "-c", code,
+                  timeout=600)
+    assert proc.stdout.strip().endswith("compiled")
+    freeze = docker("run", "--rm", "--network", "host", lab_image, "cat",
+                    "/usr/local/share/tutorials/pip-freeze.txt").stdout
+    assert re.search(r"^torch==", freeze, re.M) and re.search(r"^torchao==", freeze, re.M)
+
+
+def test_commands_run_as_the_user_not_root(lab_image: str, ssh_image: str) -> None:
+    """Started as root, `docker run IMAGE CMD` runs CMD as the notebook user (NB_UID if given);
+    no mounts: the image's own uid 1000."""
+    ids = ["sh", "-c", "echo $(id -u) $(id -g) $HOME"]
+    assert docker("run", "--rm", "--network", "host", ssh_image, *ids).stdout.split() == [
+        USER_UID, USER_UID, "/home/tutor"]
+    as_root = docker("run", "--rm", "--network", "host", "--user", "root", "-e", "NB_UID=1234",
+                     "-e", "NB_GID=2345", lab_image, *ids)
+    assert as_root.stdout.split() == ["1234", "2345", "/home/tutor"]
+    bad = docker("run", "--rm", "--network", "host", "--user", "root", "-e", "NB_UID=me",
+                 lab_image, "true", check=False)
+    assert bad.returncode == 64 and "NB_UID='me'" in bad.stderr
 
 
 def test_gpu_device_pins_cuda_and_refuses_garbage(lab_image: str) -> None:
@@ -243,14 +316,20 @@ def test_ssh_key_login_only(ssh_image: str, ssh_key: Path) -> None:
                    "ls /etc/ssh/ | grep -c ssh_host_ || true")
     assert baked.stdout.strip() == "0", "host keys are baked into the image"
     ssh_port, lab_port = free_port(), free_port()
-    env = lab_env(lab_port, JUPYTER_TOKEN=secrets.token_hex(8), SSH_PORT=str(ssh_port),
-                  SSH_LISTEN="127.0.0.1", SSH_PUBLIC_KEY=ssh_key.with_suffix(".pub").read_text())
-    with running(ssh_image, env=env) as name:
+    env = lab_env(lab_port, SSH_PORT=str(ssh_port), SSH_LISTEN="127.0.0.1", GPU_DEVICE="1",
+                  LAB_HOST_PORT="18889", SSH_PUBLIC_KEY=ssh_key.with_suffix(".pub").read_text())
+    spec = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())["services"]["ssh"]
+    hardening = [*(f"--security-opt={o}" for o in spec["security_opt"]),
+                 *(f"--cap-drop={c}" for c in spec["cap_drop"]),
+                 *(f"--cap-add={c}" for c in spec["cap_add"])]  # compose's, for real
+    with running(ssh_image, *hardening, env=env) as name:
         wait_port(ssh_port)
-        ok = ssh(ssh_key, ssh_port, "tutor", "python", "-c",
-                 "'import os, helpers; print(os.getuid(), helpers.__name__)'")
+        ok = ssh(ssh_key, ssh_port, "tutor", "python", "-c", "'import os, helpers; print("
+                 "os.getuid(), helpers.__name__, os.environ.get(\"CUDA_VISIBLE_DEVICES\"), "
+                 "os.environ.get(\"DATA_DIR\"))'")
         assert ok.returncode == 0, ok.stderr
-        assert ok.stdout.split() == [USER_UID, "helpers"]
+        assert ok.stdout.split() == [USER_UID, "helpers", "1", "/workspace/data"]
+        assert "open http://127.0.0.1:18889/lab?token=" in docker("logs", name).stdout
         root = ssh(ssh_key, ssh_port, "root", "true")
         assert root.returncode == 255 and "Permission denied" in root.stderr
         password = ssh(ssh_key, ssh_port, "tutor", "true", extra=(
