@@ -151,4 +151,7 @@ def test_driver_too_old_seen_through_fake_nvml(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(torch.version, "cuda", "12.8")
     report = env.collect()
     assert (report.driver, report.driver_cuda) == ("535.230.02", "12.2")
-    assert any("older than torch's CUDA 12.8" in w and "whl/cu121" in w for w in report.warnings)
+    assert any("older than torch's CUDA 12.8" in w and "whl/cu121" in w and
+               w.startswith("hint:") for w in report.warnings)  # same major: a hint
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    assert any("different major version" in w for w in env.collect().warnings)

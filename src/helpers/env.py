@@ -195,8 +195,13 @@ def _driver_too_old(r: EnvReport) -> str | None:
     index = wheel_index_for(r.driver_cuda)
     fix = (f"reinstall torch for it: `make setup TORCH_INDEX={index} TORCH_REINSTALL=1`"
            if index else "no PyTorch CUDA wheel supports it")
-    return (f"the driver ({r.driver}) supports CUDA up to {r.driver_cuda}, older than torch's "
-            f"CUDA {r.cuda_build}: update the driver, or {fix}.")
+    said = (f"the driver ({r.driver}) supports CUDA up to {r.driver_cuda}, older than torch's "
+            f"CUDA {r.cuda_build}")
+    if _version_tuple(r.driver_cuda)[0] == _version_tuple(r.cuda_build)[0]:
+        # CUDA 11+ minor-version compatibility: a 12.x build runs on any 12.x driver (>= 525)
+        return (f"hint: {said}; minor-version compatibility usually runs it, but features that "
+                f"need a newer driver fail at run time: update the driver, or {fix}.")
+    return f"{said}, a different major version that cannot run it: update the driver, or {fix}."
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
