@@ -266,17 +266,17 @@ def prepare(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: li
     return fwd, out, (t3 - t2) / warmup if warmup else None
 
 
-def time_rounds(live: list[tuple[Step, Forward, int]], device: torch.device) -> None:
-    """Time the rungs interleaved: each round makes one timed call of every rung still short
-    of its count, starting one rung later than the round before, so a machine that speeds up
-    or slows down mid-run moves every rung alike. Each rung keeps its own samples."""
-    clock, rounds = make_clock(device), max((n for _, _, n in live), default=0)
-    samples: dict[int, list[float]] = {id(s): [] for s, _, _ in live}
+def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: int) -> None:
+    """Time the rungs interleaved: each round makes one timed call of every rung, starting one
+    rung later than the round before, so a machine that speeds up or slows down mid-run moves
+    every rung alike, and round k's samples sit side by side. Each rung keeps its samples."""
+    clock = make_clock(device)
+    samples: dict[int, list[float]] = {id(s): [] for s, _ in live}
     broken: set[int] = set()
     for k in range(rounds):
         order = live[k % len(live):] + live[:k % len(live)]
-        for step, fwd, n in order:
-            if len(samples[id(step)]) >= n or id(step) in broken:
+        for step, fwd in order:
+            if id(step) in broken:
                 continue
             try:
                 with _fp32_guard(step.rung, device):
@@ -286,7 +286,7 @@ def time_rounds(live: list[tuple[Step, Forward, int]], device: torch.device) -> 
             except Exception as e:  # e.g. a CUDA graph invalidated by another rung
                 step.status, step.reason = "failed", _failure(e)
                 broken.add(id(step))
-    for step, _, _ in live:
+    for step, _ in live:
         step.times_s = tuple(samples[id(step)])
 
 
@@ -340,12 +340,13 @@ def run_ladder(model: torch.nn.Module, device: str | torch.device, x: torch.Tens
                iters: int = 5, budget_s: float | None = None, meaningful_top1: bool = False,
                progress: Callable[[str], None] | None = None) -> list[Step]:
     """Build and check every selected rung on batch x against rung 0 (eager fp32), then time
-    them all interleaved: `iters` calls each, fewer when a rung's calls overrun budget_s."""
+    them all interleaved: `iters` rounds, fewer when the slowest rung's calls would overrun
+    budget_s (at least 3), so every rung has a sample in every round."""
     dev = pick_device(device) if isinstance(device, str) else device
     params.non_negative_int("warmup", warmup)
     params.positive_int("iters", iters)
     chosen = select(rungs)
-    x, ref, steps, live = x.to(dev), None, [], []
+    x, ref, steps, live, rounds = x.to(dev), None, [], [], iters
     calibration = [c.to(dev) for c in (calibration or [x])]
     torch._dynamo.reset()  # no compiled code left from earlier runs; the rungs' own stay
     with torch._dynamo.config.patch(recompile_limit=64):  # every compiled rung keeps its code
@@ -358,9 +359,10 @@ def run_ladder(model: torch.nn.Module, device: str | torch.device, x: torch.Tens
                 ref = out if ref is None else ref  # rung 0's logits (strict fp32): the reference
                 step.rel_error, step.top1_agreement = relative_error(out, ref), agreement(out, ref)
                 check(step, meaningful_top1)
-                live.append((step, fwd, _iters_within(budget_s, per_call_s, iters)))
+                live.append((step, fwd))
+                rounds = min(rounds, _iters_within(budget_s, per_call_s, iters))
             steps.append(step)
-        time_rounds(live, dev)
+        time_rounds(live, dev, rounds)
     return steps
 
 

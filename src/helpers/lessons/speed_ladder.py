@@ -165,8 +165,15 @@ def write_json(results: list[LadderResult], path: Path) -> Path:
 
     return write_json_atomic(path, {"environment": env.collect().to_dict(),
                                     "cpu_flags": sorted(roofline.cpu_flags() & VECTOR_FLAGS),
+                                    "load_average_1_5_15min": _load(),
                                     "targets": targets(results[0], results),
                                     "ladders": [r.to_dict() for r in results]})
+
+
+def _load() -> list[float] | None:
+    """The machine's load average (1, 5, 15 min) when written: other work skews absolute
+    numbers (the interleaved ratios less so)."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def write_benchmark(results: list[LadderResult], out: Path | None = None) -> Path:
@@ -185,7 +192,8 @@ def write_benchmark(results: list[LadderResult], out: Path | None = None) -> Pat
     md = [f"## {r.variant} batch {r.batch_size}, {r.device_name}, weights {r.weights}\n\n"
           f"{r.table()}\n\n" + "".join(f"- {n}\n" for n in r.peak_notes()) for r in results]
     (out / "ladder.md").write_text(
-        f"# Speed ladder ({stamp}, torch {torch.__version__})\n\nCPU vector flags: {flags}. "
+        f"# Speed ladder ({stamp}, torch {torch.__version__})\n\nCPU vector flags: {flags}; "
+        f"load average (1/5/15 min) at the end: {_load()}. "
         "Rungs timed interleaved (round-robin); speedup range = per-round ratios.\n\n"
         f"## Targets\n\n{goals}\n\n" + "\n".join(md))
     for r in results:
