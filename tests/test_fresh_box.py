@@ -70,6 +70,19 @@ def test_compiled_rungs_skip_with_the_reason(no_cxx: None) -> None:
         assert rows[key]["reason"].startswith("no C++ compiler (install g++"), rows[key]
 
 
+def test_a_notebooks_own_compiled_rung_skips_too(no_cxx: None) -> None:
+    """Notebook 06 builds its compile rungs in cells (ladder.rung("compile", build)): the
+    switches say compile, so they skip before the cell's torch.compile is reached."""
+    def build(model: torch.nn.Module, x: torch.Tensor, calibration: list) -> object:
+        raise AssertionError("a skipped rung is never built")
+
+    model = TinyCNN(10, width=8).eval()
+    result = ladder.ladder(model, "cpu", 2, 32, rungs=(ladder.rung("compile", build),),
+                           warmup=0, iters=1)
+    row = result.rows()[1]
+    assert row["status"] == "skipped" and row["reason"].startswith("no C++ compiler"), row
+
+
 def test_bench_compile_refuses_clearly(no_cxx: None, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(ValueError, match=r"compile=True is not possible here: no C\+\+ compiler"):
         bench.BenchSpec("b0", "cpu", 2, compile=True)
