@@ -197,6 +197,8 @@ def test_compiled_and_int8_rungs_run_and_stay_correct(tiny: torch.nn.Module) -> 
     assert rows["compile"]["status"] == "ok", rows["compile"]["reason"]
     assert rows["compile"]["rel_error"] < ladder.FP32_TOLERANCE
     assert rows["compile"]["prepare_s"] > 0
+    assert list(speed_ladder.first_calls(result)) == ["6 compile"] + (
+        ["11 int8"] if rows["int8"]["status"] == "ok" else [])
     int8 = rows["int8"]
     assert int8["status"] in ("ok", "failed", "skipped")
     if int8["status"] != "skipped":  # torchao installed: it ran and was compared

@@ -131,9 +131,9 @@ def held_out_ladder(model: torch.nn.Module, device: torch.device, batch_size: in
 
 def first_calls(result: LadderResult) -> dict[str, str]:
     """Each compiled rung's first call (where torch.compile compiles) next to a later call."""
-    return {f"{r['rung']} {r['key']}": f"first call {r['first_call_s']:.1f} s, then "
-            f"{r['median_ms_per_batch']:.0f} ms per batch" for r in result.rows()
-            if r["median_ms_per_batch"] is not None and r["first_call_s"] > 1.0}
+    return {f"{s.number} {s.rung.key}": f"first call {s.first_call_s:.1f} s, then "
+            f"{s.median_ms:.0f} ms per batch" for s in result.steps
+            if s.rung.compile_mode and s.median_ms is not None}
 
 
 def plot(result: LadderResult):
