@@ -236,7 +236,7 @@ def _fp32_guard(rung: Rung, device: torch.device) -> AbstractContextManager:
 
 
 def prepare(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor],
-            warmup: int) -> tuple[Forward | None, torch.Tensor | None, float | None]:
+            *, warmup: int) -> tuple[Forward | None, torch.Tensor | None, float | None]:
     """Build the step's rung on its own copy of the model, make the first call (where compiling
     happens) and the warm-up calls: (forward, its logits, seconds per warm call); an exception
     fails the step."""
@@ -335,7 +335,7 @@ def select(rungs: Sequence[str | Rung | Build] | None) -> tuple[tuple[int, Rung]
 
 
 def run_ladder(model: torch.nn.Module, device: str | torch.device, x: torch.Tensor,
-               calibration: list[torch.Tensor] | None = None,
+               calibration: list[torch.Tensor] | None = None, *,
                rungs: Sequence[str | Rung | Build] | None = None, warmup: int = 2,
                iters: int = 5, budget_s: float | None = None, meaningful_top1: bool = False,
                progress: Callable[[str], None] | None = None) -> list[Step]:
@@ -354,7 +354,7 @@ def run_ladder(model: torch.nn.Module, device: str | torch.device, x: torch.Tens
             if progress:
                 progress(rung.key)
             step = Step(rung, number)
-            fwd, out, per_call_s = prepare(step, model, x, calibration, warmup)
+            fwd, out, per_call_s = prepare(step, model, x, calibration, warmup=warmup)
             if out is not None:
                 ref = out if ref is None else ref  # rung 0's logits (strict fp32): the reference
                 step.rel_error, step.top1_agreement = relative_error(out, ref), agreement(out, ref)
@@ -401,8 +401,8 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
         raise ValueError(f"inputs has shape {tuple(inputs.shape)}; expected "
                          f"({batch_size}, 3, {image_size}, {image_size}) from batch_size and "
                          "image_size")
-    steps = run_ladder(model, dev, inputs, calibration, rungs, warmup, iters, budget_s,
-                       meaningful_top1=weights != "random", progress=progress)
+    steps = run_ladder(model, dev, inputs, calibration, rungs=rungs, warmup=warmup, iters=iters,
+                       budget_s=budget_s, meaningful_top1=weights != "random", progress=progress)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else roofline.machine_line()
     return LadderResult(dev, name, variant, weights, batch_size, image_size,
                         roofline.gflops_per_image(model, image_size), steps)
