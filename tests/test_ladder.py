@@ -97,6 +97,12 @@ def test_rungs_are_checked_and_numbered_as_in_the_table() -> None:
     custom = ladder.Rung("bf16_nchw", "bf16, NCHW", precision="bf16", autocast="bf16",
                          channels_last=False)
     assert ladder.select((custom,))[1] == (len(ladder.RUNGS), custom)
+
+    def compiled(mode):  # a factory, as notebook 06 writes them: its name shows, not "build"
+        def build(model, x, calibration):
+            return lambda: model(x)
+        return build
+    assert ladder.rung("compile", compiled("default")).code == "compiled(...)"
     with pytest.raises(ValueError, match="bf16 given twice"):
         ladder.select(("bf16", "bf16"))
     with pytest.raises(ValueError, match="rungs item 3 is not allowed"):

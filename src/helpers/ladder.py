@@ -68,7 +68,12 @@ class Rung:
     @property
     def code(self) -> str:
         """Where the rung's code comes from: the caller's build function or the ladder's."""
-        return "ladder default" if self.build is None else f"{_name(self.build)}()"
+        if self.build is None:
+            return "ladder default"
+        name, where = _name(self.build), getattr(self.build, "__qualname__", "")
+        if name == "build" and ".<locals>." in where:  # made by a factory: name the factory
+            return where.split(".<locals>.")[-2].split(".")[-1] + "(...)"
+        return f"{name}()"
 
     def switches(self) -> dict[str, str]:
         """One column per switch, for the table of rungs (a dash: off)."""
