@@ -182,3 +182,13 @@ def test_resume_proof_refuses_bad_stop(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at=4"):
         engineering_practices.resume_proof(tmp_path, state_fn=dict, save_fn=dict,
                                            resume_fn=dict, epochs=4, at=4)
+
+
+def test_a_stale_higher_epoch_never_deletes_the_new_checkpoint(tmp_path: Path) -> None:
+    """A folder left by an older run (epoch 4) must not make a new run lose its epochs."""
+    checkpoint.save(tmp_path, 4, {"w": torch.zeros(1)}, keep=1)
+    for epoch in (1, 2):
+        written = checkpoint.save(tmp_path, epoch, {"w": torch.ones(1) * epoch}, keep=1)
+        assert written.exists()
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == [
+        "ckpt-epoch0002.pt", "ckpt-epoch0004.pt"]

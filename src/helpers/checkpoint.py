@@ -87,7 +87,8 @@ def _write_atomic(final: Path, data: bytes) -> None:
 
 
 def save(directory: Path | str, epoch: int, state: dict[str, Any], keep: int = 3) -> Path:
-    """Write state atomically with its sha256 beside it; keep only the newest `keep`."""
+    """Write state atomically with its sha256 beside it; keep only the newest `keep` (by
+    epoch), never the file just written."""
     params.positive_int("keep", keep)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,8 @@ def save(directory: Path | str, epoch: int, state: dict[str, Any], keep: int = 3
     _write_atomic(final, payload)
     _fsync_dir(directory)
     for old in checkpoints(directory)[:-keep]:
+        if old == final:  # a stale higher epoch from another run never costs the new file
+            continue
         old.unlink(missing_ok=True)
         checksum_path(old).unlink(missing_ok=True)
     return final
