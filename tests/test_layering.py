@@ -91,3 +91,16 @@ def test_the_walker_sees_function_level_imports(tmp_path: Path) -> None:
     f.write_text("def g():\n    from helpers.lessons import speed_ladder\n"
                  "    import helpers.ladder\n")
     assert imports_of(f) == {"helpers.lessons.speed_ladder", "helpers.ladder"}
+
+
+def test_public_functions_take_at_most_four_positional_parameters() -> None:
+    """DESIGN's style: past the fourth, parameters are keyword-only (self/cls not counted)."""
+    bad = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                args = node.args.posonlyargs + node.args.args
+                positional = [a.arg for a in args if a.arg not in ("self", "cls")]
+                if len(positional) > 4:
+                    bad.append(f"{name}.{node.name}({', '.join(positional)})")
+    assert not bad, "make the parameters past the fourth keyword-only: " + "; ".join(bad)

@@ -24,7 +24,7 @@ Rungs = Sequence[str | Rung | Build]
 
 
 def sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
-          train_per_class: int, weights: str = "trained", batch_sizes: list[int] | None = None,
+          *, train_per_class: int, weights: str = "trained", batch_sizes: list[int] | None = None,
           calibration_batches: int = 2) -> dict[str, Any]:
     """Ladder and training sizes, rungs and batch sizes, each checked; quick mode shrinks them
     to a smoke test without compilation."""
@@ -63,14 +63,14 @@ def labelled_batch(n: int, image_size: int, seed: int = 0,
 
 
 def model_for(weights: str, variant: str, train_epochs: int = 8, train_per_class: int = 60,
-              seed: int = 0, progress: bool = True) -> tuple[torch.nn.Module, dict, str]:
+              *, seed: int = 0, progress: bool = True) -> tuple[torch.nn.Module, dict, str]:
     """The ladder's model: briefly 'trained' here (default), ImageNet 'pretrained' from the
     weights cache (falls back to random, with a warning), or 'random'; and what it is."""
     from helpers import models
 
     params.one_of("weights", weights, WEIGHTS)
     if weights == "trained":
-        model, info = trained_model(variant, train_epochs, train_per_class, seed, progress)
+        model, info = trained_model(variant, train_epochs, train_per_class, seed, progress=progress)
         return model, info, "trained"
     loaded = models.load_efficientnet(variant, "auto" if weights == "pretrained" else "none")
     return loaded.model.eval(), {"source": loaded.source}, (
@@ -78,7 +78,7 @@ def model_for(weights: str, variant: str, train_epochs: int = 8, train_per_class
 
 
 def trained_model(variant: str, epochs: int, per_class: int, seed: int = 0,
-                  progress: bool = True) -> tuple[torch.nn.Module, dict]:
+                  *, progress: bool = True) -> tuple[torch.nn.Module, dict]:
     """EfficientNet trained briefly on the generated 64 px shapes (on the CPU), kept as a
     checkpoint named by everything that shaped it: a second call trains nothing."""
     params.positive_int("train_epochs", epochs)
@@ -106,17 +106,19 @@ def for_run(rungs: Rungs, s: dict[str, Any]) -> list[Rung]:
 
 
 def measure(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant: str,
-            weights: str, rungs: Rungs | None = None, batch_size: int | None = None,
+            *, weights: str, rungs: Rungs | None = None, batch_size: int | None = None,
             budget_s: float = 20.0) -> LadderResult:
     """The ladder of `rungs` (the notebook's, or the ladder's own) on held-out generated images
     (rung 0 = the article's code), calibrating the int8 rungs on two other batches."""
     return held_out_ladder(model, run.device, batch_size or s["batch_size"], s["image_size"],
-                           weights, variant, for_run(rungs, s) if rungs else s["rungs"],
-                           s["warmup"], s["iters"], budget_s, s["calibration_batches"])
+                           weights=weights, variant=variant,
+                           rungs=for_run(rungs, s) if rungs else s["rungs"],
+                           warmup=s["warmup"], iters=s["iters"], budget_s=budget_s,
+                           calibration_batches=s["calibration_batches"])
 
 
 def held_out_ladder(model: torch.nn.Module, device: torch.device, batch_size: int,
-                    image_size: int, weights: str, variant: str, rungs: Rungs | None = None,
+                    image_size: int, *, weights: str, variant: str, rungs: Rungs | None = None,
                     warmup: int = 1, iters: int = 5, budget_s: float | None = 20.0,
                     calibration_batches: int = 2) -> LadderResult:
     """ladder.ladder on a batch of held-out generated images, calibrating the int8 rungs on
@@ -202,13 +204,13 @@ def write_benchmark(results: list[LadderResult], out: Path | None = None) -> Pat
 
 
 def batch_effects(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant: str,
-                  weights: str, rungs: Rungs | None = None) -> list[LadderResult]:
+                  *, weights: str, rungs: Rungs | None = None) -> list[LadderResult]:
     """A few rungs (of `rungs`, by key; default the ladder's) at other batch sizes: small
     batches pay per-call overheads."""
     by_key = {as_rung(r).key: r for r in rungs or []}
     chosen = [by_key.get(k, k) for k in ("eager", *s["batch_rungs"])]
-    return [measure(run, model, s, variant, weights, chosen, b, budget_s=10.0)
-            for b in s["batch_sizes"]]
+    return [measure(run, model, s, variant, weights=weights, rungs=chosen, batch_size=b,
+                    budget_s=10.0) for b in s["batch_sizes"]]
 
 
 def batch_table(results: list[LadderResult]) -> str:

@@ -115,8 +115,9 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     model, info, kind = speed_ladder.model_for(args.weights, args.model, args.train_epochs,
                                                args.train_per_class, progress=not args.json)
     print(f"model: {args.model}, weights {kind} {info}")
-    results = [speed_ladder.held_out_ladder(model, device, b, args.image_size, kind, args.model,
-                                            rungs, args.warmup, args.iters, args.budget_s)
+    results = [speed_ladder.held_out_ladder(model, device, b, args.image_size, weights=kind,
+                                            variant=args.model, rungs=rungs, warmup=args.warmup,
+                                            iters=args.iters, budget_s=args.budget_s)
                for b in sizes]
     for r in results:
         print(f"\n{r.variant} batch {r.batch_size}, {r.device_name}:\n{r.table()}")
