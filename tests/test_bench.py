@@ -84,31 +84,26 @@ def test_time_model_uses_inference_mode_and_autocast() -> None:
     assert all(s == (True, False) for s in probe.seen)
 
 
-def small_model() -> tuple[nn.Module, torch.Tensor]:
-    """A small CNN and its input: a few ms per call on a CPU."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
-    return model, torch.randn(8, 3, 64, 64)
+class Sleeper(nn.Module):
+    """A model whose call takes a known wall time (20 ms) whatever the CPU load: sleeping
+    needs no core, so a busy shared machine cannot stretch it much."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.02)
+        return x
 
 
 def test_harness_agrees_with_torch_utils_benchmark() -> None:
-    """Medians within 30% of torch.utils.benchmark.Timer on the same model and input: a broken
-    harness (no sync, no warm-up, timing the wrong call) is off by far more, while load on a
-    shared 2-core machine moves the two apart by 10-20%."""
-    model, x = small_model()
-    spec = bench.BenchSpec(batch_size=8, warmup=10, iters=60, image_size=64)
-    timer = tub.Timer("with torch.inference_mode():\n    model(x)",
-                      globals={"model": model, "x": x, "torch": torch},
+    """On a call of known length, the harness and torch.utils.benchmark.Timer both read about
+    20 ms: a broken harness (timing the wrong call, dropping calls, seconds for ms) is off by
+    far more. Not a speed check: the duration is fixed by the model, not by the machine."""
+    model, x = Sleeper(), torch.zeros(2, 3, 8, 8)
+    spec = bench.BenchSpec(batch_size=2, warmup=1, iters=10, image_size=8)
+    ours = bench.time_model(model, x, spec).median_ms
+    timer = tub.Timer("model(x)", globals={"model": model, "x": x},
                       num_threads=torch.get_num_threads())
-    ratios = []
-    for _ in range(3):  # a shared 2-core machine is noisy: one agreeing attempt of three
-        ours = bench.time_model(model, x, spec).median_ms
-        theirs = timer.blocked_autorange(min_run_time=0.5).median * 1e3
-        ratios.append(ours / theirs)
-        if abs(ratios[-1] - 1) < 0.30:
-            return
-    pytest.fail(f"harness/Timer median ratios {ratios} not within 30%")
+    theirs = timer.timeit(10).median * 1e3
+    assert 19.5 < ours < 40 and 0.7 < ours / theirs < 1.3, (ours, theirs)
 
 
 def test_run_and_sweep_on_efficientnet() -> None:
