@@ -97,7 +97,8 @@ def extras() -> str:
 
 def _stack_claims(run: NotebookRun, r: env.EnvReport) -> None:
     """The article's stated image contents against the stack this kernel runs."""
-    here = f"this kernel runs torch {r.torch} on {os_name()}, not the article's image"
+    system = os_name()
+    here = f"this kernel runs torch {r.torch} on {system}, not the article's image"
     torch_ok = _same_minor(r.torch.split("+")[0], ARTICLE_STACK["torch"])
     run.claim("PyTorch version in the image", "2.8", r.torch,
               "reproduced" if torch_ok else "not comparable", why=None if torch_ok else here)
@@ -122,7 +123,6 @@ def _stack_claims(run: NotebookRun, r: env.EnvReport) -> None:
     py_ok = _same_minor(r.python, ARTICLE_STACK["python"])
     run.claim("Python version", "3.10", r.python, "reproduced" if py_ok else "not comparable",
               why=None if py_ok else f"{here}; any Python 3.10+ runs these notebooks")
-    system = os_name()
     os_ok = system.startswith(ARTICLE_STACK["os"])
     run.claim("Operating system of the image", ARTICLE_STACK["os"], system,
               "reproduced" if os_ok else "not comparable", why=None if os_ok else here)

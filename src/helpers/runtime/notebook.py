@@ -34,16 +34,17 @@ def kv_table(values: dict[str, Any], header: tuple[str, str] = ("quantity", "val
     return "\n".join(lines)
 
 
-def targets_markdown(targets: list[dict[str, Any]], notebook: str | None = None) -> str:
-    """Targets as a Markdown table: goal, measured, met (yes / no / not run) and why."""
-    head = "| notebook | target | goal | measured | met |" if notebook else \
-        "| target | goal | measured | met |"
-    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+def targets_markdown(targets: list[dict[str, Any]], notebook_column: bool = False) -> str:
+    """Targets as a Markdown table: goal, measured, met (yes / no / not run) and why; with
+    notebook_column, each row's "notebook" first."""
+    head = (["notebook"] if notebook_column else []) + ["target", "goal", "measured", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in targets:
         met = {True: "yes", False: "no", None: "not run"}[t["met"]]
         met += f" ({t['why']})" if t.get("why") else ""
-        cells = [t["target"], t["goal"], t["measured"], met]
-        lines.append("| " + " | ".join(([notebook] if notebook else []) + cells) + " |")
+        cells = ([t["notebook"]] if notebook_column else []) + [
+            t["target"], t["goal"], t["measured"], met]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -70,12 +70,8 @@ def claims_table(results: list[dict[str, Any]]) -> str:
 
 def targets_table(results: list[dict[str, Any]]) -> str:
     """The project's own targets over all notebooks (they are not article claims)."""
-    rows = [targets_markdown(r["targets"], r["notebook"][:2]).splitlines()[2:]
-            for r in results if r.get("targets")]
-    if not rows:
-        return ""
-    head = targets_markdown([], "NN").splitlines()
-    return "\n".join(head + [line for block in rows for line in block]) + "\n"
+    rows = [{**t, "notebook": r["notebook"][:2]} for r in results for t in r.get("targets", [])]
+    return targets_markdown(rows, notebook_column=True) + "\n" if rows else ""
 
 
 def notebook_section(r: dict[str, Any], figure_src: Callable[[str], str] = str) -> str:
