@@ -46,6 +46,8 @@ def test_rung_zero_is_the_reference_and_rows_carry_units(tiny: torch.nn.Module) 
     assert 0 < rows[3]["rel_error"] < ladder.LOW_TOLERANCE  # bf16 really is lower precision
     assert result.best()["key"] in {"eager", "inference_mode", "channels_last", "bf16"}
     assert "| 0 | the article: eager fp32 NCHW, no_grad |" in result.table()
+    assert all(r["page_faults_per_call"] >= 0 and 0 <= r["kernel_cpu_pct"] <= 100 for r in rows)
+    assert "page faults/call (kernel CPU)" in result.table() and result.allocator
 
 
 def test_gpu_rungs_are_listed_as_skipped_on_a_cpu(tiny: torch.nn.Module) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from helpers import env, images, params, roofline
+from helpers import allocator, env, images, params, roofline
 from helpers.env import pick_device
 from helpers.ladder_result import LadderResult, Step, agreement, relative_error
 from helpers.precision import autocast, resolve_precision, restore_tf32, set_tf32
@@ -277,6 +277,7 @@ def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: 
     every rung alike, and round k's samples sit side by side. Each rung keeps its samples."""
     clock = make_clock(device)
     samples: dict[int, list[float]] = {id(s): [] for s, _ in live}
+    counters: dict[int, list[allocator.Usage]] = {id(s): [] for s, _ in live}
     broken: set[int] = set()
     for k in range(rounds):
         order = live[k % len(live):] + live[:k % len(live)]
@@ -285,14 +286,17 @@ def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: 
                 continue
             try:
                 with _fp32_guard(step.rung, device):
-                    start = clock()
+                    before, start = allocator.usage(), clock()
                     fwd()
                     samples[id(step)].append(clock() - start)
+                    if before is not None:  # page faults and kernel time of this call
+                        counters[id(step)].append(allocator.usage() - before)
             except Exception as e:  # e.g. a CUDA graph invalidated by another rung
                 step.status, step.reason = "failed", _failure(e)
                 broken.add(id(step))
     for step, _ in live:
         step.times_s = tuple(samples[id(step)])
+        step.usage = tuple(counters[id(step)])
 
 
 def _iters_within(budget_s: float | None, per_call_s: float | None, iters: int) -> int:
@@ -410,4 +414,5 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
                        budget_s=budget_s, meaningful_top1=weights != "random", progress=progress)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else roofline.machine_line()
     return LadderResult(dev, name, variant, weights, batch_size, image_size,
-                        roofline.gflops_per_image(model, image_size), steps)
+                        roofline.gflops_per_image(model, image_size), steps,
+                        allocator=allocator.describe())

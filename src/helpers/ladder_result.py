@@ -29,6 +29,7 @@ class Step:
     first_call_s: float = 0.0  # the first call alone: where torch.compile compiles
     rel_error: float | None = None
     top1_agreement: float | None = None
+    usage: tuple[Any, ...] = ()  # helpers.allocator.Usage per timed call (empty off Unix)
 
     @property
     def median_ms(self) -> float | None:
@@ -42,6 +43,17 @@ class Step:
             return None
         xs = sorted(self.times_s)
         return 100 * (quantile(xs, 0.75) - quantile(xs, 0.25)) / statistics.median(xs)
+
+    @property
+    def faults_per_call(self) -> float | None:
+        """Minor page faults per timed call (fresh pages the kernel zeroed), median."""
+        return statistics.median(u.minor_faults for u in self.usage) if self.usage else None
+
+    @property
+    def kernel_pct(self) -> float | None:
+        """Share of the timed calls' CPU time spent in the kernel (sys), %."""
+        cpu = sum(u.sys_s + u.user_s for u in self.usage)
+        return 100 * sum(u.sys_s for u in self.usage) / cpu if cpu > 0 else None
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -72,6 +84,7 @@ class LadderResult:
     image_size: int
     gflops_per_image: float
     steps: list[Step]
+    allocator: str = ""  # helpers.allocator.describe(): who served the tensors' memory
 
     def rows(self) -> list[dict]:
         """One flat dict per rung, keys carrying units; speedup is vs rung 0 in this run."""
@@ -98,7 +111,8 @@ class LadderResult:
             "rel_error": step.rel_error, "tolerance": r.tolerance,
             "top1_agreement": step.top1_agreement, "achieved_gflops": achieved,
             "peak_gflops": peak.gflops, "peak_basis": peak.basis,
-            "percent_of_peak": 100 * achieved / peak.gflops if achieved else None}
+            "percent_of_peak": 100 * achieved / peak.gflops if achieved else None,
+            "page_faults_per_call": step.faults_per_call, "kernel_cpu_pct": step.kernel_pct}
 
     def best(self) -> dict | None:
         """The fastest rung that ran and stayed within its tolerance."""
@@ -109,8 +123,8 @@ class LadderResult:
         """Markdown: one row per rung, failures and skips with their reason."""
         head = ("| # | rung | ms/batch (IQR) | images/s | speedup (range over rounds) | "
                 "1st call s | max rel. err (tol) | top-1 agree | GFLOP/s (% of own peak) | "
-                "status |")
-        lines = [head, "|" + "---|" * 10]
+                "page faults/call (kernel CPU) | status |")
+        lines = [head, "|" + "---|" * 11]
         for r in self.rows():
             status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
             ran = r["median_ms_per_batch"] is not None
@@ -123,7 +137,8 @@ class LadderResult:
                 f"{_f(r['rel_error'], '.1e')} ({r['tolerance']:g}) | "
                 f"{_agree(r['top1_agreement'], self.weights)} | "
                 f"{_f(r['achieved_gflops'], '.0f')} ({_f(r['percent_of_peak'], '.1f', '%')} "
-                f"{r['precision']}) | {status} |")
+                f"{r['precision']}) | {_f(r['page_faults_per_call'], ',.0f')}"
+                f"{_f(r['kernel_cpu_pct'], '.0f', '%', ' ({})')} | {status} |")
         return "\n".join(lines)
 
     def peak_notes(self) -> list[str]:
@@ -137,7 +152,7 @@ class LadderResult:
         return {"device": str(self.device), "device_name": self.device_name,
                 "variant": self.variant, "weights": self.weights,
                 "batch_size": self.batch_size, "image_size": self.image_size,
-                "gflops_per_image": self.gflops_per_image,
+                "gflops_per_image": self.gflops_per_image, "allocator": self.allocator,
                 "timing": "interleaved: one call per rung per round, each round starting one "
                           "rung later; speedup range = rung 0 over this rung, round by round",
                 "peaks": self.peak_notes(), "rungs": self.rows(), "best": self.best()}

@@ -197,6 +197,9 @@ def write_benchmark(results: list[LadderResult], out: Path | None = None) -> Pat
         f"# Speed ladder ({stamp}, torch {torch.__version__})\n\nCPU vector flags: {flags}; "
         f"load average (1/5/15 min) at the end: {_load()}. "
         "Rungs timed interleaved (round-robin); speedup range = per-round ratios.\n\n"
+        f"Memory allocator: {results[0].allocator}. Page faults/call = minor page faults per "
+        "timed call (fresh pages the kernel zeroes); kernel CPU = their share of the call's "
+        "CPU time.\n\n"
         f"## Targets\n\n{goals}\n\n" + "\n".join(md))
     for r in results:
         plot(r).savefig(out / f"ladder-{r.batch_size}.png", dpi=110, bbox_inches="tight")

@@ -105,9 +105,10 @@ def parse_sizes(name: str, text: str) -> tuple[int, ...]:
 
 def cmd_ladder(args: argparse.Namespace) -> int:
     """The speed ladder: every rung's speed and error vs rung 0; table, JSON, chart."""
-    from helpers import env, ladder
+    from helpers import allocator, env, ladder
     from helpers.lessons import speed_ladder
 
+    print(f"memory allocator: {allocator.set_mode(args.malloc)}")  # before any tensor exists
     device = env.pick_device("auto" if args.device == "all" else args.device)
     sizes = parse_sizes("batch_sizes", args.batch_sizes or str(args.batch_size))
     rungs = tuple(r for r in (args.rungs or "").split(",") if r) or None
@@ -237,6 +238,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rungs", help="comma-separated rung keys (default: all; rung 0 always)")
     g.add_argument("--budget-s", type=float, default=20.0,
                    help="seconds of timed calls per rung before iters is cut (min 3 calls)")
+    g.add_argument("--malloc", choices=("default", "reuse"), default="default",
+                   help="reuse: glibc keeps freed memory (no fresh, kernel-zeroed pages per "
+                   "large tensor), as jemalloc/TCMalloc do; default: leave malloc as it is")
     g.add_argument("--train-epochs", type=int, default=8)
     g.add_argument("--train-per-class", type=int, default=60)
     g.add_argument("--out", help="folder for ladder.json/.md/.png (default: "
