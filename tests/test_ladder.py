@@ -325,3 +325,18 @@ def test_gpu_ladder_rungs_run_and_stay_within_tolerance() -> None:
                 "cudagraphs"):
         assert rows[key]["status"] == "ok", (key, rows[key]["reason"])
     assert rows["int8"]["status"] == "skipped"
+
+
+def test_profile_rung_script_names_the_ops_and_the_page_faults() -> None:
+    """benchmarks/profile_rung.py on a random B0 at batch 2: timing, faults, convs by shape."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "profile_rung.py"), "--rung",
+                          "channels_last", "--weights", "random", "--batch-size", "2",
+                          "--calls", "1"], capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "rung channels_last (channels_last (NHWC)), B0 random, batch 2:" in out.stdout
+    assert "page faults per call" in out.stdout and "aten::" in out.stdout
+    assert "input [2, 16, 112, 112]  weight [96, 16, 1, 1]" in out.stdout  # the costliest conv
