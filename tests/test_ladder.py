@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import env, ladder, roofline
+from helpers import allocator, env, ladder, roofline
 from helpers.lessons import speed_ladder
 from helpers.models import TinyCNN
 from helpers.runtime import cli
@@ -298,6 +298,11 @@ def test_targets_are_ratios_within_the_run_and_need_every_rung_correct() -> None
     assert speed_ladder.targets(result(1.1 / goal), [])[0]["met"] is False
     drifted = speed_ladder.targets(result(0.9 / goal, drift=True), [])[0]
     assert drifted["met"] is False and "bf16: rel. error 0.1" in drifted["why"]
+    paged = result(0.5)  # rung 0 half in the kernel: the ratio partly measures the allocator
+    paged.steps[0].usage = (allocator.Usage(500_000, 1.0, 1.0),)
+    assert "rung 0 spends 50% of its CPU time in the kernel" in speed_ladder.targets(
+        paged, [])[0]["measured"]
+    assert "kernel" not in met["measured"]  # no usage counted: nothing said
     gpu = speed_ladder.targets(result(0.5), [])[1:]
     assert [t["met"] for t in gpu] == [None, None] and gpu[0]["measured"] == "needs a GPU"
 
@@ -307,6 +312,7 @@ def test_targets_are_ratios_within_the_run_and_need_every_rung_correct() -> None
     (["--batch-sizes", "0"], "batch_sizes='0' is not allowed"),
     (["--rungs", "warp"], "rungs='warp' is not allowed"),
     (["--weights", "imagenet"], "weights='imagenet' is not allowed"),
+    (["--malloc", "fast"], "malloc='fast' is not allowed; use one of default, reuse"),
 ])
 def test_cli_ladder_refuses_bad_input(argv: list[str], message: str,
                                       capsys: pytest.CaptureFixture) -> None:

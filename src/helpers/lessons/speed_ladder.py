@@ -263,6 +263,10 @@ def targets(result: LadderResult, batches: list[LadderResult]) -> list[dict[str,
         goal, kind = cpu_target(roofline.cpu_flags())
         measured = (f"{best['speedup']:.2f}x ({best['key']}, {best['images_per_sec']:.0f} "
                     "images/s)") if best and best["speedup"] else "no rung ran"
+        zero = result.rows()[0]["kernel_cpu_pct"] if result.rows() else None
+        if zero is not None and zero >= 10:  # the ratio then partly measures the allocator
+            measured += (f"; rung 0 spends {zero:.0f}% of its CPU time in the kernel zeroing "
+                         "fresh pages (see --malloc reuse)")
         shape_ok = (result.batch_size, result.image_size) == (TARGET_BATCH, 224)
         met = None if goal is None or not shape_ok else (
             bool(best and best["speedup"]) and best["speedup"] >= goal and not drifted)

@@ -238,7 +238,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rungs", help="comma-separated rung keys (default: all; rung 0 always)")
     g.add_argument("--budget-s", type=float, default=20.0,
                    help="seconds of timed calls per rung before iters is cut (min 3 calls)")
-    g.add_argument("--malloc", choices=("default", "reuse"), default="default",
+    g.add_argument("--malloc", default="default",
                    help="reuse: glibc keeps freed memory (no fresh, kernel-zeroed pages per "
                    "large tensor), as jemalloc/TCMalloc do; default: leave malloc as it is")
     g.add_argument("--train-epochs", type=int, default=8)
