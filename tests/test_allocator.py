@@ -59,7 +59,9 @@ def test_reuse_stops_the_fresh_pages_of_large_tensors() -> None:
         pytest.skip(f"malloc='reuse' cannot run here: {reason}")
     default, reuse = faults_in_subprocess("default"), faults_in_subprocess("reuse")
     assert default >= 3 * 12_000, default  # ~88k fresh 4 KiB pages per forward, measured
-    assert reuse < 1000, reuse  # the freed memory is handed out again (0, measured)
+    # the freed memory is handed out again: 0 faults in most runs, one activation's worth
+    # (~12.5k) in some (where a freed block does not fit the next request), measured
+    assert reuse * 5 < default, (reuse, default)
 
 
 def test_modes_are_checked_and_described() -> None:
