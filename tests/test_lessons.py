@@ -10,6 +10,7 @@ only touches its own notebook's cells.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -418,7 +419,9 @@ def lessons_06() -> dict:
     b0 = efficientnet_b0(num_classes=10).eval()
     cpu = type("Run", (), {"device": torch.device("cpu")})()
     return exec_lessons("06", {"model": b0, "x": torch.randn(2, 3, 32, 32), "run": cpu,
-                               "display": lambda *a: None, "Markdown": str})
+                               "display": lambda *a: None, "Markdown": str, "quick": True,
+                               "batch_size": 2},
+                        select=lambda src: not src.startswith("%%writefile"))  # its own test
 
 
 def tiny_06() -> tuple[torch.nn.Module, torch.Tensor, list[torch.Tensor]]:
@@ -504,3 +507,56 @@ def test_06_compiled_and_int8_rungs_match_the_ladders_defaults() -> None:
     torch._dynamo.reset()
     same_logits_06(by_key["compile"].build, "compile", atol=1e-5)
     same_logits_06(by_key["int8"].build, "int8", atol=1e-5)
+
+
+def test_06_page_cost_counts_what_the_allocator_module_counts() -> None:
+    """The notebook's getrusage helper sees the pages a fresh buffer touches, like
+    helpers.allocator.usage (which the ladder's page-fault column uses)."""
+    import mmap
+
+    from helpers import allocator
+
+    ns = lessons_06()
+    if ns["resource"] is None:
+        pytest.skip("no resource module on this OS: the cell says it skips")
+
+    def touch_fresh_pages() -> None:
+        fresh = mmap.mmap(-1, 8 * 2**20)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            fresh.madvise(mmap.MADV_NOHUGEPAGE)
+        for offset in range(0, len(fresh), 4096):
+            fresh[offset] = 1
+        fresh.close()
+
+    faults, sys_s, user_s = ns["page_cost"](touch_fresh_pages)
+    before = allocator.usage()
+    touch_fresh_pages()
+    counted = allocator.usage() - before
+    assert faults >= 1000 and counted.minor_faults >= 1000  # 2048 pages of 4 KiB each
+    assert abs(faults - counted.minor_faults) < 200 and sys_s >= 0 and user_s >= 0
+
+
+@pytest.mark.slow
+def test_06_rung0_pages_script_shows_what_reusing_memory_saves(tmp_path: Path) -> None:
+    """The notebook's %%writefile script, run as its two `!python` lines run it (batch 8)."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import allocator
+
+    if reason := allocator.reuse_reason():
+        pytest.skip(f"glibc's reuse settings do not apply here: {reason}")
+    exec_lessons("06", {"model": None, "x": None, "run": None}, workdir=tmp_path,
+                 select=lambda src: src.startswith("%%writefile"))
+    script = tmp_path / "rung0_pages.py"
+
+    def fresh_pages(env: dict[str, str]) -> int:
+        out = subprocess.run([sys.executable, str(script), "8"], capture_output=True, text=True,
+                             timeout=300, env=os.environ | env, check=True).stdout
+        assert "ms per batch of 8" in out, out
+        return int(out.split(" fresh pages")[0].split(", ")[-1].replace(",", ""))
+
+    default = fresh_pages({})
+    reuse = fresh_pages(allocator.ENV_REUSE)
+    assert default > 10_000 and reuse * 5 < default, (default, reuse)
