@@ -6,8 +6,8 @@ at scale (`compare_devices(..., time_fn=...)`, `fit(..., step_fn=...)`); each he
 default implementation for the CLI, the GPU visit and `tests/test_lessons.py`. Layers:
 
 - the core (this package's top-level modules: env, precision, timing, memory, models, weights,
-  images, datasets, train, checkpoint, bench, ladder, roofline, quant, files, params, paths,
-  ddp, launcher) is reusable and never imports the two below;
+  images, datasets, train, checkpoint, bench, ladder, roofline, quant, allocator, files, params,
+  paths, ddp, launcher) is reusable and never imports the two below;
 - `helpers.runtime`: a notebook's run and claims, the papermill runner, the report, the
   stripping tool and the CLI (`python -m helpers`);
 - `helpers.lessons`: one module per notebook, holding only that notebook's plumbing.
