@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from helpers import ladder, memory, precision
+from helpers import memory, precision
 
 MIB = 2**20
 
@@ -102,7 +102,7 @@ def test_tf32_uses_fp32_precision_when_torch_has_it(monkeypatch: pytest.MonkeyPa
     cudnn = Switches(allow_tf32=True, conv=Switches(fp32_precision="tf32"))
     monkeypatch.setattr(torch.backends.cuda, "matmul", matmul)
     monkeypatch.setattr(torch.backends, "cudnn", cudnn)
-    with ladder.tf32(False):
+    with precision.tf32(False):
         assert (matmul.fp32_precision, cudnn.conv.fp32_precision) == ("ieee", "ieee")
         assert cudnn.allow_tf32 is True  # the old flag is never touched
     assert (matmul.fp32_precision, cudnn.conv.fp32_precision) == ("none", "tf32")
@@ -116,7 +116,7 @@ def test_tf32_falls_back_to_allow_tf32_on_older_torch(monkeypatch: pytest.Monkey
     matmul, cudnn = Switches(allow_tf32=False), Switches(allow_tf32=True)
     monkeypatch.setattr(torch.backends.cuda, "matmul", matmul)
     monkeypatch.setattr(torch.backends, "cudnn", cudnn)
-    with ladder.tf32(True):
+    with precision.tf32(True):
         assert matmul.allow_tf32 is True and cudnn.allow_tf32 is True
     assert matmul.allow_tf32 is False and cudnn.allow_tf32 is True
 
@@ -126,5 +126,5 @@ def test_tf32_on_the_installed_torch_warns_nothing() -> None:
         warnings.simplefilter("error")
         old = precision.set_tf32(True)
         precision.restore_tf32(old)
-        with ladder.tf32(False):
+        with precision.tf32(False):
             pass

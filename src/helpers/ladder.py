@@ -23,7 +23,7 @@ import torch
 from helpers import allocator, env, images, params, roofline
 from helpers.env import pick_device
 from helpers.ladder_result import LadderResult, Step, agreement, relative_error
-from helpers.precision import autocast, resolve_precision, restore_tf32, set_tf32
+from helpers.precision import autocast, resolve_precision, tf32
 from helpers.timing import make_clock
 
 FP32_TOLERANCE = 1e-3  # max relative logit error of an fp32 rung (reordered sums only)
@@ -158,20 +158,6 @@ def quiet() -> Iterator[None]:
                 lg.setLevel(level)
 
 
-@contextmanager
-def tf32(enabled: bool) -> Iterator[None]:
-    """TF32 for cuDNN convs and cuBLAS matmuls on or off, restored afterwards.
-
-    PyTorch's default lets cuDNN use TF32 for convolutions; the ladder turns it off below
-    the TF32 rung so every fp32 rung really is fp32.
-    """
-    old = set_tf32(enabled)  # fp32_precision on torch 2.9+, allow_tf32 before
-    try:
-        yield
-    finally:
-        restore_tf32(old)
-
-
 def rung_context(rung: Rung, device: torch.device) -> ExitStack:
     """What a default rung's forward runs under: grad mode, autocast, CPU inductor freezing."""
     stack = ExitStack()
@@ -236,7 +222,8 @@ def _failure(e: Exception) -> str:
 
 
 def _fp32_guard(rung: Rung, device: torch.device) -> AbstractContextManager:
-    """TF32 exactly as the rung says on CUDA (PyTorch's default lets cuDNN use it); no-op on CPU."""
+    """TF32 exactly as the rung says on CUDA (PyTorch's default lets cuDNN use it for convs, so
+    every fp32 rung below the TF32 rung would not really be fp32); no-op on CPU."""
     return tf32(rung.tf32) if device.type == "cuda" else nullcontext()
 
 

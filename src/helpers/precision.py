@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -52,3 +53,13 @@ def restore_tf32(state: tuple[tuple[object, str, object], ...]) -> None:
     """Put back the TF32 settings set_tf32 returned."""
     for backend, attr, value in state:
         setattr(backend, attr, value)
+
+
+@contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for cuDNN convs and cuBLAS matmuls on or off inside the block, restored after."""
+    old = set_tf32(enabled)  # fp32_precision on torch 2.9+, allow_tf32 before
+    try:
+        yield
+    finally:
+        restore_tf32(old)
