@@ -124,6 +124,7 @@ def test_cli_bench_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     doc = json.loads(out.read_text())
     assert set(doc["results"][0]) == RESULT_KEYS and doc["environment"]["torch"]
     assert doc["results"][0]["channels_last"] is True
+    assert doc["allocator"] and "memory allocator:" in printed  # which malloc served the run
 
 
 def test_cli_bench_all_without_gpu(capsys: pytest.CaptureFixture,
@@ -137,7 +138,7 @@ def test_cli_bench_all_without_gpu(capsys: pytest.CaptureFixture,
 @pytest.mark.parametrize(("args", "needle"), [
     (["--batch-size", "0"], "batch_size=0"), (["--model", "b9"], "variant='b9'"),
     (["--precision", "fp8"], "precision='fp8'"), (["--device", "tpu"], "device='tpu'"),
-    (["--precision", "fp16"], "fp16")])
+    (["--precision", "fp16"], "fp16"), (["--malloc", "fast"], "malloc='fast'")])
 def test_cli_bench_bad_input(args: list[str], needle: str,
                              capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["bench", *args]) == 2

@@ -72,9 +72,10 @@ def bench_devices(device: str) -> list[str]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark EfficientNet inference and print a table (and JSON with --json)."""
-    from helpers import bench, env
+    from helpers import allocator, bench, env
     from helpers.files import write_json_atomic
 
+    print(f"memory allocator: {allocator.set_mode(args.malloc)}")  # before any tensor exists
     if args.ladder:
         return cmd_ladder(args)
     devices = bench_devices(args.device)
@@ -86,7 +87,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results = [bench.run(s) for s in specs]
     print(bench.table(results))
     if args.json:
-        doc = {"environment": env.collect().to_dict(), "results": [r.to_dict() for r in results]}
+        doc = {"environment": env.collect().to_dict(), "allocator": allocator.describe(),
+               "results": [r.to_dict() for r in results]}
         print(f"json: {write_json_atomic(Path(args.json), doc)}")
     return 0
 
@@ -105,10 +107,9 @@ def parse_sizes(name: str, text: str) -> tuple[int, ...]:
 
 def cmd_ladder(args: argparse.Namespace) -> int:
     """The speed ladder: every rung's speed and error vs rung 0; table, JSON, chart."""
-    from helpers import allocator, env, ladder
+    from helpers import env, ladder
     from helpers.lessons import speed_ladder
 
-    print(f"memory allocator: {allocator.set_mode(args.malloc)}")  # before any tensor exists
     device = env.pick_device("auto" if args.device == "all" else args.device)
     sizes = parse_sizes("batch_sizes", args.batch_sizes or str(args.batch_size))
     rungs = tuple(r for r in (args.rungs or "").split(",") if r) or None
@@ -229,6 +230,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     p.add_argument("--image-size", type=int, default=224, help="input height = width, pixels")
     p.add_argument("--json", metavar="FILE", help="also write results (and environment) here")
+    p.add_argument("--malloc", default="default",
+                   help="reuse: glibc keeps freed memory (no fresh, kernel-zeroed pages per "
+                   "large tensor), as jemalloc/TCMalloc do; default: leave malloc as it is")
     g = p.add_argument_group("speed ladder (--ladder)")
     g.add_argument("--ladder", action="store_true",
                    help="every optimisation rung side by side, with its error vs rung 0")
@@ -238,9 +242,6 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rungs", help="comma-separated rung keys (default: all; rung 0 always)")
     g.add_argument("--budget-s", type=float, default=20.0,
                    help="seconds of timed calls per rung before iters is cut (min 3 calls)")
-    g.add_argument("--malloc", default="default",
-                   help="reuse: glibc keeps freed memory (no fresh, kernel-zeroed pages per "
-                   "large tensor), as jemalloc/TCMalloc do; default: leave malloc as it is")
     g.add_argument("--train-epochs", type=int, default=8)
     g.add_argument("--train-per-class", type=int, default=60)
     g.add_argument("--out", help="folder for ladder.json/.md/.png (default: "
