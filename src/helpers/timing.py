@@ -28,7 +28,7 @@ def quantile(sorted_xs: list[float], q: float) -> float:
 
 
 def timed_calls(fn: Callable[[], object], clock: Callable[[], float], warmup: int,
-                iters: int, *, after: Callable[[], None] | None = None) -> tuple[float, tuple]:
+                iters: int) -> tuple[float, tuple]:
     """(seconds spent in `warmup` calls, the seconds of each of `iters` timed calls)."""
     t0 = clock()
     for _ in range(warmup):  # first calls pick kernels, compile, fill caches
@@ -38,6 +38,4 @@ def timed_calls(fn: Callable[[], object], clock: Callable[[], float], warmup: in
         start = clock()
         fn()
         times.append(clock() - start)
-        if after:
-            after()
     return warmup_s, tuple(times)
