@@ -10,6 +10,8 @@ import pytest
 
 from helpers import allocator
 
+from .conftest import touch_fresh_pages
+
 # Two eager convs with SiLU at batch 8, 224 px (51 MiB activations, above glibc's largest mmap
 # threshold of 32 MiB), run four times; prints the minor page faults of the last three runs.
 SCRIPT = textwrap.dedent("""
@@ -40,16 +42,9 @@ def faults_in_subprocess(mode: str) -> int:
 def test_usage_counts_the_pages_a_fresh_buffer_touches() -> None:
     if allocator.usage() is None:
         pytest.skip("no resource module on this OS (Windows): page faults are not counted")
-    import mmap
-
-    fresh = mmap.mmap(-1, 8 * 2**20)  # 8 MiB of new anonymous memory: no page exists yet
-    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # 4 KiB pages even where THP is 'always'
-        fresh.madvise(mmap.MADV_NOHUGEPAGE)
     before = allocator.usage()
-    for offset in range(0, len(fresh), 4096):
-        fresh[offset] = 1  # first touch: the kernel zeroes the page (a minor fault)
+    touch_fresh_pages(8)
     delta = allocator.usage() - before
-    fresh.close()
     assert delta.minor_faults >= 1000  # 2048 pages of 4 KiB
     assert delta.sys_s >= 0 and delta.user_s >= 0
 
@@ -65,7 +60,8 @@ def test_reuse_stops_the_fresh_pages_of_large_tensors() -> None:
 
 
 def test_modes_are_checked_and_described() -> None:
-    with pytest.raises(ValueError, match="malloc='fast' is not allowed; use one of default, reuse"):
+    with pytest.raises(ValueError,
+                       match="malloc='fast' is not allowed; choose one of default, reuse"):
         allocator.set_mode("fast")
     assert "malloc" in allocator.describe() or "preloaded" in allocator.describe()
     assert allocator.set_mode("default") == allocator.describe()

@@ -312,7 +312,7 @@ def test_targets_are_ratios_within_the_run_and_need_every_rung_correct() -> None
     (["--batch-sizes", "0"], "batch_sizes='0' is not allowed"),
     (["--rungs", "warp"], "rungs='warp' is not allowed"),
     (["--weights", "imagenet"], "weights='imagenet' is not allowed"),
-    (["--malloc", "fast"], "malloc='fast' is not allowed; use one of default, reuse"),
+    (["--malloc", "fast"], "malloc='fast' is not allowed; choose one of default, reuse"),
 ])
 def test_cli_ladder_refuses_bad_input(argv: list[str], message: str,
                                       capsys: pytest.CaptureFixture) -> None:

@@ -17,6 +17,8 @@ import ctypes.util
 import os
 from dataclasses import dataclass
 
+from helpers import params
+
 # mallopt parameters (glibc malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -75,8 +77,8 @@ def preloaded() -> str | None:
 
 def reuse_reason() -> str | None:
     """Why reuse_memory() cannot work here, or None when it can."""
-    if preloaded():
-        return f"{preloaded()} is preloaded; it already reuses memory"
+    if name := preloaded():
+        return f"{name} is preloaded; it already reuses memory"
     if _glibc() is None:
         return ("the C library is not glibc (no mallopt); preload jemalloc or tcmalloc instead "
                 "(LD_PRELOAD=/path/to/libjemalloc.so.2)")
@@ -99,8 +101,7 @@ def reuse_memory() -> str:
 
 def set_mode(mode: str) -> str:
     """Apply malloc mode 'default' (leave it) or 'reuse' (reuse_memory); how it now behaves."""
-    if mode not in MALLOC_MODES:
-        raise ValueError(f"malloc={mode!r} is not allowed; use one of {', '.join(MALLOC_MODES)}")
+    params.one_of("malloc", mode, MALLOC_MODES)
     return reuse_memory() if mode == "reuse" else describe()
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from helpers import params
+
 # Dense (no sparsity) spec-sheet peaks, TFLOP/s: fp32 on CUDA cores, TF32 and fp16/bf16 on
 # tensor cores. From NVIDIA's data sheets; the lookup is by a substring of the device name.
 GPU_SPECS: dict[str, dict[str, float]] = {
@@ -85,8 +87,7 @@ CPU_RATES: dict[str, tuple[tuple[frozenset[str], int, str], ...]] = {
 
 def cpu_rate(precision: str, flags: set[str]) -> tuple[int, str, str]:
     """(FLOP per cycle per core, the flags it rests on, how it is counted) for a precision."""
-    if precision not in ("fp32", "bf16", "fp16", "int8"):
-        raise ValueError(f"precision={precision!r} is not allowed; use fp32, bf16, fp16 or int8")
+    params.one_of("precision", precision, ("fp32", "bf16", "fp16", "int8"))
     for need, per_cycle, how in CPU_RATES.get(precision, ()):
         if need <= flags:
             return per_cycle, "+".join(sorted(need)) or "no AVX", how
