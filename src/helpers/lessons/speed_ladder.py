@@ -263,7 +263,7 @@ def targets(result: LadderResult, batches: list[LadderResult]) -> list[dict[str,
         goal, kind = cpu_target(roofline.cpu_flags())
         measured = (f"{best['speedup']:.2f}x ({best['key']}, {best['images_per_sec']:.0f} "
                     "images/s)") if best and best["speedup"] else "no rung ran"
-        zero = result.rows()[0]["kernel_cpu_pct"] if result.rows() else None
+        zero = result.steps[0].kernel_pct if result.steps else None
         if zero is not None and zero >= 10:  # the ratio then partly measures the allocator
             measured += (f"; rung 0 spends {zero:.0f}% of its CPU time in the kernel zeroing "
                          "fresh pages (see --malloc reuse)")
