@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import socket
@@ -23,6 +24,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(skip)
+
+
+def touch_fresh_pages(mib: int = 8) -> None:
+    """Map `mib` MiB of new anonymous memory and touch each 4 KiB page once: one minor page
+    fault per page (huge pages are asked away where THP is 'always')."""
+    fresh = mmap.mmap(-1, mib * 2**20)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        fresh.madvise(mmap.MADV_NOHUGEPAGE)
+    for offset in range(0, len(fresh), 4096):
+        fresh[offset] = 1  # first touch: the kernel zeroes the page
+    fresh.close()
 
 
 def free_port() -> int:

@@ -512,22 +512,13 @@ def test_06_compiled_and_int8_rungs_match_the_ladders_defaults() -> None:
 def test_06_page_cost_counts_what_the_allocator_module_counts() -> None:
     """The notebook's getrusage helper sees the pages a fresh buffer touches, like
     helpers.allocator.usage (which the ladder's page-fault column uses)."""
-    import mmap
-
     from helpers import allocator
+
+    from .conftest import touch_fresh_pages
 
     ns = lessons_06()
     if ns["resource"] is None:
         pytest.skip("no resource module on this OS: the cell says it skips")
-
-    def touch_fresh_pages() -> None:
-        fresh = mmap.mmap(-1, 8 * 2**20)
-        if hasattr(mmap, "MADV_NOHUGEPAGE"):
-            fresh.madvise(mmap.MADV_NOHUGEPAGE)
-        for offset in range(0, len(fresh), 4096):
-            fresh[offset] = 1
-        fresh.close()
-
     faults, sys_s, user_s = ns["page_cost"](touch_fresh_pages)
     before = allocator.usage()
     touch_fresh_pages()
