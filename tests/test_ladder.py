@@ -224,19 +224,11 @@ def test_flops_match_torchvisions_published_count() -> None:
 
 
 def test_peaks() -> None:
-    cpu = roofline.cpu_peak(threads=2)
-    assert cpu.gflops > 0 and "2 threads" in cpu.basis and "flags:" in cpu.basis
-    avx512 = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"}
-    assert roofline.cpu_rate("fp32", avx512)[:2] == (64, "avx512f")
-    assert roofline.cpu_rate("bf16", avx512)[:2] == (128, "avx512_bf16")
-    assert roofline.cpu_rate("int8", avx512)[:2] == (256, "avx512_vnni")
-    avx2 = {"avx2", "fma"}
-    assert roofline.cpu_rate("bf16", avx2)[0] == 32  # emulated: no more than fp32
-    assert "no native bf16" in roofline.cpu_rate("bf16", avx2)[2]
-    assert roofline.cpu_rate("int8", avx2)[:2] == (64, "avx2")
-    assert roofline.cpu_rate("bf16", {"amx_bf16", "avx512_bf16"})[0] == 1024
+    cpu = roofline.cpu_peak(threads=2)  # per-microarchitecture rates: tests/test_cpuinfo.py
+    assert ((cpu.gflops > 0 and "2 threads" in cpu.basis)
+            or (math.isnan(cpu.gflops) and "unknown" in cpu.basis))
     with pytest.raises(ValueError, match="precision='int4' is not allowed"):
-        roofline.cpu_rate("int4", avx2)
+        roofline.cpu_rate("int4")
     assert math.isnan(roofline.gpu_peak("NVIDIA H100 80GB HBM3", "int8").gflops)
     assert roofline.gpu_peak("NVIDIA H100 80GB HBM3", "fp16").gflops == 989_400
     assert roofline.gpu_peak("NVIDIA H100 PCIe", "fp32").gflops == 51_200
@@ -271,6 +263,7 @@ def test_cli_ladder_writes_table_json_and_chart(tmp_path: Path, quick_env: dict[
     doc = json.loads((out / "ladder.json").read_text())
     assert [d["batch_size"] for d in doc["ladders"]] == [2, 3]
     assert doc["environment"]["torch"] == torch.__version__
+    assert {"cpu_model", "cpu_microarch"} <= set(doc["environment"])
     assert (out / "ladder-2.png").stat().st_size > 1000
     assert "| # | rung |" in (out / "ladder.md").read_text()
     assert json.loads((tmp_path / "l.json").read_text())["ladders"][0]["rungs"][0]["key"] == "eager"

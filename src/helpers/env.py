@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from helpers.cpuinfo import cpu_info
+
 MIN_TORCH = (2, 8)
 DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 # PyTorch's CUDA wheel indexes (https://download.pytorch.org/whl/cuXYZ), oldest first.
@@ -267,16 +269,9 @@ def _gpus() -> tuple[GpuInfo, ...]:
 
 
 def _cpu() -> tuple[str, tuple[str, ...]]:
-    """(CPU model name, flags of interest) from /proc/cpuinfo where it exists."""
-    model, flags = platform.processor() or platform.machine(), set()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        text = info.read_text(errors="replace")
-        if m := re.search(r"^model name\s*:\s*(.+)$", text, re.M):
-            model = m.group(1).strip()
-        if m := re.search(r"^flags\s*:\s*(.+)$", text, re.M):
-            flags = set(m.group(1).split())
-    return model, tuple(f for f in CPU_FLAGS_OF_INTEREST if f in flags)
+    """(CPU model name, flags of interest) as helpers.cpuinfo reads them."""
+    info = cpu_info()
+    return info.model_name, tuple(f for f in CPU_FLAGS_OF_INTEREST if f in info.flags)
 
 
 def _torchvision() -> str | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from helpers import params
+from helpers.cpuinfo import CpuInfo, cpu_info
 
 # Dense (no sparsity) spec-sheet peaks, TFLOP/s: fp32 on CUDA cores, TF32 and fp16/bf16 on
 # tensor cores. From NVIDIA's data sheets; the lookup is by a substring of the device name.
@@ -48,65 +48,139 @@ class Peak:
 
 def cpu_flags() -> set[str]:
     """The CPU feature flags Linux reports (empty elsewhere)."""
-    info = Path("/proc/cpuinfo")
-    for line in info.read_text().splitlines() if info.exists() else []:
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    return set(cpu_info().flags)
 
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), not by emulation."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_info().flags)
 
 
-def _cpu_ghz() -> float | None:
-    """The highest clock Linux reports for any core, GHz (None when unknown)."""
-    info = Path("/proc/cpuinfo")
-    mhz = [float(line.split(":")[1]) for line in
-           (info.read_text().splitlines() if info.exists() else []) if line.startswith("cpu MHz")]
-    return max(mhz) / 1e3 if mhz else None
+@dataclass(frozen=True)
+class Microarch:
+    """A CPU microarchitecture: the cpuinfo ids that name it and its FLOP per cycle per core."""
+
+    name: str
+    ids: tuple[tuple[str, int, int, int], ...]  # (vendor_id, cpu family, first, last model)
+    rates: dict[str, tuple[int, str]]  # precision: (FLOP per cycle per core, how it is counted)
+    needs: frozenset[str] = frozenset()  # flags that tell apart entries sharing a model number
+
+    def matches(self, info: CpuInfo) -> bool:
+        """Whether a CPU's vendor, family, model (and flags) are this entry's."""
+        return self.needs <= info.flags and info.model is not None and any(
+            (vendor, family) == (info.vendor, info.family) and first <= info.model <= last
+            for vendor, family, first, last in self.ids)
 
 
-# FLOPs (int8: multiply-adds x 2) per cycle of one core for each precision, by the CPU flag that
-# provides it, best first: (flag(s), per-cycle count, how it is counted). Two vector FMA pipes
-# are assumed (one on some AVX-512 parts, so the estimate is an upper bound there); AMX counts
-# one tile unit per core. Without native bf16, bf16 runs as fp32 after conversions: fp32's peak.
-CPU_RATES: dict[str, tuple[tuple[frozenset[str], int, str], ...]] = {
-    "fp32": ((frozenset({"avx512f"}), 64, "2 FMA pipes x 16 fp32 lanes x 2"),
-             (frozenset({"avx2", "fma"}), 32, "2 FMA pipes x 8 fp32 lanes x 2"),
-             (frozenset(), 16, "2 SSE pipes x 4 fp32 lanes x 2")),
-    "bf16": ((frozenset({"amx_bf16"}), 1024, "AMX: 512 bf16 MACs x 2"),
-             (frozenset({"avx512_bf16"}), 128, "2 pipes x 16 lanes x 2 bf16 pairs x 2")),
-    "int8": ((frozenset({"amx_int8"}), 2048, "AMX: 1024 int8 MACs x 2"),
-             (frozenset({"avx512_vnni"}), 256, "2 pipes x 16 lanes x 4 int8 pairs x 2"),
-             (frozenset({"avx_vnni"}), 128, "2 pipes x 8 lanes x 4 int8 pairs x 2"),
-             (frozenset({"avx2"}), 64, "no VNNI: 3-instruction AVX2 int8 dot, ~2x fp32")),
-}
+def _rates(fp32: tuple[int, str], bf16: tuple[int, str],
+           int8: tuple[int, str]) -> dict[str, tuple[int, str]]:
+    """One entry's per-cycle table (int8: multiply-adds x 2, counted as OPs)."""
+    return {"fp32": fp32, "bf16": bf16, "int8": int8}
 
 
-def cpu_rate(precision: str, flags: set[str]) -> tuple[int, str, str]:
-    """(FLOP per cycle per core, the flags it rests on, how it is counted) for a precision."""
+AMD, INTEL = "AuthenticAMD", "GenuineIntel"
+_NO_BF16 = "no native bf16: runs as fp32 after conversion, at the fp32 rate"
+_VNNI_512 = (256, "AVX512_VNNI: 2 units x 16 lanes x 4 int8 pairs x 2")
+_SKYLAKE_SP_FP32 = (64, "2 AVX-512 FMA units x 16 fp32 lanes x 2 (1-unit Bronze/Silver: half)")
+_DOUBLE_PUMPED = _rates(
+    (32, "AVX-512 double-pumped on 2x256-bit FMA units: 2 x 8 fp32 lanes x 2"),
+    (64, "AVX512_BF16 dot double-pumped: 2 x 8 lanes x 2 bf16 pairs x 2"),
+    (128, "AVX512_VNNI double-pumped: 2 x 8 lanes x 4 int8 pairs x 2"))
+_ZEN_AVX2 = ((AMD, 0x17, 0x30, 0x4F), (AMD, 0x17, 0x60, 0x7F), (AMD, 0x17, 0x90, 0x91),
+             (AMD, 0x17, 0xA0, 0xAF), (AMD, 0x19, 0x00, 0x0F), (AMD, 0x19, 0x20, 0x5F))
+_INTEL_AVX2 = tuple((INTEL, 6, m, m) for m in (  # Haswell, Broadwell, Skylake/Kaby/Comet client
+    0x3C, 0x3F, 0x45, 0x46, 0x3D, 0x47, 0x4F, 0x56, 0x4E, 0x5E, 0x8E, 0x9E, 0xA5, 0xA6))
+
+# FLOP (int8: OPs) per cycle of one core, by microarchitecture, first match wins: FMA-pipe
+# throughput only (adds on other pipes not counted), one AMX tile unit. Family/model ranges:
+# AMD's from Linux's arch/x86/kernel/cpu/amd.c (its Zen generation table), Intel's from Linux's
+# intel-family.h (well-known values); unit counts and widths from the vendors' optimization
+# manuals (well-known values). Zen 5 models 0x60-0x7f (Krackan, Strix Halo) are left unknown:
+# whether their datapath is 256- or 512-bit is not confirmed here.
+MICROARCHS: tuple[Microarch, ...] = (
+    Microarch("Zen 5 (512-bit datapath: EPYC Turin, Ryzen 9000)",
+              ((AMD, 0x1A, 0x00, 0x1F), (AMD, 0x1A, 0x40, 0x4F)), _rates(
+                  (64, "2 FMA pipes x 16 fp32 lanes (native 512-bit) x 2"),
+                  (128, "AVX512_BF16 dot: 2 pipes x 16 lanes x 2 bf16 pairs x 2"),
+                  (256, "AVX512_VNNI: 2 pipes x 16 lanes x 4 int8 pairs x 2"))),
+    Microarch("Zen 5 mobile (256-bit datapath: Strix Point)", ((AMD, 0x1A, 0x20, 0x2F),),
+              _DOUBLE_PUMPED),
+    Microarch("Zen 4", ((AMD, 0x19, 0x10, 0x1F), (AMD, 0x19, 0x60, 0xAF)), _DOUBLE_PUMPED),
+    Microarch("Sapphire/Emerald Rapids", ((INTEL, 6, 0x8F, 0x8F), (INTEL, 6, 0xCF, 0xCF)), _rates(
+        (64, "2 AVX-512 FMA units x 16 fp32 lanes x 2"),
+        (1024, "AMX: 512 bf16 MACs x 2 per tile unit"),
+        (2048, "AMX: 1024 int8 MACs x 2 per tile unit"))),
+    Microarch("Ice Lake-SP", ((INTEL, 6, 0x6A, 0x6A), (INTEL, 6, 0x6C, 0x6C)), _rates(
+        (64, "2 AVX-512 FMA units x 16 fp32 lanes x 2"), (64, _NO_BF16), _VNNI_512)),
+    # Model 0x55 is three generations, told apart by the flags each one added.
+    Microarch("Cooper Lake", ((INTEL, 6, 0x55, 0x55),), _rates(
+        _SKYLAKE_SP_FP32, (128, "AVX512_BF16 dot: 2 units x 16 lanes x 2 bf16 pairs x 2"),
+        _VNNI_512), needs=frozenset({"avx512_bf16"})),
+    Microarch("Cascade Lake", ((INTEL, 6, 0x55, 0x55),), _rates(
+        _SKYLAKE_SP_FP32, (64, _NO_BF16), _VNNI_512), needs=frozenset({"avx512_vnni"})),
+    Microarch("Skylake-SP/X", ((INTEL, 6, 0x55, 0x55),), _rates(
+        _SKYLAKE_SP_FP32, (64, _NO_BF16),
+        (128, "no VNNI: 3-instruction AVX-512 int8 dot, ~2x fp32 (upper bound)"))),
+    Microarch("AVX2 generation (Haswell to Comet Lake, Zen 2/3)", _INTEL_AVX2 + _ZEN_AVX2, _rates(
+        (32, "2 FMA pipes x 8 fp32 lanes (256-bit) x 2"), (32, _NO_BF16),
+        (64, "no VNNI: 3-instruction AVX2 int8 dot, ~2x fp32 (upper bound)"))),
+)
+
+
+def microarch(info: CpuInfo | None = None) -> Microarch | None:
+    """The table entry of a CPU (this one by default); None when the table lacks it."""
+    info = info or cpu_info()
+    return next((m for m in MICROARCHS if m.matches(info)), None)
+
+
+def _number(n: int | None) -> str:
+    """A cpuinfo family/model number in decimal and hex ('?' when unknown)."""
+    return "?" if n is None else f"{n} ({n:#x})"
+
+
+def microarch_name(info: CpuInfo | None = None) -> str:
+    """The entry's name, or 'unknown microarchitecture (vendor V family F model M)'."""
+    info = info or cpu_info()
+    arch = microarch(info)
+    return arch.name if arch else (f"unknown microarchitecture (vendor {info.vendor} family "
+                                   f"{_number(info.family)} model {_number(info.model)})")
+
+
+def cpu_rate(precision: str, info: CpuInfo | None = None) -> tuple[float, str, str]:
+    """(FLOP per cycle per core, NaN when unknown; the microarchitecture; how it is counted)."""
     params.one_of("precision", precision, ("fp32", "bf16", "fp16", "int8"))
-    for need, per_cycle, how in CPU_RATES.get(precision, ()):
-        if need <= flags:
-            return per_cycle, "+".join(sorted(need)) or "no AVX", how
-    per_cycle, need, how = cpu_rate("fp32", flags)
-    return per_cycle, need, f"no native {precision}: the fp32 rate ({how})"
+    info = info or cpu_info()
+    arch = microarch(info)
+    if arch is None:
+        return float("nan"), microarch_name(info), "no per-cycle rate without a table entry"
+    if precision not in arch.rates:
+        per_cycle, how = arch.rates["fp32"]
+        return per_cycle, arch.name, f"no native {precision}: the fp32 rate ({how})"
+    per_cycle, how = arch.rates[precision]
+    return per_cycle, arch.name, how
 
 
-def cpu_peak(precision: str = "fp32", threads: int | None = None) -> Peak:
-    """Peak GFLOP/s (int8: GOP/s) of the cores torch uses for one precision: threads x GHz x
-    per-cycle rate of the best unit this CPU's flags provide. An upper bound: SMT threads share
-    a core's units, and turbo clocks vary."""
-    flags, ghz = cpu_flags(), _cpu_ghz()
+def cpu_peak(precision: str = "fp32", threads: int | None = None, *,
+             info: CpuInfo | None = None) -> Peak:
+    """Peak GFLOP/s (int8: GOP/s) of the cores torch uses for one precision: cores (threads,
+    at most the physical cores: SMT siblings share units) x GHz x the microarchitecture's
+    per-cycle rate. NaN when the microarchitecture or clock is unknown; turbo clocks vary."""
+    info = info or cpu_info()
+    per_cycle, arch, how = cpu_rate(precision, info)
+    if math.isnan(per_cycle):
+        return Peak(float("nan"), arch)
+    if info.max_mhz is None:
+        return Peak(float("nan"), f"clock unknown (no 'cpu MHz' in /proc/cpuinfo); {arch}")
     threads = threads or torch.get_num_threads()
-    per_cycle, need, how = cpu_rate(precision, flags)
-    if ghz is None:
-        return Peak(float("nan"), "clock unknown (no /proc/cpuinfo)")
-    return Peak(threads * ghz * per_cycle,
-                f"{threads} threads x {ghz:.2f} GHz x {per_cycle} {precision} FLOP/cycle "
-                f"({how}; flags: {need})")
+    cores, ghz = min(threads, info.physical_cores), info.max_mhz / 1e3
+    return Peak(cores * ghz * per_cycle,
+                f"{cores} cores ({threads} threads, {info.physical_cores} physical) x {ghz:.2f} "
+                f"GHz x {per_cycle:g} {precision} FLOP/cycle ({arch}: {how})")
+
+
+def cpu_identity() -> dict[str, str]:
+    """This CPU's model name and microarchitecture entry, for results files' environment."""
+    return {"cpu_model": cpu_info().model_name, "cpu_microarch": microarch_name()}
 
 
 def gpu_peak(name: str, precision: str = "fp16") -> Peak:
@@ -129,9 +203,6 @@ def peak_for(device: torch.device, precision: str, tf32: bool = False) -> Peak:
 
 
 def machine_line() -> str:
-    """CPU model and logical core count, for table captions."""
-    info = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in
-             (info.read_text().splitlines() if info.exists() else [])
-             if line.startswith("model name")]
-    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} logical cores"
+    """CPU model and physical/logical core counts, for table captions."""
+    info = cpu_info()
+    return f"{info.model_name}, {info.physical_cores} physical / {info.logical_cores} logical cores"
