@@ -18,7 +18,7 @@ from helpers.runtime import cli
 RESULT_KEYS = {"variant", "device", "batch_size", "precision", "channels_last", "compile",
                "warmup", "iters", "image_size", "device_name", "median_ms_per_batch", "p10_ms",
                "p90_ms", "iqr_ms", "images_per_sec", "warmup_s", "peak_memory_mib",
-               "memory_kind", "times_ms", "warnings"}
+               "memory_kind", "process_memory_mib", "process_memory_how", "times_ms", "warnings"}
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [

@@ -158,24 +158,46 @@ def test_visible_gpus_child_process() -> None:
         assert counts["unset"] == torch.cuda.device_count()
 
 
-@pytest.mark.parametrize(("gpus", "verdict"), [
-    ([("unset", 0), ("empty", 0), ("0", 0)], "not comparable"),
-    ([("unset", 1), ("empty", 0), ("0", 1)], "not comparable"),
-    ([("unset", 2), ("empty", 0), ("0", 1), ("1", 1)], "reproduced")])
-def test_claims_computed_from_what_ran(tmp_path: Path, gpus: list, verdict: str) -> None:
-    """'One GPU per container' is not comparable below 2 GPUs; the state_dict claim differs
+@pytest.mark.parametrize(("gpus", "container", "verdict"), [
+    ([("unset", 0), ("empty", 0), ("0", 0)], False, "needs a GPU"),
+    ([("unset", 1), ("empty", 0), ("0", 1)], True, "not comparable"),
+    ([("unset", 2), ("empty", 0), ("0", 1), ("1", 1)], False, "not comparable"),  # no --gpus
+    ([("unset", 2), ("empty", 0), ("0", 1), ("1", 1)], True, "reproduced")])
+def test_claims_computed_from_what_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       gpus: list, container: bool, verdict: str) -> None:
+    """Pinning is like for like only in a container given GPUs by --gpus with 2+ GPUs; the
+    mounted-folder claim only in a container on a mounted folder; the state_dict claim differs
     by the proof's own numbers."""
+    from helpers import verdict as verdicts
+
+    monkeypatch.setattr(verdicts, "in_container", lambda: container)
+    monkeypatch.setattr(verdicts, "mount_point", lambda p: "/workspace/checkpoints")
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
     run = helpers.start("05_t", "t", device="cpu", quick=True, results_dir=tmp_path)
-    demo = {"bit_identical": True, "resumed_from_epoch": 2}
+    demo = {"bit_identical": True, "resumed_from_epoch": 2, "checkpoint_dir": str(tmp_path)}
     proof = {"weights only": 0.25, "weights + optimizer": 0.1, "full state": 0.0}
     engineering_practices.record(run, demo, ("a", "b"), proof, gpus=gpus)
     survive, state_dict, pinning = run.claims
-    assert survive["verdict"] == "reproduced" and "make docker-test" in survive["measured"]
+    if container:
+        assert survive["verdict"] == "reproduced" and survive["axes"] == ["checkpoint folder"]
+    else:
+        assert survive["verdict"] == "not comparable"
+        assert survive["why"].startswith("checkpoint folder: a host folder, no container here")
     assert state_dict["verdict"] == "differs" and "0.25" in state_dict["why"]
     assert pinning["verdict"] == verdict
     if verdict == "not comparable":
-        assert f"has {gpus[0][1]} GPU(s)" in pinning["why"]
+        assert ("GPUs on the host: 1 here" in pinning["why"]) == (gpus[0][1] == 1)
+        assert ("environment: no container here" in pinning["why"]) == (not container)
     assert run.metrics["resume_max_weight_diff_full_state"] == 0.0
+
+
+def test_the_checkpoint_folder_is_read_from_mountinfo(tmp_path: Path) -> None:
+    """The longest mount point containing the folder; '/' on a plain host folder."""
+    from helpers import verdict as verdicts
+
+    point = verdicts.mount_point(tmp_path)
+    assert Path(tmp_path).resolve().is_relative_to(point)
+    assert verdicts.mount_point("/") == "/"
 
 
 def test_resume_proof_refuses_bad_stop(tmp_path: Path) -> None:

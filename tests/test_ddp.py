@@ -165,27 +165,42 @@ def fake_results(one: float, two: float) -> dict[int, dict]:
             for n, v in ((1, one), (2, two))}
 
 
-@pytest.mark.parametrize(("device", "model", "speed", "near", "b4"), [
-    ("cpu", "b0", 0.8, "not comparable", "not comparable"),
-    ("cuda", "b0", 1.9, "reproduced", "not comparable"),  # B0 is not B4
-    ("cuda", "b4", 1.9, "reproduced", "reproduced"),
-    ("cuda", "b4", 1.2, "differs", "differs"),
+IMAGENET_B4 = {"dataset": "ImageNet (/data/imagenet)", "image_size": 380}
+
+
+@pytest.mark.parametrize(("device", "model", "speed", "data", "near", "b4"), [
+    ("cpu", "b0", 0.8, {}, "not comparable", "not comparable"),
+    ("cuda", "b0", 1.9, {}, "reproduced", "not comparable"),  # B0 is not B4
+    ("cuda", "b4", 1.9, {}, "reproduced", "not comparable"),  # B4 on a 2-epoch 32 px toy
+    ("cuda", "b4", 1.9, IMAGENET_B4, "reproduced", "reproduced"),
+    ("cuda", "b4", 1.2, IMAGENET_B4, "differs", "differs"),
 ])
-def test_record_verdicts(tmp_path: Path, device: str, model: str, speed: float, near: str,
-                         b4: str) -> None:
-    """Near-linear is judged only on GPUs; the B4 claim only by B4 on two GPUs."""
+def test_record_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str,
+                         model: str, speed: float, data: dict, near: str, b4: str) -> None:
+    """Near-linear is judged only on GPUs; the B4 claim only by B4 at 380 px on ImageNet, on
+    two A100s, for about as many epochs as 12 h hold."""
     from helpers.runtime.notebook import NotebookRun
 
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA A100-SXM4-80GB")
     run = NotebookRun("04_ddp_torchrun", "t", torch.device("cpu"), True, tmp_path, {})
     plan = launcher.WorldPlan(device, 2, "gloo" if device == "cpu" else "nccl", "")
     minimal = ddp_torchrun.MinimalRun({0: "1.5", 1: "1.5"}, {})
-    ddp_torchrun.record(run, fake_results(10.0, 10.0 * speed), plan, model, minimal=minimal)
+    results = fake_results(10.0, 10.0 * speed)
+    if data:
+        for r in results.values():
+            r["epoch_s"] = [1.0] * 11
+    ddp_torchrun.record(run, results, plan, model, minimal=minimal, **data)
     verdicts = {c["claim"].split()[0]: c for c in run.claims}
     assert verdicts["Near-linear"]["verdict"] == near
     assert verdicts["B4"]["verdict"] == b4
+    assert "about 11 ImageNet epochs at NVIDIA's 331 images/s" in verdicts["B4"]["article"]
     if b4 == "not comparable":
-        assert model in verdicts["B4"]["why"] and "not B4 on two GPUs" in verdicts["B4"]["why"]
+        why = verdicts["B4"]["why"]
+        assert "image size: 32 px here vs 380 px" in why and "dataset: generated shapes" in why
         assert f"{speed:.2f}x" not in verdicts["B4"]["measured"]  # the scaling is not reused
+        assert ("model: " + model.upper() in why) == (model != "b4")
+    if b4 == "differs":
+        assert verdicts["B4"]["why"] == "1.20x is below the band's low end, 1.70x"
     assert run.targets[0]["met"] is True
 
 

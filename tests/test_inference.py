@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import helpers
-from helpers import bench, models
+from helpers import bench, models, verdict
+from helpers.cpuinfo import CpuInfo
 from helpers.lessons import efficientnet_inference as inference
 
 
@@ -43,25 +44,80 @@ def test_compare_sweep_and_claims(run: helpers.NotebookRun) -> None:
     assert rows["B0, batch 32, GPU vs CPU speedup"]["verdict"] == "needs a GPU"
     assert "band 13-23 x" in rows["B0, batch 32, GPU vs CPU speedup"]["article"]
     cpu_row = rows["CPU, B0 eager fp32, batch 32: ms per batch (images/s)"]
-    assert cpu_row["verdict"] == "not comparable" and "batch 2 here" in cpu_row["why"]
+    assert cpu_row["verdict"] == "not comparable" and "batch: 2 here vs 32" in cpu_row["why"]
     assert len(rows) == 5  # latency and images/s of one measurement are one row, not two
     assert run.metrics["cpu_fp32_images_per_sec"] > 0
     assert "sweep_batch2_images_per_sec" in run.metrics
     run.save_figure(inference.plot_sweep(sweep), "s.png")
 
 
+def fake_cpu(name: str, physical: int, logical: int) -> CpuInfo:
+    """A CpuInfo with the given name and core counts."""
+    return CpuInfo(model_name=name, vendor="x", family=None, model=None, flags=frozenset(),
+                   max_mhz=None, logical_cores=logical, physical_cores=physical)
+
+
+@pytest.mark.parametrize(("cpu", "want", "named"), [
+    (fake_cpu("Intel(R) Xeon(R) Gold 6248", 8, 16), "differs", None),
+    (fake_cpu("Intel(R) Xeon(R) Gold 6248", 4, 8), "not comparable", "4 physical cores"),
+    (fake_cpu("AMD EPYC 9454", 8, 8), "not comparable", "AMD EPYC 9454"),
+    (fake_cpu("Intel(R) Xeon(R) Gold 6248", 8, 8), "not comparable", "batch: 16 here")])
 def test_cpu_row_is_judged_only_like_for_like(run: helpers.NotebookRun,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batch 32 on 8 cores is judged inside the band; another core count is not comparable."""
-    spec = bench.BenchSpec(batch_size=32, iters=2)
-    slow = bench.BenchResult(spec, "cpu", (1.0, 1.0), 0.0, 1.0, "process_rss_delta")
-    for cores, verdict in ((8, "differs"), (2, "not comparable")):
-        monkeypatch.setattr(inference.os, "cpu_count", lambda c=cores: c)
-        run.claims.clear()
-        inference.record(run, {"weights_mib": 20.0}, {"cpu": slow, "gpu": None}, sweep=[],
-                         pretrained=False)
-        assert run.claims[0]["verdict"] == verdict, cores
-    assert "1000 ms" in run.claims[0]["measured"]
+                                              monkeypatch: pytest.MonkeyPatch, cpu: CpuInfo,
+                                              want: str, named: str | None) -> None:
+    """8 physical Xeon cores at batch 32 are judged in the band; 8 logical cores (SMT), another
+    CPU line or another batch are not comparable, naming the axis."""
+    monkeypatch.setattr(verdict, "cpu_info", lambda: cpu)
+    batch = 16 if named and "batch" in named else 32
+    slow = bench.BenchResult(bench.BenchSpec(batch_size=batch, iters=2), "cpu", (1.0, 1.0), 0.0,
+                             1.0, "process_rss_delta")
+    inference.record(run, {"weights_mib": 20.0}, {"cpu": slow, "gpu": None}, sweep=[],
+                     pretrained=False)
+    row = run.claims[0]
+    assert row["verdict"] == want and "1000 ms" in row["measured"]
+    if want == "differs":
+        assert row["why"] == "1000 ms is above the band's high end, 624 ms"
+        assert row["axes"] == ["CPU", "model", "batch", "image size", "precision", "optimisation"]
+    else:
+        assert row["why"].startswith(("CPU: ", "batch: ")) and named in row["why"]
+
+
+def gpu_result(name: str, *, process_mib: float | None) -> bench.BenchResult:
+    """A batch-32 GPU result of 26 ms with a given NVML reading."""
+    how = "NVML per-process total (what nvidia-smi shows)" if process_mib else "NVML unavailable"
+    return bench.BenchResult(bench.BenchSpec(device="cpu", iters=2), name, (0.026, 0.026), 0.0,
+                             700.0, "cuda_allocator_peak", process_mib, how)
+
+
+@pytest.mark.parametrize(("name", "process_mib", "want"), [
+    ("NVIDIA GeForce RTX 3090", 1000.0, "reproduced"),
+    ("NVIDIA H200", 1000.0, "not comparable"),  # another GPU class
+    ("NVIDIA GeForce RTX 3090", None, "not comparable")])  # NVML failed: not a 0, not differs
+def test_gpu_rows_check_the_gpu_class_and_the_quantity(
+        run: helpers.NotebookRun, monkeypatch: pytest.MonkeyPatch, name: str,
+        process_mib: float | None, want: str) -> None:
+    monkeypatch.setattr(verdict, "cpu_info", lambda: fake_cpu("AMD EPYC", 2, 2))
+    cpu = bench.BenchResult(bench.BenchSpec(iters=2), "cpu", (0.5, 0.5), 0.0, 1.0, "rss")
+    mem = {"weights_mib": 20.0, "process_total_mib": process_mib, "context_mib": None,
+           "process_total_how": "NVML per-process total (what nvidia-smi shows)"
+           if process_mib else "NVML unavailable (ImportError: no pynvml)"}
+    inference.record(run, mem, {"cpu": cpu, "gpu": gpu_result(name, process_mib=process_mib)},
+                     sweep=[], pretrained=False)
+    rows = {c["claim"]: c for c in run.claims}
+    latency = rows["GPU, B0 eager fp32, batch 32: ms per batch (images/s)"]
+    memory = rows["GPU memory while running batch 32 (nvidia-smi)"]
+    speed = rows["B0, batch 32, GPU vs CPU speedup"]
+    assert speed["verdict"] == "not comparable" and speed["why"].startswith("CPU: AMD EPYC")
+    assert rows["GPU memory after .to(device)"]["article"].startswith("about 350 MB (= 334 MiB)")
+    if name.endswith("H200"):
+        assert latency["verdict"] == memory["verdict"] == "not comparable"
+        assert latency["why"].startswith("GPU: NVIDIA H200 here vs an RTX 3090")
+    elif process_mib is None:
+        assert latency["verdict"] == "reproduced"
+        assert memory["verdict"] == "not comparable" and "unknown (NVML" in memory["measured"]
+        assert "quantity: NVML unavailable here vs the process total" in memory["why"]
+    else:
+        assert latency["verdict"] == memory["verdict"] == want
 
 
 def test_sweep_sizes() -> None:
@@ -83,6 +139,8 @@ def test_gpu_load_splits_context_and_weights() -> None:
     model = models.load_efficientnet("b0", "none").model
     mem = inference.measure_move(lambda: model.to("cuda"), model, torch.device("cuda"))
     assert 15 < mem["weights_allocated_mib"] < 40
+    if mem["process_total_mib"] is None:
+        pytest.skip(f"NVML cannot read this process: {mem['process_total_how']}")
     assert mem["context_mib"] > 50 and mem["process_total_mib"] > mem["weights_allocated_mib"]
 
 

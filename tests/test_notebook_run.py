@@ -44,7 +44,7 @@ def test_start_refuses_bad_parameters(tmp_path: Path, kwargs: dict, needle: str)
 def test_results_file_shape(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     run.claim("speedup", "18x", "needs a GPU", "needs a GPU")
-    run.claim("latency", "480 ms", "1031 ms", "differs", why="2 cores vs 8")
+    run.claim("latency", "480 ms", "1031 ms", "differs", why="2 cores vs 8", axes=("CPU",))
     run.metric(cpu_ms_per_batch=12.5)
     path = run.save()
     data = json.loads(path.read_text())
@@ -66,6 +66,33 @@ def test_claim_verdicts_are_checked(tmp_path: Path) -> None:
     run.claim("B4 on 2 GPUs", "1.85x", "B0, 2 CPU processes", "not comparable",
               why="other model and hardware class")
     assert run.claims[-1]["verdict"] == "not comparable"
+    with pytest.raises(ValueError, match="'reproduced' needs the `axes`"):
+        run.claim("c", "a", "m", "reproduced")  # like for like on what? not said: refused
+    with pytest.raises(ValueError, match="`holds`"):
+        run.claim("c", "a", "m", "fact check", why="wrong")
+    run.fact("CUDA of PyTorch 2.8", "12.1", "12.6, 12.8, 12.9", False, why="12.1 ended with 2.5")
+    assert run.claims[-1] | {} == {"claim": "CUDA of PyTorch 2.8", "article": "12.1",
+                                   "measured": "12.6, 12.8, 12.9", "verdict": "fact check",
+                                   "why": "12.1 ended with 2.5", "holds": False}
+    assert "| fact check: wrong (12.1 ended with 2.5) |" in run.claims_table()
+
+
+def test_judge_names_every_axis_that_differs() -> None:
+    from helpers import verdict
+
+    axes = [verdict.axis("batch", "32", "2"), verdict.axis("model", "B0", "B0"),
+            verdict.axis("GPU", "an RTX 3090", "NVIDIA H200", False)]
+    j = verdict.judge(500.0, (336.0, 624.0), axes)
+    assert j.verdict == "not comparable" and j.axes == ("batch", "model", "GPU")
+    assert j.why == ("batch: 2 here vs 32 in the article; "
+                     "GPU: NVIDIA H200 here vs an RTX 3090 in the article")
+    same = [verdict.axis("batch", "32", "32")]
+    assert verdict.judge(500.0, (336.0, 624.0), same).verdict == "reproduced"
+    far = verdict.judge(700.0, (336.0, 624.0), same, fmt="{:.0f} ms".format)
+    assert (far.verdict, far.why) == ("differs", "700 ms is above the band's high end, 624 ms")
+    assert verdict.judge(None, (0, 1), same, missing="NVML failed").why == "NVML failed"
+    with pytest.raises(ValueError, match="axes"):
+        verdict.judge(1.0, (0, 2), [])
 
 
 def test_band_verdict_is_two_sided() -> None:
@@ -110,7 +137,7 @@ def test_scaled_and_tables(tmp_path: Path) -> None:
     assert run.scaled(500, quick=60) == 60
     run.quick = False
     assert run.scaled(500, quick=60) == 500
-    run.claim("x", "1", "2", "reproduced")
+    run.claim("x", "1", "2", "reproduced", axes=("model",))
     assert "| x | 1 | 2 | reproduced |" in run.claims_table()
     assert "| a | 0.3333 |" in helpers.kv_table({"a": 1 / 3})
 

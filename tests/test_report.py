@@ -26,8 +26,9 @@ def test_report_renders_every_notebook(tmp_path: Path) -> None:
     (tmp_path / "other.json").write_text("[1, 2]")  # not a results file: ignored
     text = report.write_report(tmp_path, "| env |").read_text()
     assert "| 00 | claim of 00_a | 18x | 2x | reproduced |" in text
-    assert "| 01 | claim of 01_b | 18x | 2x | differs: 2 cores |" in text
-    assert "Verdicts: 1 reproduced, 1 differs, 0 not comparable, 0 needs a GPU." in text
+    assert "| 01 | claim of 01_b | 18x | 2x | differs (2 cores) |" in text
+    assert ("Verdicts: 1 reproduced, 1 differs, 0 not comparable, 0 needs a GPU, "
+            "0 fact check.") in text
     assert "## 00 · Title 00_a" in text and "## 01 · Title 01_b" in text
     assert "| x_ms | 1.235 |" in text and "![f.png](f.png)" in text
     assert "## Failed" not in text
@@ -83,7 +84,7 @@ def test_html_report_embeds_figures_and_lists_packages(tmp_path: Path) -> None:
                                          [failure]).read_text()
     assert f'src="data:image/png;base64,{base64.b64encode(data).decode()}"' in page
     assert "<td>GPU</td>" in page and "<td>H1</td>" in page  # the environment header
-    assert "differs: &lt;2 cores&gt;" in page  # text from results files is escaped
+    assert "differs (&lt;2 cores&gt;)" in page  # text from results files is escaped
     assert page.index("<h2>Failed</h2>") < page.index("<h2>This machine</h2>")
     details = page.index("<details><summary>Installed packages")
     assert page.index("<h2>This machine</h2>") < details < page.index("<h2>The article")
@@ -113,3 +114,13 @@ def test_broken_results_file_is_named(tmp_path: Path) -> None:
 def test_pipes_in_cells_are_escaped() -> None:
     text = report.claims_table([sample("00_a", "differs", why="a | b")])
     assert "a \\| b" in text
+
+
+def test_run_times_come_from_papermills_record(tmp_path: Path) -> None:
+    """Each executed notebook's duration as papermill wrote it; one without it is left out."""
+    for name, meta in (("00_a", {"papermill": {"duration": 12.4}}), ("01_b", {})):
+        (tmp_path / f"{name}.ipynb").write_text(json.dumps({"metadata": meta, "cells": []}))
+    assert report.run_times(tmp_path) == {"00_a": 12.4}
+    text = report.write_report(tmp_path, "| env |").read_text()
+    assert "## How long each notebook took here" in text and "| 00_a | 12 | 0.2 |" in text
+    assert json.loads((tmp_path / "run_times.json").read_text()) == {"seconds": {"00_a": 12.4}}

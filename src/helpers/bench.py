@@ -12,7 +12,7 @@ import torch
 
 from helpers import images, params, weights
 from helpers.env import compile_problem, pick_device
-from helpers.memory import PeakMemory
+from helpers.memory import PeakMemory, nvml_process_mib
 from helpers.models import load_efficientnet
 from helpers.precision import autocast, resolve_precision
 from helpers.timing import make_clock, quantile, timed_calls
@@ -59,6 +59,8 @@ class BenchResult:
     warmup_s: float
     peak_memory_mib: float
     memory_kind: str
+    process_memory_mib: float | None = None  # GPU: NVML's per-process total after the run
+    process_memory_how: str = "not read (CPU)"
 
     def ms(self, q: float) -> float:
         """The q-quantile of the per-batch time, ms."""
@@ -92,6 +94,8 @@ class BenchResult:
                 "p90_ms": self.ms(0.90), "iqr_ms": self.iqr_ms,
                 "images_per_sec": self.images_per_sec, "warmup_s": self.warmup_s,
                 "peak_memory_mib": self.peak_memory_mib, "memory_kind": self.memory_kind,
+                "process_memory_mib": self.process_memory_mib,
+                "process_memory_how": self.process_memory_how,
                 "iters": len(self.times_s), "times_ms": [t * 1e3 for t in self.times_s],
                 "warnings": self.warnings()}
 
@@ -125,8 +129,10 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
         raise ValueError(f"time_fn returned {len(times)} times (min {min(times, default=0)}); "
                          f"expected iters={spec.iters} positive durations in seconds")
     warmup_s = max(time.perf_counter() - t0 - sum(times), 0.0)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    result = BenchResult(spec, name, times, warmup_s, mem.peak_mib(), mem.kind)
+    on_gpu = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if on_gpu else "cpu"
+    process = nvml_process_mib(device) if on_gpu else (None, "not read (CPU)")
+    result = BenchResult(spec, name, times, warmup_s, mem.peak_mib(), mem.kind, *process)
     for w in result.warnings():
         warnings.warn(f"{spec.variant} {spec.device} batch {spec.batch_size}: {w}",
                       stacklevel=2)

@@ -82,19 +82,30 @@ def _nvml_used_mib(device: torch.device) -> tuple[float, float | None]:
     return device_used, (mine[0] / MIB if mine else None)
 
 
+def nvml_process_mib(device: torch.device) -> tuple[float | None, str]:
+    """(what nvidia-smi shows this process holding on `device` in MiB, how it was read): None
+    with the reason when NVML is missing, fails, or cannot see this process by its PID."""
+    try:
+        _, mine = _nvml_used_mib(torch.device("cuda", device.index or 0))
+    except Exception as e:  # ImportError, NVMLError, RuntimeError: a reason, never a 0
+        return None, f"NVML unavailable ({type(e).__name__}: {e})"
+    if mine is None:
+        return None, "NVML lists no process with this PID (a PID namespace hides it)"
+    return mine, "NVML per-process total (what nvidia-smi shows)"
+
+
 def cuda_memory_split(device: torch.device, load: Callable[[], torch.nn.Module]) -> dict:
     """GPU memory after `load()`: the CUDA context (all this process holds outside PyTorch's
-    caching allocator) vs the weights the allocator holds, in MiB."""
+    caching allocator) vs the weights the allocator holds, in MiB; the process total is None
+    (with `process_total_how` saying why) where NVML cannot read it."""
     if device.type != "cuda":
         raise ValueError(f"device={str(device)!r}: the CUDA memory split needs a CUDA device")
     device = torch.device("cuda", device.index or 0)
-    device_before, mine_before = _nvml_used_mib(device)
     load()
     torch.cuda.synchronize(device)
-    device_after, mine = _nvml_used_mib(device)
-    if mine is None:  # not visible by PID: count the device-wide growth (idle GPU assumed)
-        mine = device_after - device_before + (mine_before or 0)
+    mine, how = nvml_process_mib(device)
     reserved = torch.cuda.memory_reserved(device) / MIB
-    return {"process_total_mib": mine, "context_mib": mine - reserved,
+    return {"process_total_mib": mine, "process_total_how": how,
+            "context_mib": None if mine is None else mine - reserved,
             "allocator_reserved_mib": reserved,
             "weights_allocated_mib": torch.cuda.memory_allocated(device) / MIB}

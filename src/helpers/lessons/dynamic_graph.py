@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import params
+from helpers import params, verdict
 from helpers.models import DynamicMLP
 from helpers.runtime.notebook import NotebookRun
 
@@ -215,18 +215,36 @@ def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured
                steps_run=len(hist["losses"]), loss_first=hist["losses"][0],
                loss_last=hist["losses"][-1],
                train_accuracy=hist["train_accuracy"], val_accuracy=hist["val_accuracy"])
-    run.claim("Gradients flow correctly through the random mask and the Python if",
-              "yes", f"gradcheck (float64, fixed mask): {grad_ok}",
-              "reproduced" if grad_ok else "differs", why=None if grad_ok else "gradcheck failed")
-    differ = len(graphs["train"]) != len(graphs["eval"])
-    run.claim("Train and eval forwards build different graphs", "yes (define-by-run)",
-              f"{len(graphs['train'])} vs {len(graphs['eval'])} autograd nodes",
-              "reproduced" if differ else "differs", why=None if differ else "graphs were equal")
-    run.claim("A static graph could not express the branch", "cannot",
-              f"torch.compile captured {len(captured)} graphs, one per branch", "differs",
-              why="graph capture specialises on the branch and guards it; 'cannot' is too strong")
-    acc = hist["val_accuracy"]
-    learns = acc > 0.5  # 10 classes: chance is 0.1
-    run.claim("The hand-made-dropout MLP trains", "implied",
-              f"val accuracy {acc:.0%} (chance 10%)", "reproduced" if learns else "differs",
-              why=None if learns else "too few steps to learn in this mode")
+    _claims(run, graphs, grad_ok, captured=captured, hist=hist)
+
+
+def _claims(run: NotebookRun, graphs: dict, grad_ok: bool, *, captured: list,
+            hist: dict) -> None:
+    """The article's four statements, each judged on the axes it depends on."""
+    train_n, eval_n = len(graphs["train"]), len(graphs["eval"])
+    branch = verdict.axis("forward", "the training branch with the mask",
+                          "the training branch with the mask" if train_n > eval_n else
+                          f"a training graph no larger than eval's ({train_n} vs {eval_n} nodes)")
+    hidden = run.parameters.get("hidden", 128)
+    model = verdict.axis("model", "MLP 784-128-10", f"MLP 784-{hidden}-10")
+    run.judged("Gradients flow correctly through the random mask and the Python if", "yes",
+               f"gradcheck (float64, fixed mask): {grad_ok}",
+               verdict.check(grad_ok, [branch], why_not="gradcheck failed"))
+    run.judged("Train and eval forwards build different graphs", "yes (define-by-run)",
+               f"{train_n} vs {eval_n} autograd nodes",
+               verdict.check(train_n != eval_n, [model],
+                             why_not=f"both forwards built {train_n} autograd nodes"))
+    ops = [tuple(g if isinstance(g, list) else graph_ops(g)) for g in captured]
+    per_branch = len(ops) >= 2 and len(set(ops)) >= 2
+    seen = verdict.axis("graphs captured", "one per branch", f"{len(ops)} distinct: "
+                        f"{len(set(ops))}", per_branch)
+    run.judged("A static graph could not express the branch", "cannot",
+               f"torch.compile captured {len(ops)} graphs, {len(set(ops))} distinct",
+               verdict.check(False, [seen], why_not="graph capture specialised on the branch "
+                             "and guarded it: one static graph per branch expresses it"))
+    acc, steps = hist["val_accuracy"], len(hist["losses"])
+    length = verdict.axis("training", "a full run", "quick mode" if run.quick else "a full run")
+    run.judged("The hand-made-dropout MLP trains", "implied",
+               f"val accuracy {acc:.0%} after {steps} steps (chance 10%)",
+               verdict.check(acc > 0.5, [model, length],  # 10 classes: chance is 0.1
+                             why_not=f"val accuracy {acc:.0%} after {steps} steps"))

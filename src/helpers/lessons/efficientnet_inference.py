@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers import bench, memory, models
-from helpers.runtime.notebook import NotebookRun, band_verdict, kv_table
+from helpers import bench, memory, models, verdict
+from helpers.runtime.notebook import NotebookRun, kv_table
 
 # The article's table (seed-article.md, section 3): B0, batch 32, "no advanced optimisation".
 ARTICLE = {"cpu_ms": 480.0, "cpu_images_per_sec": 67.0, "gpu_ms": 26.0,
@@ -146,6 +146,7 @@ def plot_sweep(results: list[bench.BenchResult]):
 
 
 BAND = 0.3  # a like-for-like number "reproduces" the article within +-30%
+MB_PER_MIB = 2**20 / 1e6  # the article's "350 MB" is decimal: 350 MB = 333.8 MiB
 
 
 def _band(claimed: float) -> tuple[float, float]:
@@ -159,14 +160,26 @@ def _article(text: str, claimed: float, unit: str) -> str:
     return f"{text} (band {low:.0f}-{high:.0f} {unit})"
 
 
-def _judge(run: NotebookRun, claim: str, article: str, measured: str, value: float, *,
-           claimed: float, why: str, comparable: str | None = None) -> None:
-    """One numeric row: not comparable (with the reason) or a band verdict whose why is ours."""
-    if comparable:
-        run.claim(claim, article, measured, "not comparable", why=comparable)
-        return
-    v = band_verdict(value, *_band(claimed))
-    run.claim(claim, article, measured, v, why=why if v == "differs" else None)
+def work_axes(r: bench.BenchResult) -> list[verdict.Axis]:
+    """The article's work: B0, eager fp32 NCHW ('no advanced optimisation'), batch 32, 224 px."""
+    s = r.spec
+    tricks = [t for t, on in (("channels_last", s.channels_last), ("torch.compile", s.compile))
+              if on] or ["none"]
+    return [verdict.axis("model", "B0", s.variant.upper()),
+            verdict.axis("batch", "32", str(s.batch_size)),
+            verdict.axis("image size", "224 px", f"{s.image_size} px"),
+            verdict.axis("precision", "fp32", s.precision),
+            verdict.axis("optimisation", "none", ", ".join(tricks))]
+
+
+def _cpu_claim(run: NotebookRun, cpu: bench.BenchResult) -> None:
+    """The CPU row: like for like only on an 8-core Xeon running the article's work."""
+    axes = [verdict.cpu_axis(), *work_axes(cpu)]
+    j = verdict.judge(cpu.median_ms, _band(ARTICLE["cpu_ms"]), axes, fmt="{:.0f} ms".format)
+    run.judged("CPU, B0 eager fp32, batch 32: ms per batch (images/s)",
+               _article("480 ms (~67 images/s), 8-core Xeon", ARTICLE["cpu_ms"], "ms"),
+               f"{cpu.median_ms:.0f} ms ({cpu.images_per_sec:.0f} images/s) on "
+               f"{axes[0].here}", j)
 
 
 def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None], *,
@@ -180,47 +193,58 @@ def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None]
                speedup_gpu_over_cpu=speedup(cmp),
                **{f"sweep_batch{r.spec.batch_size}_images_per_sec": r.images_per_sec
                   for r in sweep})
-    bs, cores = cpu.spec.batch_size, os.cpu_count() or 1
-    other_batch = None if bs == 32 else f"batch {bs} here vs 32 in the article"
-    _judge(run, "CPU, B0 eager fp32, batch 32: ms per batch (images/s)",
-           _article("480 ms (~67 images/s), 8-core Xeon", ARTICLE["cpu_ms"], "ms"),
-           f"{cpu.median_ms:.0f} ms ({cpu.images_per_sec:.0f} images/s), {cores} logical cores",
-           cpu.median_ms, claimed=ARTICLE["cpu_ms"], why=f"{cores} logical cores here",
-           comparable=other_batch or (None if cores == 8 else
-                                      f"{cores} logical cores here vs the article's 8-core "
-                                      "Xeon: a different hardware class"))
-    _gpu_claims(run, mem, cmp, other_batch)
-
-
-def _gpu_claims(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None],
-                other_batch: str | None) -> None:
-    """The article's GPU rows: needs a GPU on a CPU run, else judged like for like."""
-    gpu, s = cmp["gpu"], speedup(cmp)
-    rows = [("B0, batch 32, GPU vs CPU speedup", "about 18x", 18.0, "x"),
-            ("GPU, B0 eager fp32, batch 32: ms per batch (images/s)", "26 ms (~1230 images/s)",
-             ARTICLE["gpu_ms"], "ms"),
-            ("GPU memory while running batch 32", "980 MiB", ARTICLE["gpu_memory_mib"], "MiB"),
-            ("GPU memory after .to(device)", "about 350 MB", ARTICLE["after_to_device_mb"],
-             "MiB")]
+    _cpu_claim(run, cpu)
     if gpu is None:
-        for claim, text, claimed, unit in rows:
+        for claim, text, claimed, unit in GPU_ROWS:
             run.claim(claim, _article(text, claimed, unit), "needs a GPU", "needs a GPU")
         return
-    name = gpu.device_name
-    values = [(s, f"{s:.1f}x"), (gpu.median_ms,
-                                 f"{gpu.median_ms:.1f} ms ({gpu.images_per_sec:.0f} images/s)"),
-              (gpu.peak_memory_mib, f"{gpu.peak_memory_mib:.0f} MiB allocator peak"),
-              (mem.get("process_total_mib", 0.0),
-               f"{mem.get('process_total_mib', 0.0):.0f} MiB (context "
-               f"{mem.get('context_mib', 0.0):.0f} + weights {mem['weights_mib']:.0f})")]
-    whys = [f"{name} vs {os.cpu_count()} CPU cores here; the ratio is a property of both",
-            f"{name} is not the article's (unnamed) GPU",
-            "the allocator peak excludes the CUDA context, which the article may count",
-            "most of it is the CUDA context, which varies with driver and GPU"]
-    for (claim, text, claimed, unit), (value, measured), why in zip(rows, values, whys,
-                                                                   strict=True):
-        _judge(run, claim, _article(text, claimed, unit), measured, value, claimed=claimed,
-               why=why, comparable=other_batch if "batch 32" in claim else None)
+    _gpu_claims(run, mem, cpu, gpu)
+
+
+# (claim, the article's words, its number, the unit of the band)
+GPU_ROWS = (("B0, batch 32, GPU vs CPU speedup", "about 18x", ARTICLE["speedup"], "x"),
+            ("GPU, B0 eager fp32, batch 32: ms per batch (images/s)", "26 ms (~1230 images/s)",
+             ARTICLE["gpu_ms"], "ms"),
+            ("GPU memory while running batch 32 (nvidia-smi)", "980 MiB",
+             ARTICLE["gpu_memory_mib"], "MiB"),
+            ("GPU memory after .to(device)", f"about 350 MB (= {350 / MB_PER_MIB:.0f} MiB)",
+             ARTICLE["after_to_device_mb"] / MB_PER_MIB, "MiB"))
+NVIDIA_SMI = "the process total nvidia-smi shows"
+
+
+def _gpu_claims(run: NotebookRun, mem: dict, cpu: bench.BenchResult,
+                gpu: bench.BenchResult) -> None:
+    """The article's GPU rows, each judged on the GPU class, the work and the quantity."""
+    g_axes = [verdict.gpu_axis(gpu.device_name), *work_axes(gpu)]
+    both = [verdict.cpu_axis(), *g_axes]
+    smi = mem.get("process_total_mib")
+    run_q = verdict.axis("quantity", NVIDIA_SMI, gpu.process_memory_how,
+                         gpu.process_memory_mib is not None)
+    move_q = verdict.axis("quantity", NVIDIA_SMI, mem.get("process_total_how", "not read"),
+                          smi is not None)
+    s = speedup({"cpu": cpu, "gpu": gpu})
+    values = [(s, f"{s:.1f}x", both, "{:.1f}x"),
+              (gpu.median_ms, f"{gpu.median_ms:.1f} ms ({gpu.images_per_sec:.0f} images/s) on "
+               f"{gpu.device_name}", g_axes, "{:.1f} ms"),
+              (gpu.process_memory_mib, _mib(gpu.process_memory_mib, gpu.process_memory_how)
+               + f"; allocator peak {gpu.peak_memory_mib:.0f} MiB", [*g_axes, run_q], "{:.0f} MiB"),
+              (smi, _mib(smi, mem.get("process_total_how", "")) + _split(mem),
+               [g_axes[0], g_axes[1], move_q], "{:.0f} MiB")]
+    for (claim, text, claimed, unit), (value, measured, axes, fmt) in zip(
+            GPU_ROWS, values, strict=True):
+        j = verdict.judge(value, _band(claimed), axes, fmt=fmt.format)
+        run.judged(claim, _article(text, claimed, unit), measured, j)
+
+
+def _mib(value: float | None, how: str) -> str:
+    """'812 MiB (how it was read)', or 'unknown (why)' when NVML gave nothing."""
+    return f"{value:.0f} MiB ({how})" if value is not None else f"unknown ({how})"
+
+
+def _split(mem: dict) -> str:
+    """'; context 300 + weights 20 MiB' where the context could be computed."""
+    ctx = mem.get("context_mib")
+    return f"; context {ctx:.0f} + weights {mem['weights_mib']:.0f} MiB" if ctx is not None else ""
 
 
 def _summary(r: bench.BenchResult) -> dict[str, float]:

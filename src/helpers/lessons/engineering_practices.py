@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import checkpoint, params, paths, train
+from helpers import checkpoint, params, paths, train, verdict
 from helpers.models import TinyCNN
 from helpers.runtime.notebook import NotebookRun
 
@@ -170,7 +170,7 @@ def kill_and_resume(data_dir: Path, workdir: Path, epochs: int = 4, kill_at: int
     out = run_to_end(train_command(data_dir, killed, epochs, resume=True))
     final = checkpoint.path_for(straight, epochs), checkpoint.path_for(killed, epochs)
     return {"straight_run_s": straight_s, "killed_after_s": killed_s,
-            "checkpoints_after_kill": left,
+            "checkpoints_after_kill": left, "checkpoint_dir": str(killed),
             "resume_message": next((line for line in out.splitlines()
                                     if line.startswith("resumed after")), "started over"),
             "resumed_from_epoch": checkpoint.load(final[1])["history"]["resumed_from_epoch"],
@@ -228,35 +228,40 @@ def record(run: NotebookRun, demo: dict, corrupt: tuple[str, str], proof: dict[s
                   for k, v in proof.items()},
                **{f"gpus_seen_with_cuda_visible_devices_{v}": n for v, n in gpus})
     ok = demo["bit_identical"]
-    run.claim("Checkpoints in a mounted folder let training survive the container",
-              "save state_dict per epoch", f"SIGKILL after epoch {demo['resumed_from_epoch']}, "
-              f"resumed from the folder: weights bit-identical = {ok} (no container started "
-              "here; `make docker-test` checks the mount)", "reproduced" if ok else "differs",
-              why=None if ok else "the resumed run's final weights differ from the straight run's")
+    where = verdict.mounted_folder_axis(demo.get("checkpoint_dir", "/"))
+    run.judged("Checkpoints in a mounted folder let training survive the container",
+               "save state_dict per epoch", f"SIGKILL after epoch {demo['resumed_from_epoch']}, "
+               f"resumed from {where.here}: weights bit-identical = {ok}",
+               verdict.check(ok, [where], why_not="the resumed run's final weights differ from "
+                             "the straight run's"))
     weights_only, full = proof["weights only"], proof["full state"]
-    run.claim("A model state_dict is enough to resume", "torch.save(model.state_dict())",
-              f"weights only: max weight difference {weights_only:.3g}; full state: {full:.3g}",
-              "differs" if weights_only > 0 else "reproduced",
-              why=f"resumed from weights alone, the run ends {weights_only:.3g} away from the "
-              "uninterrupted one: AdamW's moments, the data order and the RNG restart"
-              if weights_only > 0 else None)
+    resume = verdict.axis("quantity", "a resumed run's weights vs an uninterrupted run's",
+                          "a resumed run's weights vs an uninterrupted run's")
+    run.judged("A model state_dict is enough to resume", "torch.save(model.state_dict())",
+               f"weights only: max weight difference {weights_only:.3g}; full state: {full:.3g}",
+               verdict.check(weights_only == 0, [resume], why_not=f"resumed from weights alone, "
+                             f"the run ends {weights_only:.3g} away from the uninterrupted one "
+                             f"(full state: {full:.3g}): AdamW's moments, the data order and "
+                             "the RNG restart"))
     _pinning_claim(run, gpus)
 
 
 def _pinning_claim(run: NotebookRun, gpus: list[tuple[str, int]]) -> None:
-    """'One GPU per container': shown only where there are at least two GPUs to choose from."""
+    """'One GPU per container': judged only in a container given GPUs by --gpus, with 2+ GPUs
+    on the host; CUDA_VISIBLE_DEVICES in a subprocess is a stand-in for it."""
     seen = dict(gpus)
     total = seen.get("unset", 0)
-    if total < 2:
-        run.claim("One GPU per container (--gpus device=0)", "one job per GPU",
-                  f"{total} GPU(s) visible here", "not comparable",
-                  why=f"this host has {total} GPU(s): pinning one of several needs at least 2")
+    claim, article = "One GPU per container (--gpus device=0)", "one job per GPU"
+    measured = (f"{total} GPU(s) visible; CUDA_VISIBLE_DEVICES=0 -> {seen.get('0')}, "
+                f"=1 -> {seen.get('1')}")
+    if total == 0:
+        run.claim(claim, article, measured, "needs a GPU")
         return
+    axes = [verdict.axis("GPUs on the host", "2 or more", str(total), total >= 2),
+            verdict.gpus_flag_axis()]
     ok = seen.get("0") == 1 and seen.get("1") == 1
-    run.claim("One GPU per container (--gpus device=0)", "one job per GPU",
-              f"{total} GPUs; CUDA_VISIBLE_DEVICES=0 -> {seen.get('0')}, =1 -> {seen.get('1')}",
-              "reproduced" if ok else "differs",
-              why=None if ok else "a pinned process saw more or fewer than one GPU")
+    run.judged(claim, article, measured, verdict.check(
+        ok, axes, why_not="a pinned process saw more or fewer than one GPU"))
 
 
 def paths_markdown() -> str:

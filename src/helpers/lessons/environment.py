@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-from helpers import env
+from helpers import env, verdict
 from helpers.runtime.notebook import NotebookRun
 from helpers.timing import make_clock
 
@@ -23,6 +23,14 @@ CUDA_BUILDS = {"2.1": "11.8, 12.1", "2.2": "11.8, 12.1", "2.3": "11.8, 12.1",
                "2.4": "11.8, 12.1, 12.4", "2.5": "11.8, 12.1, 12.4", "2.6": "11.8, 12.4, 12.6",
                "2.7": "11.8, 12.6, 12.8", "2.8": "12.6, 12.8, 12.9"}
 
+
+CUDNN_28 = "9.10"  # the cuDNN PyTorch 2.8's CUDA 12.x wheels depend on (nvidia-cudnn-cu12 9.10)
+CUDA12_DRIVER = "525.60"  # CUDA 12.x minor-version compatibility: the oldest driver that runs it
+# FP32 CUDA cores per SM by compute capability (NVIDIA's CUDA C++ Programming Guide, "Arithmetic
+# Instructions" throughput table): the RTX 3090 is GA102, sm 8.6, 82 SMs x 128 = 10,496.
+CORES_PER_SM = {"7.0": 64, "7.5": 64, "8.0": 64, "8.6": 128, "8.7": 128, "8.9": 128,
+                "9.0": 128, "10.0": 128, "12.0": 128}
+CORES_CLAIM = "RTX 3090: 10,496 CUDA cores (SMs x FP32 cores per SM)"
 
 SMOKE_KEYS = ("device", "max_rel_error", "tflops")
 SMOKE_TOLERANCE = 1e-2  # fp32 (or TF32) vs float64 on random 2048x2048 inputs: ~1e-6 (~1e-3)
@@ -95,43 +103,73 @@ def extras() -> str:
     return ", ".join(found)
 
 
-def _stack_claims(run: NotebookRun, r: env.EnvReport) -> None:
-    """The article's stated image contents against the stack this kernel runs."""
-    system = os_name()
-    here = f"this kernel runs torch {r.torch} on {system}, not the article's image"
-    torch_ok = _same_minor(r.torch.split("+")[0], ARTICLE_STACK["torch"])
-    run.claim("PyTorch version in the image", "2.8", r.torch,
-              "reproduced" if torch_ok else "not comparable", why=None if torch_ok else here)
+def _image_claims(run: NotebookRun, r: env.EnvReport) -> None:
+    """The image's stated contents: like for like only inside a PyTorch 2.8 image."""
+    image, system, have = verdict.image_axis(), os_name(), extras()
+    rows = [("PyTorch version in the image", "2.8", r.torch,
+             _same_minor(r.torch.split("+")[0], "2.8"), f"torch {r.torch} in the image"),
+            ("Python version", "3.10", r.python, _same_minor(r.python, "3.10"),
+             f"Python {r.python} in the image"),
+            ("Operating system of the image", ARTICLE_STACK["os"], system,
+             system.startswith(ARTICLE_STACK["os"]), f"{system} in the image"),
+            ("torchvision and torchaudio included", ARTICLE_STACK["extras"], have,
+             "no " not in have, f"the image has {have}")]
+    for claim, article, measured, holds, why_not in rows:
+        run.judged(claim, article, measured, verdict.check(holds, [image], why_not=why_not))
+
+
+def _fact_claims(run: NotebookRun, r: env.EnvReport) -> None:
+    """The article's version facts, checked against PyTorch's published builds."""
+    builds = CUDA_BUILDS["2.8"].split(", ")
     minor = ".".join(r.torch.split("+")[0].split(".")[:2])
-    built = (f"torch {minor} is published for CUDA {CUDA_BUILDS[minor]}" if minor in CUDA_BUILDS
-             else f"torch {r.torch} here, a {f'CUDA {r.cuda_build}' if r.cuda_build else 'CPU'}"
-             " build")
-    cuda_why = (f"torch {r.torch} was built for CUDA {r.cuda_build}; PyTorch 2.8's wheels are "
-                f"CUDA {CUDA_BUILDS['2.8']} and none pairs with 12.1" if r.cuda_build else
-                f"CPU-only torch build here; PyTorch 2.8's wheels are CUDA {CUDA_BUILDS['2.8']}")
-    run.claim("CUDA version", "12.1", r.cuda_build or "CPU-only build",
-              "differs" if r.cuda_build else "not comparable", why=cuda_why)
-    run.claim("Pick CUDA 11.8 or 12.1", "11.8 or 12.1",
-              built, "differs",
-              why=f"CUDA 11.8 wheels ended with PyTorch 2.7 and 12.1 with 2.5; 2.8 offers "
-              f"{CUDA_BUILDS['2.8']}")
-    run.claim("cuDNN version", "8.9", r.cudnn or "not loadable",
-              "differs" if r.cudnn else "not comparable",
-              why=f"cuDNN {r.cudnn} runs here; PyTorch 2.8 ships cuDNN 9, and 12.1 + 8.9 is "
-              "PyTorch 2.1-2.3's pairing" if r.cudnn else f"no cuDNN in this build; "
-              f"{REAL_28_STACK}")
-    py_ok = _same_minor(r.python, ARTICLE_STACK["python"])
-    run.claim("Python version", "3.10", r.python, "reproduced" if py_ok else "not comparable",
-              why=None if py_ok else f"{here}; any Python 3.10+ runs these notebooks")
-    os_ok = system.startswith(ARTICLE_STACK["os"])
-    run.claim("Operating system of the image", ARTICLE_STACK["os"], system,
-              "reproduced" if os_ok else "not comparable", why=None if os_ok else here)
-    have = extras()
-    both = "no " not in have
-    run.claim("torchvision and torchaudio included", ARTICLE_STACK["extras"], have,
-              "reproduced" if both else "not comparable",
-              why=None if both else "these notebooks need torchvision only; torchaudio is not "
-              "installed in this environment")
+    here = (f"torch {minor} is published for CUDA {CUDA_BUILDS[minor]}" if minor in CUDA_BUILDS
+            else f"torch {r.torch} here, a {f'CUDA {r.cuda_build}' if r.cuda_build else 'CPU'}"
+            " build")
+    run.fact("CUDA version", "12.1", f"PyTorch 2.8: CUDA {CUDA_BUILDS['2.8']}; this torch: "
+             f"{r.cuda_build or 'a CPU-only build'}", "12.1" in builds,
+             why=f"PyTorch 2.8's wheels are CUDA {CUDA_BUILDS['2.8']}; 12.1 wheels ended with "
+             f"{_last('12.1')}")
+    run.fact("Pick CUDA 11.8 or 12.1", "PyTorch 2.8 usually requires CUDA 11.8 or 12.1", here,
+             bool({"11.8", "12.1"} & set(builds)),
+             why=f"CUDA 11.8 wheels ended with PyTorch {_last('11.8')} and 12.1 with "
+             f"{_last('12.1')}; 2.8 offers {CUDA_BUILDS['2.8']}")
+    run.fact("cuDNN version", "8.9", f"PyTorch 2.8: cuDNN {CUDNN_28}; this torch: "
+             f"{r.cudnn or 'no cuDNN'}", CUDNN_28.startswith("8.9"),
+             why=f"PyTorch 2.8 ships cuDNN {CUDNN_28}; CUDA 12.1 with cuDNN 8.9 is PyTorch "
+             "2.1-2.3's pairing")
+    run.fact("Some old drivers only support up to CUDA 11.7", "yes",
+             f"this driver: {f'up to CUDA {r.driver_cuda}' if r.driver_cuda else 'none here'}",
+             True, why=f"R515 drivers report CUDA 11.7 as their highest (11.8 needs >= 520); "
+             f"PyTorch 2.8's oldest wheel, CUDA {builds[0]}, needs >= {CUDA12_DRIVER}")
+
+
+def _last(cuda: str) -> str:
+    """The last PyTorch minor version published for a CUDA version."""
+    return [v for v, b in CUDA_BUILDS.items() if cuda in b.split(", ")][-1]
+
+
+def _gpu_claims(run: NotebookRun, r: env.EnvReport) -> None:
+    """'nvidia-smi shows the GPU in the container' and 'the RTX 3090 has 10,496 CUDA cores'."""
+    claim = "GPU visible inside the environment"
+    if not r.gpus:
+        run.claim(claim, "yes (nvidia-smi shows it)", "no GPU visible", "needs a GPU")
+        run.claim(CORES_CLAIM, "10,496", "no GPU visible", "needs a GPU")
+        return
+    run.judged(claim, "yes (nvidia-smi shows it)", r.gpus[0].name,
+               verdict.check(True, [verdict.gpus_flag_axis()], why_not=""))
+    name, sms, per_sm = r.gpus[0].name, *_sm_count(r.gpus[0])
+    cores = sms * per_sm if per_sm else None
+    measured = (f"{name}: {sms} SMs x {per_sm} = {cores:,}" if cores else
+                f"{name}: {sms} SMs, cores per SM unknown for sm {r.gpus[0].capability}")
+    run.judged(CORES_CLAIM, "10,496", measured,
+               verdict.judge(cores, (10496, 10496), [verdict.gpu_axis(name)], fmt="{:,.0f}".format,
+                             missing=f"cores per SM unknown for sm {r.gpus[0].capability}"))
+
+
+def _sm_count(gpu: env.GpuInfo) -> tuple[int, int | None]:
+    """(streaming multiprocessors, FP32 CUDA cores per SM by compute capability or None)."""
+    sms = torch.cuda.get_device_properties(gpu.index).multi_processor_count
+    return sms, CORES_PER_SM.get(gpu.capability)
 
 
 def record(run: NotebookRun, r: env.EnvReport, smoke: list[dict]) -> None:
@@ -141,10 +179,9 @@ def record(run: NotebookRun, r: env.EnvReport, smoke: list[dict]) -> None:
                torch_threads=r.torch_threads, cpu_flags=" ".join(r.cpu_flags) or "none",
                **{f"smoke_{row['device'].split(':')[0]}_{k}": v for row in smoke
                   for k, v in row.items() if k != "device"})
-    _stack_claims(run, r)
-    gpu = r.gpus[0].name if r.gpus else "no GPU visible"
-    run.claim("GPU visible inside the environment", "yes (nvidia-smi shows it)", gpu,
-              "reproduced" if r.gpus else "needs a GPU")
+    _image_claims(run, r)
+    _fact_claims(run, r)
+    _gpu_claims(run, r)
 
 
 def stack_table(r: env.EnvReport) -> str:

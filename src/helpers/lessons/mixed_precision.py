@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from helpers import datasets, env, params, train
+from helpers import datasets, env, params, train, verdict
 from helpers.precision import autocast
-from helpers.runtime.notebook import NotebookRun, band_verdict
+from helpers.runtime.notebook import NotebookRun
 
 ARTICLE = {"throughput_gain": 0.25, "memory_saving": 0.30}
 THROUGHPUT_BAND = (0.15, 0.35)  # "+25%": reproduced only from +15% to +35%
@@ -206,24 +206,38 @@ def gains(results: dict[str, train.FitResult], activations: dict[str, float],
 
 def speed_why(speed: float, mixed: str, device: torch.device,
               cpu_flags: tuple[str, ...]) -> str:
-    """Why the mixed run's gain is what it is here, from the device and the CPU's flags."""
+    """What this device brings to the mixed run's gain: its bf16/fp16 units, from its flags."""
     if device.type == "cuda":
         tf32 = torch.backends.cudnn.allow_tf32
+        nvidia = NVIDIA_B0["amp_images_per_sec"] / NVIDIA_B0["tf32_images_per_sec"]
         return (f"{torch.cuda.get_device_name(device)}: {mixed} {speed:+.0%} over fp32 convs "
                 f"run {'in TF32 (cudnn.allow_tf32)' if tf32 else 'in full fp32'}; NVIDIA "
-                f"measured 2.3x over TF32 for B0 on an A100")
+                f"measured {nvidia:.1f}x over TF32 for B0 on an {NVIDIA_B0['gpu']}")
     fast = [f for f in ("avx512_bf16", "amx_bf16") if f in cpu_flags]
     if not fast:
         return (f"{mixed} {speed:+.0%}: this CPU has neither avx512_bf16 nor amx_bf16, so bf16 "
                 "math is emulated (converted to fp32 and back)")
     amx = "" if "amx_bf16" in fast else ", no AMX tiles"
-    return (f"{mixed} {speed:+.0%}: this CPU has {' and '.join(fast)}{amx}; B0's depthwise "
-            "convs, batch norm and SiLU gain little from bf16, and casts cost time")
+    return f"{mixed} {speed:+.0%}: this CPU has {' and '.join(fast)}{amx}"
+
+
+def amp_axes(device: torch.device, mixed: str, spec: RunSpec | None) -> list[verdict.Axis]:
+    """What the article's +25% / -30% depend on: a CUDA GPU, fp16, EfficientNet, ImageNet size."""
+    model = f"EfficientNet-{spec.model.upper()}" if spec and spec.model.startswith("b") else \
+        (spec.model if spec else "not given")
+    size = spec.image_size if spec else 0
+    return [verdict.axis("device class", "a CUDA GPU",
+                         "a CUDA GPU" if device.type == "cuda" else f"a {device.type.upper()}"),
+            verdict.axis("precision", "fp16 autocast", f"{mixed} autocast"),
+            verdict.axis("model", "EfficientNet", model, model.startswith("EfficientNet")),
+            verdict.axis("image size", "224 px (ImageNet)", f"{size} px" if size else "not given",
+                         size >= 224)]
 
 
 def record(run: NotebookRun, results: dict[str, train.FitResult], activations: dict[str, float],
-           underflow: dict, *, cpu_flags: tuple[str, ...] | None = None) -> None:
-    """Metrics for the report and the article's +25% / -30% claims, judged by their bands."""
+           underflow: dict, *, spec: RunSpec | None = None,
+           cpu_flags: tuple[str, ...] | None = None) -> None:
+    """Metrics for the report and the article's +25% / -30% claims, judged like for like."""
     on_gpu = run.device.type == "cuda"
     speed, saving, kind = gains(results, activations, on_gpu)
     for p, r in results.items():
@@ -235,22 +249,23 @@ def record(run: NotebookRun, results: dict[str, train.FitResult], activations: d
     run.metric(mixed_throughput_gain=speed, mixed_memory_saving=saving, **underflow)
     mixed = next(p for p in results if p != "fp32")
     flags = env.collect().cpu_flags if cpu_flags is None and not on_gpu else cpu_flags or ()
+    axes = amp_axes(run.device, mixed, spec)
     low, high = THROUGHPUT_BAND
-    verdict = band_verdict(speed, low, high)
-    run.claim(f"AMP training throughput, B0 ({mixed} vs fp32, {run.device.type})",
-              f"about +25% (band {low:+.0%} to {high:+.0%})", f"{speed:+.0%}", verdict,
-              why=None if verdict == "reproduced" else speed_why(speed, mixed, run.device, flags))
-    if not on_gpu:
-        run.claim("AMP saves GPU memory", "over 30% less GPU memory", f"{kind}: {saving:.0%} less",
-                  "not comparable", why=f"no GPU here: {mixed} shrank the bytes autograd saves for "
-                  f"backward by {saving:.0%}, which is not a GPU allocator's peak")
-        return
-    low, high = MEMORY_BAND
-    verdict = band_verdict(saving, low, high)
-    run.claim("AMP saves GPU memory", f"over 30% less (band {low:.0%} or more)",
-              f"{kind}: {saving:.0%} less", verdict, why=None if verdict == "reproduced" else
-              f"activations shrank {1 - activations[mixed] / activations['fp32']:.0%}; weights, "
-              "AdamW's moments and the allocator's cache stay fp32-sized")
+    j = verdict.judge(speed, THROUGHPUT_BAND, axes, fmt="{:+.0%}".format)
+    run.judged(f"AMP training throughput, B0 ({mixed} vs fp32, {run.device.type})",
+               f"about +25% (band {low:+.0%} to {high:+.0%})", f"{speed:+.0%}",
+               _context(j, speed_why(speed, mixed, run.device, flags)))
+    quantity = verdict.axis("quantity", "CUDA peak memory", kind)
+    j = verdict.judge(saving, MEMORY_BAND, [*axes, quantity], fmt="{:.0%}".format)
+    context = (f"activations shrank {1 - activations[mixed] / activations['fp32']:.0%}; "
+               "weights, AdamW's moments and the allocator's cache stay fp32-sized")
+    run.judged("AMP saves GPU memory", f"over 30% less (band {MEMORY_BAND[0]:.0%} or more)",
+               f"{kind}: {saving:.0%} less", _context(j, context))
+
+
+def _context(j: verdict.Judgement, context: str) -> verdict.Judgement:
+    """A judgement whose reason also says what was measured here (nothing added when it holds)."""
+    return replace(j, why=f"{j.why}; {context}") if j.why else j
 
 
 def learning_target(run: NotebookRun, results: dict[str, train.FitResult],

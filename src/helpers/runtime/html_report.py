@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from helpers.runtime.report import Failure, load_results, render
+from helpers.runtime.report import Failure, load_results, render, run_times
 
 PACKAGES_SLOT = "@@packages@@"  # a paragraph in the Markdown, swapped for the <details> block
 STYLE = """
@@ -83,7 +83,7 @@ def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure]
     names = packages()
     (run_dir / "packages.txt").write_text("\n".join(names) + "\n")
     text = render(load_results(run_dir), f"{env_table}\n{PACKAGES_SLOT}\n", failures, not_run,
-                  figure_src=lambda name: embed(run_dir, name))
+                  figure_src=lambda name: embed(run_dir, name), times=run_times(run_dir))
     exported = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*.html"))
     links = "\n".join(f"- [{n.removesuffix('.html')}]({n})" for n in exported)
     page = to_html(text + ("\n## Executed notebooks\n\n" + links + "\n" if links else ""),

@@ -11,19 +11,10 @@ import torch
 
 from helpers import env, params
 from helpers.files import write_json_atomic
+from helpers.verdict import VERDICTS, Judgement, band_verdict, check_row
 
-# reproduced: like-for-like work, inside the band shown beside the claim; differs: like for like,
-# outside it (why computed from what was measured); not comparable: the work differs (model,
-# batch, hardware class), with the reason; needs a GPU: the claim is about a GPU and none is here.
-VERDICTS = ("reproduced", "differs", "not comparable", "needs a GPU")
-NEEDS_WHY = ("differs", "not comparable")
-
-
-def band_verdict(value: float, low: float, high: float) -> str:
-    """'reproduced' when low <= value <= high, else 'differs': a claim passes only in its band."""
-    if low > high:
-        raise ValueError(f"band ({low}, {high}) is not allowed: low must be <= high")
-    return "reproduced" if low <= value <= high else "differs"
+__all__ = ["VERDICTS", "NotebookRun", "band_verdict", "kv_table", "start", "targets_markdown",
+           "verdict_text"]
 
 
 def kv_table(values: dict[str, Any], header: tuple[str, str] = ("quantity", "value")) -> str:
@@ -48,6 +39,12 @@ def targets_markdown(targets: list[dict[str, Any]], notebook_column: bool = Fals
     return "\n".join(lines)
 
 
+def verdict_text(c: dict[str, Any]) -> str:
+    """A row's verdict as shown: 'fact check: wrong (why)', 'differs (why)', 'reproduced'."""
+    word = c["verdict"] + ({True: ": right", False: ": wrong"}[c["holds"]] if "holds" in c else "")
+    return word + (f" ({c['why']})" if c.get("why") else "")
+
+
 @dataclass
 class NotebookRun:
     """One notebook's run: where it writes, what it measured, what it says of the article."""
@@ -63,14 +60,24 @@ class NotebookRun:
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
 
-    def claim(self, claim: str, article: str, measured: str, verdict: str,
-              *, why: str | None = None) -> None:
-        """Record one article-vs-this-machine row; verdict is one of VERDICTS."""
-        params.one_of("verdict", verdict, VERDICTS)
-        if verdict in NEEDS_WHY and not why:
-            raise ValueError(f"claim {claim!r}: verdict {verdict!r} needs a `why`")
+    def claim(self, claim: str, article: str, measured: str, verdict: str, *,
+              why: str | None = None, axes: tuple[str, ...] | None = None,
+              holds: bool | None = None) -> None:
+        """Record one article-vs-this-machine row; verdict is one of VERDICTS, `reproduced` and
+        `differs` name the axes they were checked on, a `fact check` says whether it holds."""
+        check_row(claim, verdict, why=why, axes=axes, holds=holds)
         row = {"claim": claim, "article": article, "measured": measured, "verdict": verdict}
-        self.claims.append(row | ({"why": why} if why else {}))
+        self.claims.append(row | ({"why": why} if why else {})
+                           | ({"axes": list(axes)} if axes else {})
+                           | ({"holds": holds} if holds is not None else {}))
+
+    def judged(self, claim: str, article: str, measured: str, j: Judgement) -> None:
+        """Record a row whose verdict `helpers.verdict.judge` computed like for like."""
+        self.claim(claim, article, measured, j.verdict, why=j.why, axes=j.axes)
+
+    def fact(self, claim: str, article: str, record: str, holds: bool, *, why: str) -> None:
+        """Record a statement of fact checked against the published record."""
+        self.claim(claim, article, record, "fact check", why=why, holds=holds)
 
     def target(self, target: str, goal: str, measured: str, met: bool | None,
                *, why: str | None = None) -> None:
@@ -98,7 +105,7 @@ class NotebookRun:
         """The 'article vs this machine' rows recorded so far, as Markdown."""
         lines = ["| claim | article | measured here | verdict |", "|---|---|---|---|"]
         for c in self.claims:
-            verdict = c["verdict"] + (f" ({c['why']})" if "why" in c else "")
+            verdict = verdict_text(c)
             lines.append(f"| {c['claim']} | {c['article']} | {c['measured']} | {verdict} |")
         return "\n".join(lines)
 

@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from helpers.runtime.notebook import VERDICTS, targets_markdown
+from helpers.files import write_json_atomic
+from helpers.runtime.notebook import VERDICTS, targets_markdown, verdict_text
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,7 @@ def claims_table(results: list[dict[str, Any]]) -> str:
     for r in results:
         for c in r.get("claims", []):
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-            verdict = c["verdict"] + (f": {c['why']}" if c.get("why") else "")
-            row = (r["notebook"][:2], c["claim"], c["article"], c["measured"], verdict)
+            row = (r["notebook"][:2], c["claim"], c["article"], c["measured"], verdict_text(c))
             lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     return "\n".join(lines) + f"\n\nVerdicts: {summary}.\n"
@@ -101,9 +101,33 @@ def failed_section(failures: Sequence[Failure], not_run: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_times(run_dir: Path) -> dict[str, float]:
+    """Seconds each executed notebook in run_dir took, as papermill recorded it (kernel start
+    to last cell); a notebook without that record is left out."""
+    times = {}
+    for nb in sorted(Path(run_dir).glob("[0-9][0-9]_*.ipynb")):
+        try:
+            seconds = json.loads(nb.read_text())["metadata"]["papermill"]["duration"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(seconds, int | float):
+            times[nb.stem] = float(seconds)
+    return times
+
+
+def times_table(times: dict[str, float]) -> str:
+    """How long each notebook took on this machine, and in all, as Markdown."""
+    lines = ["| notebook | seconds | minutes |", "|---|---|---|"]
+    lines += [f"| {name} | {s:.0f} | {s / 60:.1f} |" for name, s in times.items()]
+    total = sum(times.values())
+    return "\n".join([*lines, f"| all | {total:.0f} | {total / 60:.1f} |"]) + "\n"
+
+
 def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Failure] = (),
-           not_run: Sequence[str] = (), *, figure_src: Callable[[str], str] = str) -> str:
-    """The whole report as Markdown; failures first, figures linked as figure_src(name)."""
+           not_run: Sequence[str] = (), *, figure_src: Callable[[str], str] = str,
+           times: dict[str, float] | None = None) -> str:
+    """The whole report as Markdown; failures first, figures linked as figure_src(name), then
+    how long each notebook took where `times` are given."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"# Run report ({stamp})", ""]
     if failures:
@@ -114,12 +138,16 @@ def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Fai
     if targets:
         parts += ["## The project's own targets", "", targets]
     parts += [notebook_section(r, figure_src) for r in results]
+    if times:
+        parts += ["## How long each notebook took here", "", times_table(times)]
     return "\n".join(parts)
 
 
 def write_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = (),
                  not_run: Sequence[str] = ()) -> Path:
-    """Render run_dir's results into run_dir/report.md and return its path."""
-    path = Path(run_dir) / "report.md"
-    path.write_text(render(load_results(run_dir), env_table, failures, not_run))
+    """Render run_dir's results into run_dir/report.md (and the notebooks' run times into
+    run_times.json) and return its path."""
+    path, times = Path(run_dir) / "report.md", run_times(run_dir)
+    write_json_atomic(Path(run_dir) / "run_times.json", {"seconds": times})
+    path.write_text(render(load_results(run_dir), env_table, failures, not_run, times=times))
     return path
