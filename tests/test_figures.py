@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,16 @@ def test_rounding_units_and_what_is_not_a_figure(tmp_path: Path) -> None:
     md.write_text("6.63x and 95%\n", encoding="utf-8")
     done = check(md, "--results", results)
     assert done.returncode == 1 and "6.63x" in done.stdout and "95%" in done.stdout
+
+
+def test_notebook_run_times_are_the_committed_runs() -> None:
+    """Each notebook's "Took N s in the committed run" is that run's papermill duration."""
+    run = ROOT / "docs" / "results" / "run-cpu-20261202"
+    seconds = json.loads((run / "run_times.json").read_text())["seconds"]
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        title = "".join(json.loads(nb.read_text())["cells"][0]["source"])
+        took = re.search(r"Took (\d+) s .*?in the committed run \(`docs/results/([\w-]+)`", title,
+                         re.S)
+        assert took, f"{nb.name}: its title states no measured run time"
+        assert took.group(2) == run.name
+        assert int(took.group(1)) == round(seconds[nb.stem]), nb.name
