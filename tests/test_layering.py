@@ -104,3 +104,30 @@ def test_public_functions_take_at_most_four_positional_parameters() -> None:
                 if len(positional) > 4:
                     bad.append(f"{name}.{node.name}({', '.join(positional)})")
     assert not bad, "make the parameters past the fourth keyword-only: " + "; ".join(bad)
+
+
+def test_importing_a_core_module_loads_neither_torch_nor_the_runtime() -> None:
+    """The package facade is lazy: a light core module stays light, and the layers hold at
+    import time, not only in the static graph."""
+    import ast as pyast
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, helpers.params, helpers.cpuinfo, helpers.verdict; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('helpers.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
+    assert pyast.literal_eval(out) == ["helpers.cpuinfo", "helpers.params", "helpers.verdict"]
+
+
+def test_the_facade_re_exports_respect_the_layers() -> None:
+    """Each lazily re-exported name exists in the module it names, which is not a lesson."""
+    import importlib
+
+    import helpers
+
+    for name, module in helpers.LAZY.items():
+        assert layer(module) in ("core", "runtime"), (name, module)
+        assert getattr(importlib.import_module(module), name) is getattr(helpers, name)
+    assert set(helpers.__all__) <= set(dir(helpers))

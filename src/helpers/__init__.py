@@ -5,16 +5,34 @@ PyTorch it teaches in cells tagged `lesson` and passes that code into a helper t
 at scale (`compare_devices(..., time_fn=...)`, `fit(..., step_fn=...)`); each helper keeps a
 default implementation for the CLI, the GPU visit and `tests/test_lessons.py`. Layers:
 
-- the core (this package's top-level modules: env, precision, timing, memory, models, weights,
-  images, datasets, train, checkpoint, bench, ladder, roofline, quant, allocator, files, params,
-  paths, ddp, launcher) is reusable and never imports the two below;
+- the core (this package's top-level modules: env, cpuinfo, verdict, precision, timing, memory,
+  models, weights, images, datasets, train, checkpoint, bench, ladder, roofline, quant,
+  allocator, files, params, paths, ddp, launcher) is reusable and never imports the two below;
 - `helpers.runtime`: a notebook's run and claims, the papermill runner, the report, the
   stripping tool and the CLI (`python -m helpers`);
 - `helpers.lessons`: one module per notebook, holding only that notebook's plumbing.
 """
 
-from helpers.env import pick_device
-from helpers.runtime.notebook import NotebookRun, kv_table, start
+from __future__ import annotations
 
-__all__ = ["NotebookRun", "kv_table", "pick_device", "start"]
+import importlib
+from typing import Any
+
+# The facade's names, imported on first use (PEP 562), so `import helpers.params` or
+# `import helpers.cpuinfo` loads neither torch nor the runtime layer.
+LAZY = {"NotebookRun": "helpers.runtime.notebook", "kv_table": "helpers.runtime.notebook",
+        "start": "helpers.runtime.notebook", "pick_device": "helpers.env"}
+__all__ = sorted(LAZY)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """`helpers.start` and the other facade names, imported when first asked for."""
+    if name in LAZY:
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazy ones included."""
+    return sorted({*globals(), *LAZY})
