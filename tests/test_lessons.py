@@ -9,13 +9,14 @@ only touches its own notebook's cells.
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import bench, images, models
+from helpers import bench, env, images, models
 from helpers.lessons import dynamic_graph, efficientnet_inference, environment
 
 from .lesson_cells import exec_lessons, lesson_sources
@@ -33,14 +34,15 @@ CPU = torch.device("cpu")
 
 
 def test_00_version_cell_reads_the_running_torch(capsys: pytest.CaptureFixture) -> None:
-    exec_lessons("00", {"torch": torch}, select=lambda src: "torch.version.cuda" in src)
+    exec_lessons("00", {"torch": torch, "env": env}, select=lambda src: "torch.version.cuda" in src)
     out = capsys.readouterr().out
     assert torch.__version__ in out
     assert f"CUDA available   {torch.cuda.is_available()}" in out
 
 
 def test_00_smoke_test_cell_matches_the_default() -> None:
-    ns = exec_lessons("00", {"torch": torch, "time": time, "matmul_size": 64},
+    ns = exec_lessons("00", {"torch": torch, "time": time, "statistics": statistics,
+                             "matmul_size": 64},
                       select=lambda src: "def smoke_test" in src)
     mine, default = ns["smoke_test"](CPU), environment.smoke_test(CPU, n=64)
     assert set(mine) == set(default) == set(environment.SMOKE_KEYS)
