@@ -31,13 +31,13 @@ def test_measure_move_on_cpu_reports_footprint() -> None:
 def test_compare_sweep_and_claims(run: helpers.NotebookRun) -> None:
     sizes = inference.sizes(run, batch_size=32, cpu_iters=8, gpu_iters=50, warmup=2)
     assert (sizes.batch_size, sizes.cpu_iters, sizes.sweep) == (2, 2, (1, 2))
-    cmp = inference.compare_devices(run.device, "b0", sizes)
+    model = models.load_efficientnet("b0", "none").model.eval()
+    cmp = inference.compare_devices(model, run.device, "b0", sizes)
     assert cmp["gpu"] is None and cmp["cpu"].spec.batch_size == 2
     table = inference.article_table(cmp)
     assert "| GPU | - | needs a GPU |" in table and "about 18x" in table and "p10-p90" in table
-    sweep = inference.batch_sweep(run.device, "b0", sizes)
+    sweep = inference.batch_sweep(model, run.device, "b0", sizes)
     assert [r.spec.batch_size for r in sweep] == [1, 2]
-    model = models.load_efficientnet("b0", "none").model
     mem = inference.measure_move(lambda: model.to("cpu"), model, run.device)
     inference.record(run, mem, cmp, sweep=sweep, pretrained=False)
     rows = {c["claim"]: c for c in run.claims}
@@ -148,6 +148,7 @@ def test_gpu_load_splits_context_and_weights() -> None:
 def test_gpu_compare_has_both_rows(tmp_path: Path) -> None:
     run = helpers.start("02_gpu", "t", device="cuda", quick=False, results_dir=tmp_path)
     sizes = inference.sizes(run, batch_size=32, cpu_iters=2, gpu_iters=20, warmup=3)
-    cmp = inference.compare_devices(run.device, "b0", sizes)
+    model = models.load_efficientnet("b0", "none").model.eval().to(run.device)
+    cmp = inference.compare_devices(model, run.device, "b0", sizes)
     assert cmp["gpu"] is not None and inference.speedup(cmp) > 1
     assert cmp["gpu"].device_name == torch.cuda.get_device_name(0)

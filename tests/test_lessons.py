@@ -191,8 +191,37 @@ def test_02_compare_devices_runs_the_cell_timing(tmp_path: object) -> None:
         return bench.time_batches(model, x, iters, warmup)
 
     sizes = efficientnet_inference.Sizes(1, 1, 1, 0, (1,), 1, 0.1)
-    cmp = efficientnet_inference.compare_devices(CPU, "b0", sizes, time_fn=spy)
+    model = models.TinyCNN().eval()
+    cmp = efficientnet_inference.compare_devices(model, CPU, "b0", sizes, time_fn=spy)
     assert calls == [1] and cmp["gpu"] is None and len(cmp["cpu"].times_s) == 1
+
+
+class Sleepy(torch.nn.Module):
+    """The learner's model with 30 ms of extra work per call, as an edited lesson would add."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.03)
+        return self.inner(x)
+
+
+def test_02_the_table_times_the_model_the_cells_built() -> None:
+    """Edit the model (slower forward, channels_last) and the measured figures move with it:
+    the harness times the learner's model, not one of its own."""
+    sizes = efficientnet_inference.Sizes(2, 3, 3, 1, (1, 2), 2, 0.1)
+    model = models.TinyCNN().eval()
+    plain = efficientnet_inference.compare_devices(model, CPU, "b0", sizes)["cpu"]
+    slow = efficientnet_inference.compare_devices(Sleepy(model), CPU, "b0", sizes)["cpu"]
+    assert slow.median_ms > plain.median_ms + 25  # the 30 ms the edit added are in the figure
+    assert not plain.spec.channels_last and plain.spec.precision == "fp32"
+    nhwc = model.to(memory_format=torch.channels_last)
+    edited = efficientnet_inference.compare_devices(nhwc, CPU, "b0", sizes)["cpu"]
+    assert edited.spec.channels_last  # the result (and the verdict's axes) say what ran
+    sweep = efficientnet_inference.batch_sweep(Sleepy(model), CPU, "b0", sizes)
+    assert [r.spec.batch_size for r in sweep] == [1, 2] and min(r.median_ms for r in sweep) > 25
 
 
 # ---- 03 mixed precision -------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from helpers import bench, memory, models, verdict
+from helpers import bench, env, images, memory, models, verdict
 from helpers.runtime.notebook import NotebookRun, kv_table
 
 # The article's table (seed-article.md, section 3): B0, batch 32, "no advanced optimisation".
@@ -60,18 +61,43 @@ def random_weights_note(pretrained: bool) -> str:
                                   "`python -m helpers weights fetch`.")
 
 
-def compare_devices(device: torch.device, variant: str, sizes: Sizes, *,
-                    time_fn: bench.TimeFn = bench.time_batches,
+PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def spec_for(model: torch.nn.Module, variant: str, device: str, batch_size: int, *,
+             warmup: int, iters: int) -> bench.BenchSpec:
+    """What `model` is, read from the model itself: its dtype, layout and whether it is
+    compiled, so the results (and the verdicts) describe the model that was timed."""
+    weight = next(p for p in model.parameters() if p.dim() == 4)  # the first convolution's
+    nhwc = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    return bench.BenchSpec(variant, device, batch_size, PRECISIONS.get(weight.dtype, "fp32"),
+                           channels_last=nhwc, compile=hasattr(model, "_orig_mod"),
+                           warmup=warmup, iters=iters)
+
+
+def time_on(model: torch.nn.Module, spec: bench.BenchSpec, *,
+            time_fn: bench.TimeFn = bench.time_batches) -> bench.BenchResult:
+    """Time `model` on spec.device (a copy where it lives elsewhere; `.to` keeps its layout)
+    with a random 224 px batch of spec.batch_size, by `time_fn`."""
+    dev = env.pick_device(spec.device)
+    here = next(model.parameters()).device
+    m = model if here == dev else copy.deepcopy(model).to(dev)
+    x = images.random_batch(spec.batch_size, spec.image_size).to(dev)
+    return bench.time_model(m.eval(), x, spec, time_fn=time_fn)
+
+
+def compare_devices(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes,
+                    *, time_fn: bench.TimeFn = bench.time_batches,
                     ) -> dict[str, bench.BenchResult | None]:
-    """The article's measurement, timed by `time_fn` (the notebook's): eager fp32 at
+    """The article's measurement of *your* model, timed by your `time_fn`: at
     sizes.batch_size on the CPU and, when `device` is a GPU, there too."""
     out: dict[str, bench.BenchResult | None] = {"cpu": None, "gpu": None}
     for key, dev, iters in (("cpu", "cpu", sizes.cpu_iters), ("gpu", str(device),
                                                                sizes.gpu_iters)):
         if key == "gpu" and device.type != "cuda":
             continue
-        spec = bench.BenchSpec(variant, dev, sizes.batch_size, warmup=sizes.warmup, iters=iters)
-        out[key] = bench.run(spec, time_fn=time_fn)
+        spec = spec_for(model, variant, dev, sizes.batch_size, warmup=sizes.warmup, iters=iters)
+        out[key] = time_on(model, spec, time_fn=time_fn)
     return out
 
 
@@ -117,12 +143,13 @@ def sweep_sizes(device: torch.device, quick: bool) -> tuple[int, ...]:
     return (1, 2) if quick else GPU_SWEEP if device.type == "cuda" else CPU_SWEEP
 
 
-def batch_sweep(device: torch.device, variant: str, sizes: Sizes, *,
+def batch_sweep(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes, *,
                 time_fn: bench.TimeFn = bench.time_batches) -> list[bench.BenchResult]:
-    """Throughput and latency of eager fp32 over sizes.sweep batch sizes, timed by `time_fn`."""
-    spec = bench.BenchSpec(variant, str(device), 1, warmup=sizes.warmup,
-                           iters=sizes.sweep_iters)
-    return bench.sweep(spec, sizes.sweep, time_fn=time_fn)
+    """Throughput and latency of *your* model over sizes.sweep batch sizes, timed by
+    `time_fn`."""
+    return [time_on(model, spec_for(model, variant, str(device), b, warmup=sizes.warmup,
+                                    iters=sizes.sweep_iters), time_fn=time_fn)
+            for b in sizes.sweep]
 
 
 def plot_sweep(results: list[bench.BenchResult]):
