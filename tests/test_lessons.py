@@ -498,6 +498,24 @@ def test_06_notebook_rungs_are_the_ladders_table(capsys: pytest.CaptureFixture) 
     assert ns["top1_agreement"](a, b) == ladder_result.agreement(a, b)
 
 
+def test_06_every_rung_is_code_in_the_cell_tf32_included() -> None:
+    """No rung is a bare name the ladder fills in: the TF32 rung is the cell's function, which
+    switches cuBLAS and cuDNN to TF32 (checked here on the switches; a CPU ignores them)."""
+    from helpers import ladder, precision
+
+    rungs = [ladder.as_rung(r) for r in lessons_06()["rungs"]]
+    assert [r.key for r in rungs if r.build is None] == []
+    tf32 = next(r for r in rungs if r.key == "tf32")
+    assert tf32.code == "tf32()" and tf32.tf32 and tf32.devices == ("cuda",)
+    tiny, x, cal = tiny_06()
+    with precision.tf32(False):  # the rung turns TF32 on; the block puts the switches back
+        tf32.build(tiny, x, cal)()
+        cudnn = torch.backends.cudnn
+        on = (cudnn.conv.fp32_precision == "tf32" if hasattr(cudnn, "conv")
+              else cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32)
+    assert on
+
+
 @pytest.mark.parametrize("key", ["eager", "inference_mode", "channels_last", "bf16"])
 def test_06_eager_rungs_match_the_ladders_defaults(key: str) -> None:
     from helpers import ladder
