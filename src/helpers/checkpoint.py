@@ -10,7 +10,6 @@ import os
 import pickle
 import random
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from helpers import params
+from helpers.files import atomic_file
 
 NAME = re.compile(r"^ckpt-epoch(\d{4})\.pt$")
 CHECKSUM_SUFFIX = ".sha256"  # `sha256sum -c ckpt-epoch0001.pt.sha256` checks it too
@@ -73,17 +73,9 @@ def checksum_path(path: Path | str) -> Path:
 
 
 def _write_atomic(final: Path, data: bytes) -> None:
-    """Temp file in the same folder, flush, fsync, os.replace: the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`data` into `final` through files.atomic_file: the old file or the new one."""
+    with atomic_file(final, "wb") as f:
+        f.write(data)
 
 
 def save(directory: Path | str, epoch: int, state: dict[str, Any], keep: int = 3) -> Path:

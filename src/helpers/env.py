@@ -126,11 +126,6 @@ class EnvReport:
         lines += [""] + [f"- **warning:** {w}" for w in self.warnings]
         return "\n".join(lines).rstrip() + "\n"
 
-    def line(self) -> str:
-        """One line for a notebook's header: device, torch, GPU."""
-        gpu = self.gpus[0].name if self.gpus else "no GPU"
-        return f"torch {self.torch} | CUDA build {self.cuda_build or 'none'} | {gpu}"
-
 
 def _compiler_works(name: str | None) -> str | None:
     """The full path of a compiler that answers `--version`, or None."""

@@ -1,27 +1,41 @@
-"""Files that are never half-written: JSON through a temp file, fsync, then an atomic rename."""
+"""Files that are never half-written: a temp file beside the target, fsync, atomic rename."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write JSON to a temp file beside `path`, fsync, then rename: never half-written."""
+@contextmanager
+def atomic_file(path: Path, mode: str = "w", *,
+                check: Callable[[Path], None] | None = None) -> Iterator[IO]:
+    """A file that appears at `path` whole or not at all: written beside it, flushed, fsynced,
+    checked by `check(temp_path)` if given, then renamed over `path`; on any error the temp
+    file is removed and `path` keeps what it held."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
-            os.fsync(f.fileno())
+            os.fsync(f.fileno())  # a killed process is covered by the rename; this, an OS crash
+        if check is not None:
+            check(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write `data` as indented JSON to `path` through atomic_file: never half-written."""
+    with atomic_file(path) as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
     return path

@@ -6,7 +6,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from torchvision.models import get_model_weights
 
 from helpers import params, paths
+from helpers.files import atomic_file
 
 VARIANTS = params.EFFICIENTNET_VARIANTS
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,64})\.pth$")
@@ -71,17 +71,10 @@ def _offline() -> bool:
 
 def _download(src: str, dst: Path, prefix: str | None, timeout_s: float) -> Path:
     """Stream src into a temp file beside dst, verify its hash, then rename into place."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=timeout_s) as resp:
-            shutil.copyfileobj(resp, out, 2**20)
-        if prefix:
-            verify(Path(tmp), prefix)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    check = (lambda tmp: verify(tmp, prefix)) if prefix else None
+    with atomic_file(dst, "wb", check=check) as out, \
+            urllib.request.urlopen(src, timeout=timeout_s) as resp:
+        shutil.copyfileobj(resp, out, 2**20)
     return dst
 
 
