@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,20 @@ def test_save_figure_lists_it(tmp_path: Path) -> None:
     run.save_figure(fig, "f.png")
     run.save_figure(fig, "f.png")
     assert run.figures == ["f.png"] and (run.results_dir / "f.png").stat().st_size > 0
+
+
+def test_labelled_tables_speak_words_and_refuse_an_unlabelled_key() -> None:
+    """What a notebook displays has no snake_case: every key needs a label a reader can read."""
+    from helpers.lessons import dynamic_graph, engineering_practices, mixed_precision
+
+    text = notebook.labelled_table({"save_s": 0.25}, {"save_s": "time to save, s"}, read="Fast.")
+    assert text.endswith("| time to save, s | 0.25 |\n\nFast.")
+    with pytest.raises(ValueError, match=r"no label for \['extra_key'\]"):
+        notebook.labelled_table({"save_s": 1.0, "extra_key": 2}, {"save_s": "s"})
+    cmp = dict.fromkeys(dynamic_graph.DROPOUT_LABELS, 0.5)
+    under = {"gradient_values": 10, "zero_in_fp16_unscaled": 0.3,
+             "zero_in_fp16_scaled_x65536": 0.0, "smallest_abs_gradient": 1e-9}
+    demo = dict.fromkeys(engineering_practices.DEMO_LABELS, 1)
+    for table in (dynamic_graph.dropout_table(cmp), mixed_precision.underflow_table(under),
+                  engineering_practices.demo_table(demo)):
+        assert not re.search(r"\b[a-z]+_[a-z0-9_]+\b", table), table

@@ -12,7 +12,7 @@ import torch
 
 from helpers import images, params, weights
 from helpers.env import compile_problem, pick_device
-from helpers.memory import PeakMemory, nvml_process_mib
+from helpers.memory import PeakMemory, kind_words, nvml_process_mib
 from helpers.models import load_efficientnet
 from helpers.precision import autocast, resolve_precision
 from helpers.timing import make_clock, quantile, timed_calls
@@ -175,5 +175,5 @@ def table(results: list[BenchResult]) -> str:
             f"| {r.device_name} | {s.variant} | {s.precision} | "
             f"{'NHWC' if s.channels_last else 'NCHW'} | {'yes' if s.compile else 'no'} | "
             f"{s.batch_size} | {r.median_ms:.1f} | {r.ms(0.1):.1f} | {r.ms(0.9):.1f} | "
-            f"{r.images_per_sec:.1f} | {r.peak_memory_mib:.0f} ({r.memory_kind}) |")
+            f"{r.images_per_sec:.1f} | {r.peak_memory_mib:.0f} ({kind_words(r.memory_kind)}) |")
     return "\n".join(lines)

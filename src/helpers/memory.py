@@ -11,6 +11,14 @@ from types import ModuleType
 import torch
 
 MIB = 2**20
+# What each PeakMemory kind is, in words, for tables a learner reads.
+KIND_WORDS = {"cuda_allocator_peak": "CUDA allocator peak",
+              "process_rss_delta": "growth of the process's resident memory"}
+
+
+def kind_words(kind: str) -> str:
+    """A memory kind ('process_rss_delta') in words; an unknown kind as it is."""
+    return KIND_WORDS.get(kind, kind)
 
 
 def rss_bytes() -> int:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from helpers import params, verdict
 from helpers.models import DynamicMLP
-from helpers.runtime.notebook import NotebookRun
+from helpers.runtime.notebook import NotebookRun, labelled_table
 
 
 def graph_nodes(output: torch.Tensor) -> list[str]:
@@ -97,6 +97,23 @@ class Task:
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+
+
+DROPOUT_LABELS = {
+    "output_max_abs_diff": "outputs: largest difference, hand-made vs nn.Dropout (one mask)",
+    "grad_max_abs_diff": "gradients: largest difference",
+    "keep_rate_nn_dropout": "share of units nn.Dropout kept",
+    "keep_rate_hand_made": "share of units the hand-made mask kept",
+    "keep_rate_expected": "share expected to be kept (1 - p)",
+    "mean_ratio_out_over_in": "mean output / mean input (1: the expectation is unchanged)"}
+
+
+def dropout_table(cmp: dict) -> str:
+    """dropout_vs_nn's numbers in words, with how to read them."""
+    return labelled_table(cmp, DROPOUT_LABELS, read="Differences of about 1e-7 are float "
+                          "rounding (nn.Dropout multiplies by 1/(1-p), the hand-made one divides "
+                          "by 1-p): the maths is the same. The keep rates should sit near 1 - p "
+                          "and the mean ratio near 1: inverted dropout keeps the mean.")
 
 
 def make_task(n_train: int = 4096, n_val: int = 1024, signal: float = 0.12,

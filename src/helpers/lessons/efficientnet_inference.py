@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from helpers import bench, env, images, memory, models, verdict
-from helpers.runtime.notebook import NotebookRun, kv_table
+from helpers.runtime.notebook import NotebookRun, kv_table, labelled_table
 
 # The article's table (seed-article.md, section 3): B0, batch 32, "no advanced optimisation".
 ARTICLE = {"cpu_ms": 480.0, "cpu_images_per_sec": 67.0, "gpu_ms": 26.0,
@@ -52,6 +52,22 @@ def measure_move(move: Callable[[], object], model: torch.nn.Module,
         move()
         split = {"gpu_memory": "needs a GPU: measured after .to('cuda')"}
     return {**models.footprint(model), **split}
+
+
+MEMORY_LABELS = {"params_millions": "parameters, millions", "weights_mib": "weights, MiB (fp32)",
+                 "gpu_memory": "GPU memory",
+                 "process_total_mib": "this process on the GPU, MiB (what nvidia-smi shows)",
+                 "process_total_how": "how that was read",
+                 "context_mib": "of which the CUDA context and libraries, MiB",
+                 "allocator_reserved_mib": "of which PyTorch's allocator reserved, MiB",
+                 "weights_allocated_mib": "live tensors (the weights), MiB"}
+
+
+def memory_table(mem: dict) -> str:
+    """measure_move's numbers in words, with how to read them."""
+    return labelled_table(mem, MEMORY_LABELS, read="On a GPU the process holds far more than the "
+                          "weights: the CUDA context comes first, whatever the model. On a CPU "
+                          "the weights simply stay in the process's memory.")
 
 
 def random_weights_note(pretrained: bool) -> str:
@@ -117,7 +133,7 @@ def article_table(cmp: dict[str, bench.BenchResult | None]) -> str:
             lines.append(f"| {label} | - | needs a GPU | - | - | - | {a_ms:.0f} | {a_ips:.0f} |")
             continue
         name = label if key == "cpu" else r.device_name
-        mem = f"{r.peak_memory_mib:.0f} MiB ({r.memory_kind})"
+        mem = f"{r.peak_memory_mib:.0f} MiB ({memory.kind_words(r.memory_kind)})"
         lines.append(f"| {name} | {r.spec.batch_size} | {r.median_ms:.1f} | "
                      f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f} | {mem} | {r.images_per_sec:.1f} | "
                      f"{a_ms:.0f} | {a_ips:.0f} |")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import checkpoint, params, paths, train, verdict
 from helpers.models import TinyCNN
-from helpers.runtime.notebook import NotebookRun
+from helpers.runtime.notebook import NotebookRun, labelled_table
 
 StateFn = Callable[..., dict]  # (model, opt, scaler, loader, epoch) -> the full-state dict
 SaveFn = Callable[[dict, Path], Path]  # (state, path) -> path, written atomically
@@ -175,6 +175,29 @@ def kill_and_resume(data_dir: Path, workdir: Path, epochs: int = 4, kill_at: int
                                     if line.startswith("resumed after")), "started over"),
             "resumed_from_epoch": checkpoint.load(final[1])["history"]["resumed_from_epoch"],
             "bit_identical": same_weights(*final)}
+
+
+COST_LABELS = {"checkpoint_mib": "one full-state checkpoint, MiB", "save_s": "time to save it, s"}
+DEMO_LABELS = {"straight_run_s": "uninterrupted run, s", "killed_after_s": "killed after, s",
+               "checkpoints_after_kill": "checkpoints left after the kill",
+               "checkpoint_dir": "checkpoint folder of the killed run",
+               "resume_message": "what the resumed run printed",
+               "resumed_from_epoch": "resumed after epoch",
+               "bit_identical": "final weights bit-identical to the uninterrupted run"}
+
+
+def cost_table(cost: dict) -> str:
+    """save_cost's numbers in words."""
+    return labelled_table(cost, COST_LABELS, read="The weights, AdamW's moments, the scaler and "
+                          "every RNG state, written once per epoch: this size and time are the "
+                          "price of resuming exactly.")
+
+
+def demo_table(demo: dict) -> str:
+    """kill_and_resume's record in words, with how to read it."""
+    return labelled_table(demo, DEMO_LABELS, read="True in the last row means the run that was "
+                          "killed and resumed ended with exactly the weights of the run that "
+                          "never stopped: nothing of the training state was lost.")
 
 
 def corrupt_newest(ckpt_dir: Path) -> tuple[str, str]:

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from helpers import datasets, env, params, train, verdict
+from helpers import datasets, env, memory, params, train, verdict
 from helpers.precision import autocast
-from helpers.runtime.notebook import NotebookRun
+from helpers.runtime.notebook import NotebookRun, labelled_table
 
 ARTICLE = {"throughput_gain": 0.25, "memory_saving": 0.30}
 THROUGHPUT_BAND = (0.15, 0.35)  # "+25%": reproduced only from +15% to +35%
@@ -38,6 +38,14 @@ class RunSpec:
     workers: int
     seed: int
     channels_last: bool
+
+    def describe(self) -> str:
+        """One line a reader can read: model, image size, epochs, batch, lr, layout, data."""
+        name = self.model.upper() if self.model.startswith("b") else f"{self.model} CNN"
+        return (f"{name}, {self.image_size} px, {self.epochs} epoch(s), batch {self.batch_size}, "
+                f"lr {self.lr:g}, {self.workers} DataLoader worker(s), "
+                f"{'channels_last' if self.channels_last else 'NCHW'}, seed {self.seed}, "
+                f"data in {self.data_root}")
 
 
 def mixed_precision(device: torch.device, mixed: str = "auto") -> str:
@@ -135,6 +143,20 @@ def gradient_underflow(data_root: Path, image_size: int, scale: float = 2.0**16)
             "smallest_abs_gradient": g.abs().min().item()}
 
 
+def underflow_table(underflow: dict) -> str:
+    """gradient_underflow's numbers in words, with how to read them."""
+    scaled = next(k for k in underflow if k.startswith("zero_in_fp16_scaled_x"))
+    labels = {"gradient_values": "non-zero gradient values from one fp32 step",
+              "zero_in_fp16_unscaled": "share that rounds to 0 when cast to fp16",
+              scaled: f"the same after multiplying by {scaled.rsplit('_x', 1)[1]} (GradScaler's "
+                      "first scale)",
+              "smallest_abs_gradient": "smallest |gradient|"}
+    return labelled_table(underflow, labels, read="fp16 cannot hold magnitudes below 2^-24 "
+                          "(about 6e-8): those gradients become 0 unless the loss, and so every "
+                          "gradient, is scaled up first. A share near 0 after scaling is the "
+                          "scaler doing its job.")
+
+
 def activation_memory(run: NotebookRun, precisions: tuple[str, ...], image_size: int,
                       batch_size: int) -> dict[str, float]:
     """Saved-for-backward activation MiB of one B0 training forward, per precision."""
@@ -171,7 +193,8 @@ def compare_table(results: dict[str, train.FitResult],
             r.losses[-5:])
         act = f"{activations[p]:.0f}" if activations else "-"
         rows.append(f"| {p} | {r.images_per_sec:.1f} | {act} | {r.peak_memory_mib:.0f} "
-                    f"({r.memory_kind}) | {first:.3f} -> {last:.3f} | {r.val_accuracy[-1]:.1%} |")
+                    f"({memory.kind_words(r.memory_kind)}) | {first:.3f} -> {last:.3f} | "
+                    f"{r.val_accuracy[-1]:.1%} |")
     return "\n".join(rows)
 
 

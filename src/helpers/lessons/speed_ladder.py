@@ -14,7 +14,7 @@ import torch
 from helpers import datasets, params, paths, roofline, train, verdict
 from helpers.files import write_json_atomic
 from helpers.ladder import WEIGHTS, Build, LadderResult, Rung, as_rung, ladder
-from helpers.runtime.notebook import NotebookRun, targets_markdown
+from helpers.runtime.notebook import NotebookRun, labelled_table, targets_markdown
 
 TRAIN_SIZE = 64  # pixels: the brief training's images (the ladder itself runs at 224)
 QUICK_RUNGS = ("inference_mode", "channels_last", "bf16", "fp16")  # no compile: seconds
@@ -45,6 +45,34 @@ def sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
                       else "compile")), "quick": run.quick,
             "batch_sizes": (2,) if run.quick else tuple(
                 batch_sizes or ((1, 8, 256) if gpu else (1, 8)))}
+
+
+SIZE_LABELS = {"batch_size": "batch size of the ladder", "image_size": "image size, px",
+               "iters": "timed rounds per rung", "warmup": "warm-up calls per rung",
+               "calibration_batches": "int8 calibration batches",
+               "train_epochs": "epochs of the brief training",
+               "train_per_class": "training images per class",
+               "rungs": "rungs (all when none are named)",
+               "batch_rungs": "rungs of the batch sweep",
+               "quick": "quick mode (tiny sizes, no compiled rungs)",
+               "batch_sizes": "batch sizes of the sweep"}
+
+
+MODEL_LABELS = {"train_image_size": "trained at, px", "train_epochs": "epochs trained",
+                "val_accuracy": "validation accuracy on the generated shapes",
+                "reused_checkpoint": "reused an earlier run's training", "source": "weights from"}
+
+
+def model_table(info: dict[str, Any]) -> str:
+    """model_for's record of the model in words."""
+    return labelled_table(info, MODEL_LABELS, header=("the ladder's model", "this run"))
+
+
+def sizes_table(s: dict[str, Any]) -> str:
+    """The run's sizes in words."""
+    shown = {k: ", ".join(v) if isinstance(v, tuple) and v and isinstance(v[0], str) else
+             "all" if v is None else v for k, v in s.items()}
+    return labelled_table(shown, SIZE_LABELS, header=("setting", "this run"))
 
 
 def labelled_batch(n: int, image_size: int, seed: int = 0,

@@ -163,7 +163,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train EfficientNet on an ImageFolder (default: the generated shapes) and report."""
-    from helpers import datasets, env, train
+    from helpers import datasets, env, memory, train
     from helpers.files import write_json_atomic
 
     device = env.pick_device(args.device)
@@ -178,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if r.resumed_from_epoch:
         print(f"resumed after epoch {r.resumed_from_epoch} from {args.checkpoint_dir}")
     print(f"{r.precision} on {r.device}: {r.images_per_sec:.1f} images/s, peak "
-          f"{r.peak_memory_mib:.0f} MiB ({r.memory_kind}), val accuracy "
+          f"{r.peak_memory_mib:.0f} MiB ({memory.kind_words(r.memory_kind)}), val accuracy "
           f"{', '.join(f'{a:.1%}' for a in r.val_accuracy)}, final loss {r.losses[-1]:.3f}")
     if args.json:
         print(f"json: {write_json_atomic(Path(args.json), r.to_dict())}")

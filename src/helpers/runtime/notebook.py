@@ -13,8 +13,8 @@ from helpers import env, params
 from helpers.files import write_json_atomic
 from helpers.verdict import VERDICTS, Judgement, band_verdict, check_row
 
-__all__ = ["VERDICTS", "NotebookRun", "band_verdict", "kv_table", "start", "targets_markdown",
-           "verdict_text"]
+__all__ = ["VERDICTS", "NotebookRun", "band_verdict", "kv_table", "labelled_table", "start",
+           "targets_markdown", "verdict_text"]
 
 
 def kv_table(values: dict[str, Any], header: tuple[str, str] = ("quantity", "value")) -> str:
@@ -23,6 +23,17 @@ def kv_table(values: dict[str, Any], header: tuple[str, str] = ("quantity", "val
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
               for k, v in values.items()]
     return "\n".join(lines)
+
+
+def labelled_table(values: dict[str, Any], labels: dict[str, str], *, read: str = "",
+                   header: tuple[str, str] = ("quantity", "value")) -> str:
+    """kv_table in words: each key shown by its label (a key without one is refused, so no
+    snake_case reaches the reader), then one line on how to read the table."""
+    missing = sorted(set(values) - set(labels))
+    if missing:
+        raise ValueError(f"no label for {missing}: give every key a label a reader understands")
+    table = kv_table({labels[k]: v for k, v in values.items()}, header)
+    return table + (f"\n\n{read}" if read else "")
 
 
 def targets_markdown(targets: list[dict[str, Any]], notebook_column: bool = False) -> str:
