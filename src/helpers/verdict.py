@@ -147,21 +147,19 @@ def in_container() -> bool:
 def image_axis() -> Axis:
     """The image: like for like only inside this project's image built on an official
     PyTorch 2.8 image (docker/Dockerfile records its base in HELPERS_BASE_IMAGE)."""
-    base = os.environ.get("HELPERS_BASE_IMAGE", "")
-    here = (f"this project's image on {base}" if base and in_container() else
-            "a container of another image" if in_container() else "no container (a local env)")
-    return Axis("image", "a PyTorch 2.8 image", here,
-                in_container() and base.startswith(OFFICIAL_28))
+    base, boxed = os.environ.get("HELPERS_BASE_IMAGE", ""), in_container()
+    here = (f"this project's image on {base}" if base and boxed else
+            "a container of another image" if boxed else "no container (a local env)")
+    return Axis("image", "a PyTorch 2.8 image", here, boxed and base.startswith(OFFICIAL_28))
 
 
 def gpus_flag_axis() -> Axis:
     """Whether GPUs were given by `docker run --gpus` (the NVIDIA runtime sets
     NVIDIA_VISIBLE_DEVICES inside the container) rather than seen on a bare host."""
-    given = os.environ.get("NVIDIA_VISIBLE_DEVICES")
-    here = (f"a container with NVIDIA_VISIBLE_DEVICES={given}" if in_container() and given
-            else "a container without --gpus" if in_container() else "no container")
-    return Axis("environment", "a container started with --gpus", here,
-                in_container() and bool(given))
+    given, boxed = os.environ.get("NVIDIA_VISIBLE_DEVICES"), in_container()
+    here = (f"a container with NVIDIA_VISIBLE_DEVICES={given}" if boxed and given
+            else "a container without --gpus" if boxed else "no container")
+    return Axis("environment", "a container started with --gpus", here, boxed and bool(given))
 
 
 def mount_point(path: str | os.PathLike) -> str:
@@ -174,8 +172,8 @@ def mount_point(path: str | os.PathLike) -> str:
 
 def mounted_folder_axis(path: str | os.PathLike) -> Axis:
     """Whether `path` is a folder mounted into a container (`docker run -v`), not its own disk."""
-    point = mount_point(path)
-    here = (f"a folder mounted at {point} in a container" if in_container() and point != "/"
-            else "a container's own disk" if in_container() else "a host folder, no container")
+    point, boxed = mount_point(path), in_container()
+    here = (f"a folder mounted at {point} in a container" if boxed and point != "/"
+            else "a container's own disk" if boxed else "a host folder, no container")
     return Axis("checkpoint folder", "a folder mounted into the container", here,
-                in_container() and point != "/")
+                boxed and point != "/")
