@@ -3,19 +3,26 @@ page faults and kernel time of a call. Profile before adding rungs.
 
     python benchmarks/profile_rung.py --rung int8_bf16            # B0 trained, batch 32, CPU
     python benchmarks/profile_rung.py --rung eager --malloc reuse  # rung 0 without fresh pages
+    python benchmarks/profile_rung.py --rung openvino_int8         # a peer: its own counters
 
-Inductor's generated C++ kernels show up by name (cpp.enable_kernel_profile). Run from the
-repository root (on a box with only torch: PYTHONPATH=src).
+Inductor's generated C++ kernels show up by name (cpp.enable_kernel_profile); a peer rung's ops
+come from the runtime's own profiler (OpenVINO PERF_COUNT, ONNX Runtime enable_profiling). Run
+from the repository root (on a box with only torch: PYTHONPATH=src).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import copy
+import importlib.util
+import json
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 import torch._inductor.config as inductor_config
@@ -38,6 +45,65 @@ def by_shape(prof: profile, calls: int, top: int) -> str:
                      f"input {k[1]}  weight {k[2]}" for k, v in rows)
 
 
+@contextlib.contextmanager
+def runtime_profiling() -> Iterator[dict[str, list]]:
+    """The peers' own profilers on while a rung is built (the notebook's cells unchanged):
+    OpenVINO's PERF_COUNT on every model compiled, ONNX Runtime's enable_profiling on every
+    session; yields the compiled models and sessions as they are made."""
+    built: dict[str, list] = {"openvino": [], "onnxruntime": []}
+    undo = []
+    if importlib.util.find_spec("openvino"):
+        import openvino as ov
+
+        compile_model = ov.Core.compile_model
+
+        def profiled(self: ov.Core, model: object, device_name: str | None = None,
+                     config: dict | None = None, **kw: object) -> ov.CompiledModel:
+            compiled = compile_model(self, model, device_name, {**(config or {}),
+                                                                "PERF_COUNT": True}, **kw)
+            built["openvino"].append(compiled)
+            return compiled
+        ov.Core.compile_model = profiled
+        undo.append(lambda: setattr(ov.Core, "compile_model", compile_model))
+    if importlib.util.find_spec("onnxruntime"):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession
+
+        class Profiled(session):
+            def __init__(self, path: str, options: ort.SessionOptions | None = None,
+                         **kw: object) -> None:
+                options = options or ort.SessionOptions()
+                options.enable_profiling = True
+                super().__init__(path, options, **kw)
+                built["onnxruntime"].append(self)
+        ort.InferenceSession = Profiled
+        undo.append(lambda: setattr(ort, "InferenceSession", session))
+    try:
+        yield built
+    finally:
+        for u in undo:
+            u()
+
+
+def peer_table(built: dict[str, list], calls: int, top: int) -> str:
+    """Time per call by op type, from the runtime's own counters (ms per call)."""
+    totals: dict[str, float] = collections.Counter()
+    for compiled in built["openvino"]:
+        request = getattr(compiled, "_infer_request", None)
+        for info in request.get_profiling_info() if request else []:
+            totals[f"{info.node_type} ({info.exec_type})"] += info.real_time.total_seconds() * 1e3
+    for session in built["onnxruntime"]:
+        events = json.loads(Path(session.end_profiling()).read_text())
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                totals[e["args"].get("op_name", "?")] += e["dur"] / 1e3 / calls
+    if not totals:
+        return "the runtime recorded no per-op times"
+    rows = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    return "\n".join(f"{ms:8.2f} ms  {name}" for name, ms in rows)
+
+
 def main(argv: list[str]) -> int:
     """Build the rung on the ladder's model and batch, time it, profile it, print the tables."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,7 +122,8 @@ def main(argv: list[str]) -> int:
     if reason := ladder.skip_reason(rung, torch.device("cpu")):
         print(f"rung {a.rung} cannot run here: {reason}")
         return 0
-    with inductor_config.patch({"cpp.enable_kernel_profile": True}), ladder.quiet():
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}), ladder.quiet(), \
+            runtime_profiling() as built:
         fwd = (rung.build or ladder.default_build(rung))(copy.deepcopy(model).eval(), x,
                                                          calibration)
         for _ in range(3):  # compile, then warm up
@@ -76,6 +143,10 @@ def main(argv: list[str]) -> int:
         cpu = spent.sys_s + spent.user_s
         print(f"page faults per call {spent.minor_faults // 5:,}; kernel (sys) share of CPU "
               f"time {100 * spent.sys_s / cpu:.0f}%")
+    if rung.engine != "pytorch":  # torch.profiler sees one opaque call; the runtime sees ops
+        print(f"{rung.engine}'s own profile, last call, by op type (kernel):\n"
+              f"{peer_table(built, a.calls + 8, 20)}")
+        return 0
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     print(f"convolutions and linears by shape, per call:\n{by_shape(prof, a.calls, 20)}")
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import allocator, env, ladder, roofline
+from helpers import env, ladder, roofline
 from helpers.lessons import speed_ladder
 from helpers.models import TinyCNN
 from helpers.runtime import cli
@@ -87,7 +87,7 @@ def test_a_callers_rung_runs_beside_the_built_in_one_and_matches_it(
     theirs = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, rungs=(mine, channels_last), iters=2)
     a, b = ours.rows()[1], theirs.rows()[1]
     assert (b["key"], b["rung"], b["code"]) == ("channels_last", 2, "channels_last()")
-    assert a["code"] == "ladder default" and b["tolerance"] == a["tolerance"]
+    assert a["code"] == "notebook 06" and b["tolerance"] == a["tolerance"]
     assert b["status"] == "ok" and b["rel_error"] == a["rel_error"]
     extra = theirs.rows()[2]
     assert (extra["key"], extra["rung"], extra["precision"]) == ("mine", len(ladder.RUNGS), "fp32")
@@ -111,7 +111,9 @@ def test_rungs_are_checked_and_numbered_as_in_the_table() -> None:
         ladder.select((3,))
     table = ladder.switches_table()
     assert table.count("\n") == len(ladder.RUNGS) + 1
-    assert "| 12 | int8_bf16 | inference_mode | channels_last | — | bf16 | default | yes |" in table
+    assert ("| 12 | int8_bf16 | inference_mode | channels_last | — | bf16 | default | PT2E | "
+            "pytorch |") in table
+    assert "| 18 | openvino_int8 | — | the runtime's | — | — | — | NNCF | openvino |" in table
 
 
 def test_rungs_are_timed_interleaved_round_robin(tiny: torch.nn.Module) -> None:
@@ -259,7 +261,7 @@ def test_cli_ladder_writes_table_json_and_chart(tmp_path: Path, quick_env: dict[
     assert code == 0
     text = capsys.readouterr().out
     assert "| 2 | channels_last (NHWC) |" in text
-    assert "best correct rung vs rung 0, CPU" in text  # the target, printed and recorded
+    assert "best correct PyTorch rung vs best peer" in text  # the target, printed and recorded
     doc = json.loads((out / "ladder.json").read_text())
     assert [d["batch_size"] for d in doc["ladders"]] == [2, 3]
     assert doc["environment"]["torch"] == torch.__version__
@@ -269,35 +271,66 @@ def test_cli_ladder_writes_table_json_and_chart(tmp_path: Path, quick_env: dict[
     assert json.loads((tmp_path / "l.json").read_text())["ladders"][0]["rungs"][0]["key"] == "eager"
 
 
-def test_targets_are_ratios_within_the_run_and_need_every_rung_correct() -> None:
-    avx512 = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"}
-    assert speed_ladder.cpu_target(avx512)[0] == 8.0
-    assert speed_ladder.cpu_target({"avx2", "fma"})[0] == 6.0
-    assert speed_ladder.cpu_target(set())[0] is None
-    goal = speed_ladder.cpu_target(roofline.cpu_flags())[0]
-    if goal is None:
-        pytest.skip("no target for this CPU class")
-    r0, fast = ladder.as_rung("eager"), ladder.as_rung("compile")
+def cpu_result(steps: list[ladder.Step], batch: int = 32) -> ladder.LadderResult:
+    """A CPU ladder result from hand-made steps (times in s per round)."""
+    return ladder.LadderResult(torch.device("cpu"), "cpu", "b0", "trained", batch, 224, 0.8,
+                               steps, allocator="glibc malloc, default")
 
-    def result(ms: float, drift: bool = False) -> ladder.LadderResult:
-        steps = [ladder.Step(r0, 0, times_s=(1.0, 1.0)), ladder.Step(fast, 6, times_s=(ms,) * 2)]
-        if drift:
-            steps.append(ladder.Step(ladder.as_rung("bf16"), 4, "failed", "rel. error 0.1"))
-        return ladder.LadderResult(torch.device("cpu"), "cpu", "b0", "trained", 32, 224, 0.8,
-                                   steps)
 
-    met = speed_ladder.targets(result(0.9 / goal), [])[0]
-    assert met["met"] is True and met["goal"] == f">= {goal:.0f}x"
-    assert speed_ladder.targets(result(1.1 / goal), [])[0]["met"] is False
-    drifted = speed_ladder.targets(result(0.9 / goal, drift=True), [])[0]
-    assert drifted["met"] is False and "bf16: rel. error 0.1" in drifted["why"]
-    paged = result(0.5)  # rung 0 half in the kernel: the ratio partly measures the allocator
-    paged.steps[0].usage = (allocator.Usage(500_000, 1.0, 1.0),)
-    assert "rung 0 spends 50% of its CPU time in the kernel" in speed_ladder.targets(
-        paged, [])[0]["measured"]
-    assert "kernel" not in met["measured"]  # no usage counted: nothing said
-    gpu = speed_ladder.targets(result(0.5), [])[1:]
+def test_cpu_targets_put_pytorch_against_the_best_peer_per_precision() -> None:
+    """Best correct PyTorch rung over the best correct peer: overall, fp32, bf16; >= 1.15x."""
+    step = ladder.Step
+
+    def result(peer_fp32_s: float, *, drift: bool = False, batch: int = 32):
+        steps = [step(ladder.as_rung("eager"), 0, times_s=(1.0, 1.0)),
+                 step(ladder.as_rung("compile"), 6, times_s=(0.2, 0.2)),
+                 step(ladder.as_rung("compile_bf16"), 7, times_s=(0.1, 0.1)),
+                 step(ladder.as_rung("onnxruntime"), 13, times_s=(peer_fp32_s,) * 2),
+                 step(ladder.as_rung("openvino_bf16"), 16, times_s=(0.05, 0.05),
+                      status="failed" if drift else "ok", rel_error=0.5 if drift else 1e-3)]
+        return cpu_result(steps, batch)
+
+    overall, fp32, bf16, malloc, *gpu = speed_ladder.targets(result(0.3, drift=True), [])
+    assert overall["goal"] == ">= 1.15x" and overall["met"] is True  # 10 vs 3.3 images/s/32
+    assert overall["measured"].startswith("3.00x: compile_bf16") and "onnxruntime" in overall[
+        "measured"]  # the drifting OpenVINO rung does not count
+    assert fp32["met"] is True and "1.50x: compile" in fp32["measured"]
+    assert bf16["met"] is None and bf16["measured"] == "no correct peer rung"
+    slow = speed_ladder.targets(result(0.19), [])[1]
+    assert slow["met"] is False and "short by 1.21x" in slow["why"]
+    assert speed_ladder.targets(result(0.3, batch=8), [])[0]["met"] is None  # not batch 32
+    assert malloc["met"] is None and "--malloc both" in malloc["why"]
     assert [t["met"] for t in gpu] == [None, None] and gpu[0]["measured"] == "needs a GPU"
+
+
+def test_both_mallocs_report_each_child_and_never_lose_one_silently(tmp_path: Path) -> None:
+    """--malloc both: each mode's ladder.json side by side; a child killed by a signal is
+    named with its likely cause."""
+    import signal
+
+    steps = [ladder.Step(ladder.as_rung("eager"), 0, times_s=(1.0, 1.0)),
+             ladder.Step(ladder.as_rung("compile"), 6, times_s=(0.25, 0.25))]
+    folder = tmp_path / "malloc-default"
+    folder.mkdir()
+    speed_ladder.write_json([cpu_result(steps)], folder / "ladder.json")
+    assert speed_ladder.child_outcome(0, folder) == folder / "ladder.json"
+    killed = speed_ladder.child_outcome(-signal.SIGKILL, tmp_path / "malloc-reuse")
+    assert killed.startswith("killed by SIGKILL") and "out-of-memory" in killed
+    assert "exited with code 3" in speed_ladder.child_outcome(3, tmp_path)
+    text = speed_ladder.write_both_mallocs({"default": folder / "ladder.json",
+                                            "reuse": killed}, tmp_path)
+    assert "lost: malloc reuse: killed by SIGKILL" in text
+    assert "| 6 | torch.compile, fp32 (CPU: inductor freezing) | 4.00x | — |" in text
+    both = speed_ladder.write_both_mallocs({"default": folder / "ladder.json",
+                                            "reuse": folder / "ladder.json"}, tmp_path)
+    row = next(line for line in both.splitlines() if line.startswith("| ratios over rung 0"))
+    assert "| yes |" in row and "as it comes: compile 4.00x" in row
+    assert (tmp_path / "ladder.md").read_text() == both
+
+
+def test_cli_malloc_both_refuses_one_json_for_two_runs(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["bench", "--ladder", "--malloc", "both", "--json", "x.json"]) == 2
+    assert "--json is not allowed with --malloc both" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -12,10 +12,11 @@ is listed as skipped, one that raises or drifts past its tolerance as failed: no
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -23,7 +24,7 @@ import torch
 from helpers import allocator, env, images, params, roofline
 from helpers.env import pick_device
 from helpers.ladder_result import LadderResult, Step, agreement, relative_error
-from helpers.precision import autocast, resolve_precision, tf32
+from helpers.precision import resolve_precision, tf32
 from helpers.timing import make_clock
 
 FP32_TOLERANCE = 1e-3  # max relative logit error of an fp32 rung (reordered sums only)
@@ -56,7 +57,9 @@ class Rung:
     autocast: str | None = None  # bf16 | fp16: what autocast runs the (non-int8) ops in
     compile_mode: str | None = None  # torch.compile mode; None: eager
     why: str = ""
-    build: Build | None = field(default=None, compare=False, repr=False)  # None: from switches
+    build: Build | None = field(default=None, compare=False, repr=False)  # None: notebook 06's
+    engine: str = "pytorch"  # what runs the graph: pytorch | onnxruntime | openvino (a peer)
+    needs: tuple[str, ...] = ()  # modules a peer imports (each also its PyPI name)
 
     @property
     def tolerance(self) -> float:
@@ -69,7 +72,7 @@ class Rung:
     def code(self) -> str:
         """Where the rung's code comes from: the caller's build function or the ladder's."""
         if self.build is None:
-            return "ladder default"
+            return "notebook 06"
         name, where = _name(self.build), getattr(self.build, "__qualname__", "")
         if name == "build" and ".<locals>." in where:  # made by a factory: name the factory
             return where.split(".<locals>.")[-2].split(".")[-1] + "(...)"
@@ -77,12 +80,16 @@ class Rung:
 
     def switches(self) -> dict[str, str]:
         """One column per switch, for the table of rungs (a dash: off)."""
-        return {"grad mode": "inference_mode" if self.inference_mode else "no_grad",
-                "layout": "channels_last" if self.channels_last else "NCHW",
+        peer = self.engine != "pytorch" and not self.compile_mode  # the runtime decides
+        return {"grad mode": "—" if peer else "inference_mode" if self.inference_mode
+                else "no_grad",
+                "layout": "the runtime's" if peer else "channels_last" if self.channels_last
+                else "NCHW",
                 "TF32": "on" if self.tf32 else "—", "autocast": self.autocast or "—",
                 "torch.compile": self.compile_mode or "—",
-                "int8 PT2E": "yes" if self.precision == "int8" else "—",
-                "runs on": "/".join(self.devices)}
+                "int8": ("PT2E" if self.engine == "pytorch" else "NNCF")
+                if self.precision == "int8" else "—",
+                "engine": self.engine, "runs on": "/".join(self.devices)}
 
 
 RUNGS: tuple[Rung, ...] = (
@@ -118,7 +125,33 @@ RUNGS: tuple[Rung, ...] = (
     Rung("int8_bf16", "int8 PT2E, other ops in bf16 (int8-mixed-bf16)", ("cpu",),
          precision="int8", autocast="bf16", compile_mode="default",
          why="int8 convs, and the ops int8 leaves alone (SiLU, SE, pooling) in bf16"),
+    # Peers: the runtimes a user would export to instead (CPU), each run with torch's threads.
+    Rung("onnxruntime", "ONNX Runtime fp32 (torch.onnx export, ORT_ENABLE_ALL)", ("cpu",),
+         channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript"),
+         why="an exported graph: ORT's fusions, constant folding and its own kernels"),
+    Rung("openvino", "OpenVINO fp32, latency hint", ("cpu",), channels_last=False,
+         engine="openvino", needs=("openvino",),
+         why="OpenVINO's graph compiler and oneDNN kernels, weights prepacked once"),
+    Rung("openvino_throughput", "OpenVINO fp32, throughput hint (parallel requests)", ("cpu",),
+         channels_last=False, engine="openvino", needs=("openvino",),
+         why="the batch split over parallel inference streams, one core each"),
+    Rung("openvino_bf16", "OpenVINO bf16, latency hint", ("cpu",), precision="bf16",
+         channels_last=False, engine="openvino", needs=("openvino",),
+         why="OpenVINO's bf16 inference precision (AVX512-BF16/AMX)"),
+    Rung("openvino_bf16_throughput", "OpenVINO bf16, throughput hint", ("cpu",),
+         precision="bf16", channels_last=False, engine="openvino", needs=("openvino",),
+         why="bf16 and parallel streams"),
+    Rung("openvino_int8", "OpenVINO int8 (NNCF), latency hint", ("cpu",), precision="int8",
+         channels_last=False, engine="openvino", needs=("openvino", "nncf"),
+         why="NNCF post-training quantization on the PT2E rungs' calibration batches"),
+    Rung("openvino_int8_throughput", "OpenVINO int8 (NNCF), throughput hint", ("cpu",),
+         precision="int8", channels_last=False, engine="openvino", needs=("openvino", "nncf"),
+         why="int8 and parallel streams"),
+    Rung("compile_openvino", "torch.compile(backend='openvino'), fp32", ("cpu",),
+         channels_last=False, compile_mode="openvino", engine="openvino", needs=("openvino",),
+         why="PyTorch's own door to OpenVINO: Dynamo captures, OpenVINO compiles"),
 )
+PEER_ENGINES = ("onnxruntime", "openvino")
 RUNG_KEYS = tuple(r.key for r in RUNGS)
 
 
@@ -144,13 +177,15 @@ def check(step: Step, need_agreement: bool) -> Step:
 @contextmanager
 def quiet() -> Iterator[None]:
     """Silence compile-time chatter (export deprecations, 'No CUDA runtime is found' on a CPU
-    box) while a rung is built; the rung's own failures still surface as exceptions."""
-    loggers = [logging.getLogger(n) for n in ("torch.utils.cpp_extension", "torch.utils._pytree")]
+    box, Dynamo's guard-building log, NNCF's progress) while a rung is built; the rung's own
+    failures still surface as exceptions."""
+    loggers = [logging.getLogger(n) for n in ("torch.utils.cpp_extension", "torch.utils._pytree",
+                                              "torch._guards", "nncf")]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for lg in loggers:
-            lg.setLevel(logging.ERROR)
+            lg.setLevel(logging.CRITICAL)
         try:
             yield
         finally:
@@ -158,23 +193,12 @@ def quiet() -> Iterator[None]:
                 lg.setLevel(level)
 
 
-def rung_context(rung: Rung, device: torch.device) -> ExitStack:
-    """What a default rung's forward runs under: grad mode, autocast, CPU inductor freezing."""
-    stack = ExitStack()
-    stack.enter_context(torch.inference_mode() if rung.inference_mode else torch.no_grad())
-    if rung.autocast:
-        stack.enter_context(autocast(device, resolve_precision(rung.autocast, device)))
-    if rung.compile_mode and device.type == "cpu":
-        import torch._inductor.config as inductor_config
-
-        stack.enter_context(inductor_config.patch(freezing=True))
-    return stack
-
-
 def skip_reason(rung: Rung, device: torch.device) -> str | None:
     """Why a rung cannot run on this device, or None."""
     if device.type not in rung.devices:
         return f"{'/'.join(rung.devices)} only"
+    if rung.engine != "pytorch":
+        return _peer_problem(rung)
     if rung.compile_mode and (problem := env.compile_problem(device)):
         return problem  # e.g. "no C++ compiler (install g++: ...)", not an inductor traceback
     if rung.precision in ("bf16", "fp16"):
@@ -194,25 +218,26 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
     return None
 
 
+def _peer_problem(rung: Rung) -> str | None:
+    """Why a peer rung cannot run here (a module missing, no native bf16), or None."""
+    missing = [m for m in rung.needs if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed: pip install {' '.join(missing)}"
+    if rung.precision == "bf16" and not roofline.cpu_has_native_bf16():
+        return "no AVX512-BF16/AMX on this CPU: OpenVINO would run it in fp32"
+    return None
+
+
 def default_build(rung: Rung) -> Build:
-    """The ladder's own code for a rung, from its switches: layout, int8 PT2E, torch.compile;
-    the forward call runs under the rung's grad mode, autocast and (CPU) inductor freezing."""
-    def build(model: torch.nn.Module, x: torch.Tensor,
-              calibration: list[torch.Tensor]) -> Forward:
-        fmt = torch.channels_last if rung.channels_last else torch.contiguous_format
-        m, x = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
-        if rung.precision == "int8":
-            from helpers import quant
+    """A rung's code when the caller gives none: the build function notebook 06's cells define
+    for it (its `BUILDS` dict, read from the notebook: the lesson is the one copy)."""
+    from helpers import cells
 
-            m = quant.quantize(m, x, [c.contiguous(memory_format=fmt) for c in calibration])
-        if rung.compile_mode:
-            m = torch.compile(m, mode=rung.compile_mode, dynamic=False)
-
-        def forward() -> torch.Tensor:
-            with rung_context(rung, x.device):
-                return m(x)
-        return forward
-    return build
+    builds = cells.module("06").BUILDS
+    if rung.key not in builds:
+        raise ValueError(f"rung {rung.key!r} has no build function: notebook 06's BUILDS has "
+                         f"{', '.join(builds)}; give the Rung a build")
+    return builds[rung.key]
 
 
 def _failure(e: Exception) -> str:

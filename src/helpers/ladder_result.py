@@ -101,7 +101,7 @@ class LadderResult:
         pairs = paired_speedups(base_times, step.times_s) if base else []
         return {
             "rung": step.number, "key": r.key, "title": r.title, "status": step.status,
-            "reason": step.reason, "precision": r.precision, "code": r.code,
+            "reason": step.reason, "precision": r.precision, "code": r.code, "engine": r.engine,
             "median_ms_per_batch": ms, "spread_pct": step.spread_pct, "images_per_sec": ips,
             "speedup": base / ms if base and ms else None,
             "speedup_low": min(pairs) if pairs else None,
@@ -114,9 +114,12 @@ class LadderResult:
             "percent_of_peak": 100 * achieved / peak.gflops if achieved else None,
             "page_faults_per_call": step.faults_per_call, "kernel_cpu_pct": step.kernel_pct}
 
-    def best(self) -> dict | None:
-        """The fastest rung that ran and stayed within its tolerance."""
-        ok = [r for r in self.rows() if r["status"] == "ok"]
+    def best(self, *, peer: bool | None = None, precision: str | None = None) -> dict | None:
+        """The fastest rung that ran and stayed within its tolerance; peer=False: PyTorch's
+        own rungs only, True: the exported runtimes only; `precision` (fp32, bf16...) too."""
+        ok = [r for r in self.rows() if r["status"] == "ok"
+              and (peer is None or (r["engine"] != "pytorch") == peer)
+              and (precision is None or r["precision"] == precision)]
         return max(ok, key=lambda r: r["images_per_sec"]) if ok else None
 
     def table(self) -> str:

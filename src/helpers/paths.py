@@ -12,6 +12,11 @@ def project_root() -> Path:
     return root if (root / "pyproject.toml").exists() else Path.cwd()
 
 
+def notebooks_dir() -> Path:
+    """$NOTEBOOKS_DIR, else <project>/notebooks: the NN_*.ipynb files (and their export cells)."""
+    return Path(os.environ.get("NOTEBOOKS_DIR") or project_root() / "notebooks")
+
+
 def data_dir() -> Path:
     """$DATA_DIR, else <project>/data: generated datasets and the weights cache."""
     return Path(os.environ.get("DATA_DIR") or project_root() / "data")

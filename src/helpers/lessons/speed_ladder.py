@@ -18,7 +18,7 @@ from helpers.runtime.notebook import NotebookRun, labelled_table, targets_markdo
 
 TRAIN_SIZE = 64  # pixels: the brief training's images (the ladder itself runs at 224)
 QUICK_RUNGS = ("inference_mode", "channels_last", "bf16", "fp16")  # no compile: seconds
-TARGET_BATCH = 32  # the CPU speedup target is set at the article's batch, 224 px
+TARGET_BATCH = 32  # the CPU targets are set at the article's batch, 224 px
 GPU_TARGET_IPS, GPU_TARGET_MS = 20_000, 3.0  # H100: batch 256 images/s, batch 32 ms
 Rungs = Sequence[str | Rung | Build]
 
@@ -125,11 +125,12 @@ def trained_model(variant: str, epochs: int, per_class: int, seed: int = 0,
 
 
 def for_run(rungs: Rungs, s: dict[str, Any]) -> list[Rung]:
-    """The rungs this run measures: all of them, or in quick mode only those that neither
+    """The rungs this run measures: all of them, or in quick mode only PyTorch's that neither
     compile nor quantize (seconds, not minutes)."""
     chosen = [as_rung(r) for r in rungs]
-    if s["quick"]:
-        chosen = [r for r in chosen if not r.compile_mode and r.precision != "int8"]
+    if s["quick"]:  # no compiling, quantizing or exporting: seconds
+        chosen = [r for r in chosen
+                  if not r.compile_mode and r.precision != "int8" and r.engine == "pytorch"]
     return chosen
 
 
@@ -160,10 +161,11 @@ def held_out_ladder(model: torch.nn.Module, device: torch.device, batch_size: in
 
 
 def first_calls(result: LadderResult) -> dict[str, str]:
-    """Each compiled rung's first call (where torch.compile compiles) next to a later call."""
-    return {f"{s.number} {s.rung.key}": f"first call {s.first_call_s:.1f} s, then "
-            f"{s.median_ms:.0f} ms per batch" for s in result.steps
-            if s.rung.compile_mode and s.median_ms is not None}
+    """Each compiled or exported rung's one-off cost (building: export, calibration; the first
+    call: where torch.compile compiles) next to its time per batch afterwards."""
+    return {f"{s.number} {s.rung.key}": f"prepared in {s.prepare_s:.1f} s (first call "
+            f"{s.first_call_s:.1f} s), then {s.median_ms:.0f} ms per batch" for s in result.steps
+            if (s.rung.compile_mode or s.rung.engine != "pytorch") and s.median_ms is not None}
 
 
 def plot(result: LadderResult):
@@ -235,6 +237,79 @@ def write_benchmark(results: list[LadderResult], out: Path | None = None) -> Pat
     return out
 
 
+def child_outcome(returncode: int, folder: Path) -> Path | str:
+    """A ladder child process's result: its ladder.json, or why there is none (a signal by
+    name; SIGKILL is most often the kernel's out-of-memory killer)."""
+    import signal
+
+    if returncode == 0 and (folder / "ladder.json").exists():
+        return folder / "ladder.json"
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() \
+            else f"signal {-returncode}"
+        hint = {"SIGKILL": " (most likely the out-of-memory killer: see `dmesg`)",
+                "SIGSEGV": " (a crash in native code)"}.get(name, "")
+        return f"killed by {name}{hint}"
+    return f"exited with code {returncode} and no ladder.json in {folder}"
+
+
+def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
+    """ladder.md in `out`: the default run's targets, the allocator target judged on both runs,
+    and every rung's speedup over rung 0 with malloc as it comes and with memory reused."""
+    import json
+
+    docs = {m: json.loads(r.read_text()) for m, r in runs.items() if isinstance(r, Path)}
+    lost = [f"malloc {m}: {r}" for m, r in runs.items() if not isinstance(r, Path)]
+    goals = list(docs["default"]["targets"]) if "default" in docs else []
+    rows = {m: {r["key"]: r for r in d["ladders"][0]["rungs"]} for m, d in docs.items()}
+    if len(rows) == 2:
+        goals = [_both_target(rows) if g["target"].startswith("ratios over rung 0") else g
+                 for g in goals]
+    keys = list(rows.get("default") or next(iter(rows.values()), {}))
+    lines = ["| # | rung | speedup, malloc as it comes | speedup, memory reused | "
+             "page faults/call (as it comes / reused) |", "|---|---|---|---|---|"]
+    for key in keys:
+        got = [rows[m].get(key) for m in ("default", "reuse") if m in rows]
+        first = next(r for r in got if r)
+        lines.append(f"| {first['rung']} | {first['title']} | "
+                     + " | ".join(_speedup_cell(rows.get(m, {}).get(key))
+                                  for m in ("default", "reuse"))
+                     + " | " + " / ".join(_faults_cell(r) for r in got) + " |")
+    text = (f"# Speed ladder, malloc as it comes and reusing memory\n\n## Targets\n\n"
+            f"{targets_markdown(goals)}\n\n" + "".join(f"- lost: {x}\n" for x in lost)
+            + "\n## Speedups over rung 0, one process per malloc mode\n\n" + "\n".join(lines)
+            + "\n\nEach mode's own table, JSON and chart: malloc-default/, malloc-reuse/.\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ladder.md").write_text(text)
+    return text
+
+
+def _speedup_cell(r: dict | None) -> str:
+    """A rung's speedup over rung 0 for the side-by-side table, or its status."""
+    if r is None:
+        return "—"
+    return f"{r['speedup']:.2f}x" if r["status"] == "ok" and r["speedup"] else r["status"]
+
+
+def _faults_cell(r: dict | None) -> str:
+    """Page faults per call, or a dash."""
+    v = r and r.get("page_faults_per_call")
+    return f"{v:,.0f}" if v is not None else "—"
+
+
+def _both_target(rows: dict[str, dict[str, dict]]) -> dict[str, Any]:
+    """The allocator target once both runs exist: the best PyTorch rung's speedup in each."""
+    best = {m: max((r for r in rs.values() if r["status"] == "ok" and r["engine"] == "pytorch"),
+                   key=lambda r: r["images_per_sec"]) for m, rs in rows.items()}
+    zero = {m: rs["eager"] for m, rs in rows.items()}
+    measured = "; ".join(
+        f"{'as it comes' if m == 'default' else 'reused'}: {best[m]['key']} "
+        f"{best[m]['speedup']:.2f}x, rung 0 {zero[m]['median_ms_per_batch']:.0f} ms, "
+        f"{_faults_cell(zero[m])} page faults/call" for m in ("default", "reuse"))
+    return {"target": "ratios over rung 0 with malloc as it comes and with memory reused, CPU",
+            "goal": "both reported", "measured": measured, "met": True, "why": None}
+
+
 def batch_effects(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant: str,
                   *, weights: str, rungs: Rungs | None = None) -> list[LadderResult]:
     """A few rungs (of `rungs`, by key; default the ladder's) at other batch sizes: small
@@ -274,37 +349,63 @@ VECTOR_FLAGS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"
                           "amx_bf16", "amx_int8"})
 
 
-def cpu_target(flags: set[str]) -> tuple[float | None, str]:
-    """The project's CPU speedup target for a CPU with these flags, and the class it is for."""
-    if {"avx512_bf16", "avx512_vnni"} <= flags or "amx_bf16" in flags:
-        return 8.0, "AVX-512-BF16/VNNI or AMX CPU"
-    if {"avx2", "fma"} <= flags:
-        return 6.0, "AVX2 CPU without native bf16"
-    return None, "CPU without AVX2: no target set"
+PEER_GOAL = 1.15  # CPU: the best correct PyTorch rung over the best correct peer rung
+
+
+def _vs_peer(result: LadderResult, precision: str | None) -> dict[str, Any]:
+    """One CPU target: the best correct PyTorch rung (of `precision`, or any) over the best
+    correct exported-runtime rung of the same, as images/s measured side by side."""
+    what = f"{precision} " if precision else ""
+    target = f"best correct {what}PyTorch rung vs best {what}peer (ONNX Runtime, OpenVINO), CPU"
+    ours, peer = result.best(peer=False, precision=precision), result.best(peer=True,
+                                                                          precision=precision)
+    row = {"target": f"{target}, batch {TARGET_BATCH}", "goal": f">= {PEER_GOAL:.2f}x"}
+    if not ours or not peer:
+        missing = "no correct PyTorch rung" if not ours else "no correct peer rung"
+        return {**row, "measured": missing, "met": None,
+                "why": _why_missing(result, precision, peer=bool(ours))}
+    ratio = ours["images_per_sec"] / peer["images_per_sec"]
+    measured = (f"{ratio:.2f}x: {ours['key']} {ours['images_per_sec']:.1f} vs {peer['key']} "
+                f"{peer['images_per_sec']:.1f} images/s, {torch.get_num_threads()} threads each")
+    shape_ok = (result.batch_size, result.image_size) == (TARGET_BATCH, 224)
+    met = ratio >= PEER_GOAL if shape_ok else None
+    why = (f"the target is for batch {TARGET_BATCH} at 224 px" if not shape_ok
+           else None if met else f"short by {PEER_GOAL / ratio:.2f}x: the profiles say where "
+           "the time goes (benchmarks/profile_rung.py)")
+    return {**row, "measured": measured, "met": met, "why": why}
+
+
+def _why_missing(result: LadderResult, precision: str | None, *, peer: bool) -> str:
+    """Why one side of a peer target (the peers, or PyTorch's rungs) has no correct rung: the
+    skip or failure reasons of that side's rungs, or that none was asked for."""
+    reasons = sorted(f"{r['key']}: {r['reason']}" for r in result.rows()
+                     if r["status"] != "ok" and (r["engine"] != "pytorch") == peer
+                     and (precision is None or r["precision"] == precision))
+    return "; ".join(reasons[:4]) or ("no peer rung was asked for (quick mode runs none)"
+                                      if peer else "no such PyTorch rung was asked for")
+
+
+def _allocator_target(result: LadderResult) -> dict[str, Any]:
+    """The third CPU target: every ratio over rung 0 shown with malloc as it comes and with
+    memory reused; one process has one allocator mode, so the benchmark runs both."""
+    best, zero = result.best(peer=False), result.steps[0] if result.steps else None
+    measured = f"this run: {result.allocator or 'allocator unknown'}"
+    if best and best["speedup"]:
+        measured += f"; best PyTorch rung {best['speedup']:.2f}x rung 0"
+    if zero is not None and zero.kernel_pct is not None:
+        measured += f", rung 0 {zero.kernel_pct:.0f}% of its CPU time in the kernel"
+    return {"target": "ratios over rung 0 with malloc as it comes and with memory reused, CPU",
+            "goal": "both reported", "measured": measured, "met": None,
+            "why": "a process has one malloc mode: benchmarks/speed_ladder.py --malloc both "
+                   "runs the ladder in each and puts the ratios side by side"}
 
 
 def targets(result: LadderResult, batches: list[LadderResult]) -> list[dict[str, Any]]:
-    """The project's own targets (not article claims) as run.target rows, each checked as a
-    ratio or a rate measured within this run, with every rung's error inside its tolerance."""
-    best = result.best()
-    drifted = [f"{r['key']}: {r['reason']}" for r in result.rows() if r["status"] == "failed"]
+    """The project's own targets (not article claims) as run.target rows, each a ratio or a
+    rate measured within this run between rungs inside their tolerance."""
     if result.device.type == "cpu":
-        goal, kind = cpu_target(roofline.cpu_flags())
-        measured = (f"{best['speedup']:.2f}x ({best['key']}, {best['images_per_sec']:.0f} "
-                    "images/s)") if best and best["speedup"] else "no rung ran"
-        zero = result.steps[0].kernel_pct if result.steps else None
-        if zero is not None and zero >= 10:  # the ratio then partly measures the allocator
-            measured += (f"; rung 0 spends {zero:.0f}% of its CPU time in the kernel zeroing "
-                         "fresh pages (see --malloc reuse)")
-        shape_ok = (result.batch_size, result.image_size) == (TARGET_BATCH, 224)
-        met = None if goal is None or not shape_ok else (
-            bool(best and best["speedup"]) and best["speedup"] >= goal and not drifted)
-        why = (f"the target is for batch {TARGET_BATCH} at 224 px" if not shape_ok
-               else "; ".join(drifted) or None)
-        return [{"target": f"best correct rung vs rung 0, CPU, batch {TARGET_BATCH} ({kind})",
-                 "goal": f">= {goal:.0f}x" if goal else "none", "measured": measured,
-                 "met": met, "why": why},
-                *_gpu_targets(None, [])]
+        return [_vs_peer(result, None), _vs_peer(result, "fp32"), _vs_peer(result, "bf16"),
+                _allocator_target(result), *_gpu_targets(None, [])]
     return _gpu_targets(result, batches)
 
 

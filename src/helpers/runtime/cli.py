@@ -75,6 +75,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from helpers import allocator, bench, env
     from helpers.files import write_json_atomic
 
+    if args.ladder and args.malloc == "both":
+        return ladder_both_mallocs(args)
     print(f"memory allocator: {allocator.set_mode(args.malloc)}")  # before any tensor exists
     if args.ladder:
         return cmd_ladder(args)
@@ -128,6 +130,31 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     if args.json:
         print(f"json: {speed_ladder.write_json(results, Path(args.json))}")
     return 0
+
+
+def ladder_both_mallocs(args: argparse.Namespace) -> int:
+    """The ladder twice, each in a fresh process (malloc's mode is fixed at start-up): with
+    malloc as it comes, then reusing memory; the speedups over rung 0 side by side. A child
+    that dies is reported with its signal, never silently."""
+    import subprocess
+    import time
+
+    from helpers import allocator, paths
+    from helpers.lessons import speed_ladder
+
+    if args.json:
+        raise ValueError("--json is not allowed with --malloc both: each mode writes its own "
+                         "ladder.json under --out")
+    out = Path(args.out) if args.out else (paths.output_dir() / "benchmarks"
+                                           / f"ladder-both-{time.strftime('%Y%m%d-%H%M%S')}")
+    runs = {}
+    for mode in allocator.MALLOC_MODES:  # the last --malloc and --out given are the ones used
+        print(f"\n== ladder with malloc mode {mode!r}, in its own process", flush=True)
+        child = subprocess.run([sys.executable, "-m", "helpers", *args.argv, "--malloc", mode,
+                                "--out", str(out / f"malloc-{mode}")], check=False)
+        runs[mode] = speed_ladder.child_outcome(child.returncode, out / f"malloc-{mode}")
+    print(speed_ladder.write_both_mallocs(runs, out))
+    return 0 if all(isinstance(r, Path) for r in runs.values()) else 1
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -232,7 +259,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write results (and environment) here")
     p.add_argument("--malloc", default="default",
                    help="reuse: glibc keeps freed memory (no fresh, kernel-zeroed pages per "
-                   "large tensor), as jemalloc/TCMalloc do; default: leave malloc as it is")
+                   "large tensor), as jemalloc/TCMalloc do; default: leave malloc as it is; "
+                   "both (--ladder): one process each, speedups side by side")
     g = p.add_argument_group("speed ladder (--ladder)")
     g.add_argument("--ladder", action="store_true",
                    help="every optimisation rung side by side, with its error vs rung 0")
@@ -319,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn a ValueError into a one-line message and exit 2."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except ValueError as e:
