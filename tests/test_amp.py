@@ -1,4 +1,5 @@
-"""helpers.amp (notebook 03): autocast, the scaler's reason, and the comparison."""
+"""helpers.lessons.mixed_precision (notebook 03) and train.Recorder: autocast, the scaler's
+reason, the comparison that runs the notebook's loop, and the claims."""
 
 from __future__ import annotations
 
@@ -16,12 +17,52 @@ CPU = torch.device("cpu")
 
 
 def test_mixed_precision_choice() -> None:
+    """auto: fp16 on a GPU, bf16 on a CPU; fp16 on a CPU is allowed (to watch the scaler)."""
     assert mixed_precision.mixed_precision(CPU) == "bf16"
     assert mixed_precision.mixed_precision(torch.device("cuda", 0)) == "fp16"
-    with pytest.raises(ValueError, match="precision='fp16' on device cpu"):
-        mixed_precision.mixed_precision(CPU, "fp16")
+    assert mixed_precision.mixed_precision(CPU, "fp16") == "fp16"
     with pytest.raises(ValueError, match="mixed='fp8'"):
         mixed_precision.mixed_precision(CPU, "fp8")
+
+
+def test_compare_refuses_a_mislabelled_or_missing_baseline(tmp_path: Path) -> None:
+    run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
+    spec = mixed_precision.RunSpec("tiny", tmp_path, 16, 1, 4, 1e-3, 0, 0, False)
+    with pytest.raises(ValueError, match=r"dtypes\['bf16'\]=None is not allowed"):
+        mixed_precision.compare(run, lambda *a: None, spec, {"fp32": None, "bf16": None})
+    with pytest.raises(ValueError, match="include 'fp32'"):
+        mixed_precision.compare(run, lambda *a: None, spec, {"bf16": torch.bfloat16})
+    with pytest.raises(ValueError, match="precision='int8'"):
+        mixed_precision.compare(run, lambda *a: None, spec, {"fp32": None, "int8": None})
+    with pytest.raises(ValueError, match="the loop recorded no step or epoch in fp32"):
+        mixed_precision.compare(run, lambda *a: None, spec, {"fp32": None})
+
+
+def test_recorder_watches_a_loop_it_does_not_own() -> None:
+    """Timed steps skip the warm-up, the losses come back as floats, the first step's saved
+    bytes are counted, and the scaler's state is what the loop built."""
+    model = torch.nn.Linear(8, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(20, 8), torch.arange(20) % 2), batch_size=4)
+    rec = train.Recorder(CPU, "fp32", skip_steps=2, progress=False)
+    for _ in range(2):
+        for x, y in rec.batches(loader):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rec.step(loss)
+        rec.epoch(0.5, torch.amp.GradScaler("cpu", enabled=False))
+    r = rec.result()
+    assert len(r.losses) == 10 and all(isinstance(v, float) for v in r.losses)
+    assert r.images_timed == 2 * 12 and len(r.epoch_s) == 2 and r.val_accuracy == [0.5, 0.5]
+    assert 4 * 8 * 4 <= r.saved_activations_mib * 2**20 < 1024  # Linear saves its input
+    assert r.scaler_final_scale is None and r.images_per_sec > 0
+    with pytest.raises(TypeError, match=r"loss=0\.5"):
+        rec.step(0.5)
+    with pytest.raises(ValueError, match="accuracy=2"):
+        rec.epoch(2)
 
 
 def test_plan_sizes_per_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,19 +97,21 @@ def test_gradient_underflow(tmp_path: Path) -> None:
     assert u["zero_in_fp16_scaled_x65536"] <= u["zero_in_fp16_unscaled"]
 
 
-def _results() -> tuple[dict, dict]:
-    fast = train.FitResult("fp32", "cpu", [2.0, 1.0], [0.5], 100.0, [1.0], 50.0, "x")
-    slow = train.FitResult("bf16", "cpu", [2.0, 1.0], [0.5], 50.0, [1.0], 1.0, "x")
-    return {"fp32": fast, "bf16": slow}, {"fp32": 100.0, "bf16": 55.0}
+def _results() -> dict[str, train.FitResult]:
+    fast = train.FitResult("fp32", "cpu", [2.0, 1.0], [0.5], 100.0, [1.0], 50.0, "x",
+                           saved_activations_mib=100.0)
+    slow = train.FitResult("bf16", "cpu", [2.0, 1.0], [0.5], 50.0, [1.0], 1.0, "x",
+                           saved_activations_mib=55.0)
+    return {"fp32": fast, "bf16": slow}
 
 
 def test_gains_and_claims(tmp_path: Path) -> None:
     run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
-    results, acts = _results()
-    speed, saving, kind = mixed_precision.gains(results, acts, on_gpu=False)
+    results = _results()
+    speed, saving, kind = mixed_precision.gains(results, on_gpu=False)
     assert speed == pytest.approx(-0.5) and saving == pytest.approx(0.45)
     assert kind == "saved activations"
-    mixed_precision.record(run, results, acts, {"zero_in_fp16_unscaled": 0.1},
+    mixed_precision.record(run, results, {"zero_in_fp16_unscaled": 0.1},
                            cpu_flags=("avx2", "avx512_bf16"))
     speed_row, memory_row = run.claims
     assert speed_row["verdict"] == "not comparable" and "band +15% to +35%" in speed_row["article"]
@@ -76,10 +119,15 @@ def test_gains_and_claims(tmp_path: Path) -> None:
                                        "precision: bf16 autocast here vs fp16 autocast")
     assert speed_row["why"].endswith("bf16 -50%: this CPU has avx512_bf16, no AMX tiles")
     assert memory_row["verdict"] == "not comparable"
-    assert "quantity: saved activations here vs CUDA peak memory" in memory_row["why"]
-    assert "| bf16 | 50.0 | 55 |" in mixed_precision.compare_table(results, acts)
-    assert "| bf16 | 50.0 | - | 1 (x) | 1.500 -> 1.500 | 50.0% |" in mixed_precision.compare_table(
-        results)
+    assert ("quantity: saved activations here vs GPU memory, how measured not stated"
+            in memory_row["why"])
+    assert run.metrics["bf16_saved_activations_mib"] == 55.0
+    assert "bf16_final_loss_scale" not in run.metrics  # no scaler, no scale
+    assert ("| bf16 (no GradScaler) | 50.0 | 55 | 1 (x) | 1.500 -> 1.500 | 50.0% |"
+            in mixed_precision.compare_table(results))
+    results["bf16"].saved_activations_mib, results["bf16"].scaler_final_scale = None, 8192.0
+    assert "| bf16 (GradScaler, scale at the end 8192) | 50.0 | - |" in (
+        mixed_precision.compare_table(results))
 
 
 @pytest.mark.parametrize(("speed", "verdict"), [(0.25, "reproduced"), (0.16, "reproduced"),
@@ -91,9 +139,9 @@ def test_throughput_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speed:
     run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
     same = [axis("device class", "a CUDA GPU", "a CUDA GPU")]
     monkeypatch.setattr(mixed_precision, "amp_axes", lambda *a: same)
-    results, acts = _results()
+    results = _results()
     results["bf16"].images_per_sec = 100.0 * (1 + speed)
-    mixed_precision.record(run, results, acts, {}, cpu_flags=())
+    mixed_precision.record(run, results, {}, cpu_flags=())
     assert run.claims[0]["verdict"] == verdict and run.claims[0]["axes"] == ["device class"]
     if verdict == "differs":
         assert f"{speed:+.0%} is " in run.claims[0]["why"]
@@ -103,10 +151,10 @@ def test_throughput_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speed:
 def test_a_cpu_run_never_reproduces_the_cuda_claim(tmp_path: Path) -> None:
     """+25% measured on a CPU in bf16 at 64 px is not the article's CUDA fp16 measurement."""
     run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
-    results, acts = _results()
+    results = _results()
     results["bf16"].images_per_sec = 125.0
     spec = mixed_precision.RunSpec("b0", tmp_path, 64, 1, 32, 1e-3, 0, 0, True)
-    mixed_precision.record(run, results, acts, {}, spec=spec, cpu_flags=("avx512_bf16",))
+    mixed_precision.record(run, results, {}, spec=spec, cpu_flags=("avx512_bf16",))
     speed_row, memory_row = run.claims
     assert speed_row["verdict"] == memory_row["verdict"] == "not comparable"
     assert "image size: 64 px here vs 224 px (ImageNet)" in speed_row["why"]
@@ -116,11 +164,13 @@ def test_a_cpu_run_never_reproduces_the_cuda_claim(tmp_path: Path) -> None:
 def test_speed_why_reads_the_flags() -> None:
     why = mixed_precision.speed_why(0.4, "bf16", CPU, ("avx512_bf16", "amx_bf16"))
     assert why == "bf16 +40%: this CPU has avx512_bf16 and amx_bf16"
+    why = mixed_precision.speed_why(-0.9, "fp16", CPU, ("avx512_bf16",))
+    assert why.startswith("fp16 -90%: this CPU has neither avx512_fp16 nor amx_fp16")
 
 
 def test_learning_target(tmp_path: Path) -> None:
     run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
-    results, _ = _results()
+    results = _results()
     mixed_precision.learning_target(run, results)
     assert run.targets[0]["met"] is True and run.targets[0]["measured"] == "fp32 50%, bf16 50%"
     results["bf16"].val_accuracy = [0.1]

@@ -1,10 +1,13 @@
-"""One training loop for every precision: fp32, bf16 autocast, fp16 autocast + GradScaler."""
+"""Training for every precision (fp32, bf16 autocast, fp16 autocast + GradScaler): the AMP
+recipe's step, the Recorder that watches any loop, and `fit`, the CLI's loop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,6 +52,7 @@ class FitResult:
     peak_memory_mib: float = 0.0
     memory_kind: str = ""
     scaler_final_scale: float | None = None
+    saved_activations_mib: float | None = None
     images_timed: int = 0
     seconds_timed: float = 0.0
     resumed_from_epoch: int = 0
@@ -58,8 +62,10 @@ class FitResult:
         return asdict(self)
 
 
-def activation_mib(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> float:
-    """MiB of tensors autograd saves for backward in one forward: what autocast shrinks."""
+@contextmanager
+def saved_bytes() -> Iterator[Callable[[], int]]:
+    """Count the bytes autograd saves for backward inside the block (what autocast shrinks):
+    yields a function that returns the count so far."""
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -67,10 +73,15 @@ def activation_mib(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None)
         storages[storage.data_ptr()] = storage.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            autocast(x.device, dtype):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield lambda: sum(storages.values())
+
+
+def activation_mib(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> float:
+    """MiB of tensors autograd saves for backward in one forward under `dtype`'s autocast."""
+    with saved_bytes() as counted, autocast(x.device, dtype):
         model(x)
-    return sum(storages.values()) / 2**20
+    return counted() / 2**20
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
@@ -107,38 +118,72 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return loss.detach()
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How every step of a run trains: the step function and what it is given."""
+class Recorder:
+    """Watches a training loop it does not own: times the steps after each epoch's first
+    `skip_steps` (sync-aware clock), keeps the losses, peak memory, the MiB the first step
+    saves for backward, accuracy per epoch and the scaler's last scale, as a FitResult."""
 
-    step_fn: StepFn
-    opt: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    dtype: torch.dtype | None
-    fmt: torch.memory_format
-    clip_norm: float | None
+    def __init__(self, device: torch.device, precision: str, *, skip_steps: int = 3,
+                 progress: bool = True) -> None:
+        self.out = FitResult(precision, str(device))
+        self.skip, self.progress = params.non_negative_int("skip_steps", skip_steps), progress
+        self.clock, self.mem = make_clock(device), PeakMemory(device)
+        self._losses: list[torch.Tensor] = []
+        self._watching = False
 
+    def batches(self, loader: DataLoader, desc: str | None = None) -> Iterator[Any]:
+        """The loader's batches behind a progress bar; the loop's body runs the step."""
+        if not self._watching:  # memory from the first batch on, as the loop's own cost
+            self.mem.start()
+            self._watching = True
+        skip = min(self.skip, len(loader) - 1)  # a tiny loader still times one step
+        desc = desc or f"{self.out.precision} epoch {len(self.out.epoch_s) + 1}"
+        t_epoch, t_timed, n_timed = self.clock(), None, 0
+        for step, batch in enumerate(tqdm(loader, desc=desc, unit="batch",
+                                          disable=not self.progress, leave=False)):
+            if step == skip:
+                t_timed = self.clock()
+            if self.out.saved_activations_mib is None:  # the first step: count what it saves
+                with saved_bytes() as counted:
+                    yield batch
+                self.out.saved_activations_mib = counted() / 2**20
+            else:
+                yield batch
+            n_timed += len(batch[-1]) if step >= skip else 0
+            self.mem.sample()
+        end = self.clock()
+        self.out.images_timed += n_timed
+        self.out.seconds_timed += end - t_timed if t_timed is not None else 0.0
+        self.out.epoch_s.append(end - t_epoch)
 
-def _epoch(model: nn.Module, loader: DataLoader, dev: torch.device, recipe: Recipe, *,
-           skip: int, desc: str, progress: bool,
-           mem: PeakMemory) -> tuple[list[float], int, float, float]:
-    """One pass over the loader: (losses, images timed, seconds timed, epoch seconds)."""
-    clock = make_clock(dev)
-    t_epoch, t_timed, n_timed, losses = clock(), None, 0, []
-    skip = min(skip, len(loader) - 1)  # a tiny loader still times one step
-    for step, (x, y) in enumerate(tqdm(loader, desc=desc, unit="batch", disable=not progress,
-                                       leave=False)):
-        if step == skip:
-            t_timed = clock()
-        x = x.to(dev, non_blocking=True, memory_format=recipe.fmt)
-        losses.append(recipe.step_fn(model, x, y.to(dev, non_blocking=True), recipe.opt,
-                                     scaler=recipe.scaler, dtype=recipe.dtype,
-                                     clip_norm=recipe.clip_norm))
-        n_timed += len(y) if step >= skip else 0
-        mem.sample()
-    end = clock()
-    timed = end - t_timed if t_timed is not None else 0.0
-    return torch.stack(losses).float().tolist(), n_timed, timed, end - t_epoch  # one sync
+    def step(self, loss: torch.Tensor) -> None:
+        """Keep one step's loss; read back only at the epoch's end (.item() would sync)."""
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError(f"loss={loss!r}: give the loss tensor the step returned")
+        self._losses.append(loss.detach().float().reshape(()))
+
+    def epoch(self, accuracy: float, scaler: torch.amp.GradScaler | None = None) -> None:
+        """Close an epoch: its validation accuracy (0-1) and the scaler's scale now."""
+        self._flush()
+        if not 0 <= accuracy <= 1:
+            raise ValueError(f"accuracy={accuracy!r} is not allowed: a share from 0 to 1")
+        self.out.val_accuracy.append(float(accuracy))
+        if scaler is not None:
+            self.out.scaler_final_scale = scaler.get_scale() if scaler.is_enabled() else None
+
+    def result(self) -> FitResult:
+        """What was recorded: images/s over the timed steps, peak memory in MiB and its kind."""
+        self._flush()
+        out = self.out
+        out.images_per_sec = out.images_timed / out.seconds_timed if out.seconds_timed else 0.0
+        out.peak_memory_mib, out.memory_kind = self.mem.peak_mib(), self.mem.kind
+        return out
+
+    def _flush(self) -> None:
+        """Move the kept loss tensors into the result: one sync for the lot."""
+        if self._losses:
+            self.out.losses += torch.stack(self._losses).tolist()
+            self._losses = []
 
 
 def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -173,43 +218,33 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
         keep: int = 3, write_checkpoints: bool = True,
         step_fn: StepFn = train_step) -> FitResult:
     """Train (AdamW at `lr` unless an optimizer is given) with `step_fn` (default: train_step,
-    the AMP recipe; a notebook passes its own); images/s skips each epoch's first
-    `skip_steps`. With checkpoint_dir, a checkpoint after every epoch; resume continues from
-    the newest valid one, exactly (bit-identical on a CPU with workers=0). Under DDP every
-    rank resumes, only rank 0 writes (write_checkpoints), and a DistributedSampler is
-    re-seeded each epoch."""
+    the AMP recipe), watched by a Recorder; images/s skips each epoch's first `skip_steps`.
+    With checkpoint_dir, a checkpoint after every epoch; resume continues from the newest
+    valid one, exactly (bit-identical on a CPU with workers=0). Under DDP every rank resumes,
+    only rank 0 writes (write_checkpoints), and a DistributedSampler is re-seeded each epoch."""
     dev = pick_device(device)
     fmt = torch.channels_last if params.flag("channels_last", channels_last) else \
         torch.contiguous_format
     dtype, _ = resolve_amp(precision, dev)
     params.positive_int("epochs", epochs)
-    params.non_negative_int("skip_steps", skip_steps)
     params.flag("resume", resume)
     model = model.to(dev, memory_format=fmt).train()
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=params.positive_float("lr", lr))
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
-    recipe = Recipe(step_fn, opt, scaler, dtype, fmt, clip_norm)
-    mem, out, start = PeakMemory(dev), FitResult(precision, str(dev)), 0
+    rec = Recorder(dev, precision, skip_steps=skip_steps, progress=progress)
     config = {"epochs": epochs, "lr": lr, "precision": precision, "clip_norm": clip_norm}
     found = checkpoint.resume(checkpoint_dir, dev) if resume and checkpoint_dir else None
-    if found:
-        start = _restore(found[1], model, opt, scaler, train_loader, out)
-    out.resumed_from_epoch = start
-    mem.start()
+    start = _restore(found[1], model, opt, scaler, train_loader, rec.out) if found else 0
+    rec.out.resumed_from_epoch = start
     for epoch in range(start, epochs):
         if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: new order per epoch
             train_loader.sampler.set_epoch(epoch)
-        losses, n, secs, epoch_s = _epoch(model, train_loader, dev, recipe, skip=skip_steps,
-                                          desc=f"{precision} epoch {epoch + 1}/{epochs}",
-                                          progress=progress, mem=mem)
-        out.losses += losses
-        out.images_timed, out.seconds_timed = out.images_timed + n, out.seconds_timed + secs
-        out.epoch_s.append(epoch_s)
-        out.val_accuracy.append(evaluate(model, val_loader, dev, dtype))
+        for x, y in rec.batches(train_loader, f"{precision} epoch {epoch + 1}/{epochs}"):
+            x = x.to(dev, non_blocking=True, memory_format=fmt)
+            rec.step(step_fn(model, x, y.to(dev, non_blocking=True), opt, scaler=scaler,
+                             dtype=dtype, clip_norm=clip_norm))
+        rec.epoch(evaluate(model, val_loader, dev, dtype), scaler)
         if checkpoint_dir and write_checkpoints:
             checkpoint.save(checkpoint_dir, epoch + 1,
-                            _snapshot(model, opt, scaler, train_loader, out, config), keep)
-    out.images_per_sec = out.images_timed / out.seconds_timed if out.seconds_timed else 0.0
-    out.peak_memory_mib, out.memory_kind = mem.peak_mib(), mem.kind
-    out.scaler_final_scale = scaler.get_scale() if scaler.is_enabled() else None
-    return out
+                            _snapshot(model, opt, scaler, train_loader, rec.out, config), keep)
+    return rec.result()

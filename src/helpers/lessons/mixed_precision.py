@@ -1,10 +1,11 @@
-"""Notebook 03's plumbing: sizes, data, the per-layer dtype table, the fp32-vs-mixed runs (with
-the notebook's own step function), tables, plots and the article's claims."""
+"""Notebook 03's plumbing: sizes, data, the per-layer dtype table, running the notebook's own
+training loop once per precision under a Recorder, tables, plots and the article's claims."""
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from helpers import datasets, env, memory, params, train, verdict
-from helpers.precision import autocast
+from helpers.precision import autocast, resolve_precision
 from helpers.runtime.notebook import NotebookRun, labelled_table
 
 ARTICLE = {"throughput_gain": 0.25, "memory_saving": 0.30}
@@ -41,18 +42,26 @@ class RunSpec:
 
     def describe(self) -> str:
         """One line a reader can read: model, image size, epochs, batch, lr, layout, data."""
-        name = self.model.upper() if self.model.startswith("b") else f"{self.model} CNN"
+        name = f"EfficientNet-{self.model.upper()}" if self.model.startswith("b") else \
+            f"the small CNN ({self.model})"
         return (f"{name}, {self.image_size} px, {self.epochs} epoch(s), batch {self.batch_size}, "
                 f"lr {self.lr:g}, {self.workers} DataLoader worker(s), "
                 f"{'channels_last' if self.channels_last else 'NCHW'}, seed {self.seed}, "
                 f"data in {self.data_root}")
 
 
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+Loop = Callable[[RunSpec, torch.dtype | None, train.Recorder], object]
+"""The notebook's training loop: (spec, autocast dtype or None for fp32, recorder)."""
+
+
 def mixed_precision(device: torch.device, mixed: str = "auto") -> str:
-    """'auto' -> fp16 on a GPU, bf16 on a CPU; otherwise validated as given."""
+    """'auto' -> fp16 on a GPU, bf16 on a CPU; 'bf16' or 'fp16' as given (fp16 on a CPU runs,
+    slowly, so the scaler can be watched there too; bf16 on a GPU that lacks it is refused)."""
     if mixed == "auto":
         return "fp16" if device.type == "cuda" else "bf16"
-    train.resolve_amp(params.one_of("mixed", mixed, ("bf16", "fp16")), device)
+    if params.one_of("mixed", mixed, ("bf16", "fp16")) == "bf16":
+        resolve_precision(mixed, device)
     return mixed
 
 
@@ -150,49 +159,53 @@ def underflow_table(underflow: dict) -> str:
               "zero_in_fp16_unscaled": "share that rounds to 0 when cast to fp16",
               scaled: f"the same after multiplying by {scaled.rsplit('_x', 1)[1]} (GradScaler's "
                       "first scale)",
-              "smallest_abs_gradient": "smallest |gradient|"}
-    return labelled_table(underflow, labels, read="fp16 cannot hold magnitudes below 2^-24 "
+              "smallest_abs_gradient": "smallest gradient magnitude"}
+    shown = {k: f"{v:.4%}" if k.startswith("zero_in") else v for k, v in underflow.items()}
+    return labelled_table(shown, labels, read="fp16 cannot hold magnitudes below 2^-24 "
                           "(about 6e-8): those gradients become 0 unless the loss, and so every "
                           "gradient, is scaled up first. A share near 0 after scaling is the "
                           "scaler doing its job.")
 
 
-def activation_memory(run: NotebookRun, precisions: tuple[str, ...], image_size: int,
-                      batch_size: int) -> dict[str, float]:
-    """Saved-for-backward activation MiB of one B0 training forward, per precision."""
-    model = train.build_model("b0").to(run.device).train()
-    x = torch.randn(batch_size, 3, image_size, image_size, device=run.device)
-    return {p: train.activation_mib(model, x, train.resolve_amp(p, run.device)[0])
-            for p in precisions}
-
-
-def train_both(run: NotebookRun, spec: RunSpec, mixed: str, *, step_fn: train.StepFn,
-               progress: bool = True) -> dict[str, train.FitResult]:
-    """Train spec.model in fp32, then in `mixed`, with step_fn, from identical weights, data
-    order and seed."""
+def compare(run: NotebookRun, loop: Loop, spec: RunSpec,
+            dtypes: dict[str, torch.dtype | None], *,
+            progress: bool = True) -> dict[str, train.FitResult]:
+    """Run the notebook's loop once per precision ({"fp32": None, "bf16": torch.bfloat16}),
+    each under its own Recorder: the loop builds its data, model, optimizer and scaler."""
+    if "fp32" not in dtypes:
+        raise ValueError(f"dtypes={list(dtypes)}: include 'fp32' (None), the baseline")
+    for name, dtype in dtypes.items():
+        if AUTOCAST_DTYPES[params.one_of("precision", name, tuple(AUTOCAST_DTYPES))] != dtype:
+            raise ValueError(f"dtypes[{name!r}]={dtype} is not allowed: {name} is autocast "
+                             f"dtype {AUTOCAST_DTYPES[name]}")
     out = {}
-    for precision in ("fp32", mixed):
-        tl, vl = datasets.loaders(spec.data_root, spec.image_size, spec.batch_size, run.device,
-                                  workers=spec.workers, seed=spec.seed)
-        model = train.build_model(spec.model, len(tl.dataset.classes), spec.seed)
-        torch.manual_seed(spec.seed)
-        out[precision] = train.fit(model, tl, vl, spec.epochs, lr=spec.lr, device=run.device,
-                                   precision=precision,
-                                   channels_last=spec.channels_last, progress=progress,
-                                   step_fn=step_fn)
+    for name, dtype in dtypes.items():
+        rec = train.Recorder(run.device, name, progress=progress)
+        loop(spec, dtype, rec)
+        out[name] = rec.result()
+        if not out[name].losses or not out[name].val_accuracy:
+            raise ValueError(f"the loop recorded no step or epoch in {name}: iterate "
+                             "record.batches(loader), call record.step(loss), record.epoch(...)")
+        gc.collect()  # the run's loaders and workers go now, not inside the next run's workers
     return out
 
 
-def compare_table(results: dict[str, train.FitResult],
-                  activations: dict[str, float] | None = None) -> str:
+def _scaler_words(r: train.FitResult) -> str:
+    """The run's GradScaler in words: off, or its scale at the end."""
+    return "no GradScaler" if r.scaler_final_scale is None else \
+        f"GradScaler, scale at the end {r.scaler_final_scale:g}"
+
+
+def compare_table(results: dict[str, train.FitResult]) -> str:
     """Markdown: images/s, memory, first and final loss and val accuracy per precision."""
-    rows = ["| precision | images/s | saved activations MiB | peak memory MiB (kind) | "
+    rows = ["| precision (scaler) | images/s | saved activations MiB | peak memory MiB (kind) | "
             "loss, first 5 steps -> last 5 | val accuracy |", "|---|---|---|---|---|---|"]
     for p, r in results.items():
         first, last = sum(r.losses[:5]) / len(r.losses[:5]), sum(r.losses[-5:]) / len(
             r.losses[-5:])
-        act = f"{activations[p]:.0f}" if activations else "-"
-        rows.append(f"| {p} | {r.images_per_sec:.1f} | {act} | {r.peak_memory_mib:.0f} "
+        act = "-" if r.saved_activations_mib is None else f"{r.saved_activations_mib:.0f}"
+        rows.append(f"| {p} ({_scaler_words(r)}) | {r.images_per_sec:.1f} | {act} | "
+                    f"{r.peak_memory_mib:.0f} "
                     f"({memory.kind_words(r.memory_kind)}) | {first:.3f} -> {last:.3f} | "
                     f"{r.val_accuracy[-1]:.1%} |")
     return "\n".join(rows)
@@ -212,19 +225,24 @@ def plot_losses(runs: dict[str, dict[str, train.FitResult]]):
     return fig
 
 
-def gains(results: dict[str, train.FitResult], activations: dict[str, float],
-          on_gpu: bool) -> tuple[float, float, str]:
+def gains(results: dict[str, train.FitResult], on_gpu: bool) -> tuple[float, float, str]:
     """(throughput gain, memory saving, what memory) of the mixed run over fp32, as fractions.
 
-    On a GPU memory is the allocator's peak (the article's measure); on a CPU it is the bytes
-    autograd saves for backward (the process's RSS cannot compare two runs in one process).
+    On a GPU memory is the CUDA allocator's peak (the article does not say how it measured GPU
+    memory); on a CPU it is the bytes autograd saves for backward (the process's RSS cannot
+    compare two runs in one process).
     """
     mixed = next(p for p in results if p != "fp32")
     fp32_r, mixed_r = results["fp32"], results[mixed]
     speed = mixed_r.images_per_sec / fp32_r.images_per_sec - 1
     if on_gpu:
         return speed, 1 - mixed_r.peak_memory_mib / fp32_r.peak_memory_mib, "CUDA peak memory"
-    return speed, 1 - activations[mixed] / activations["fp32"], "saved activations"
+    return speed, 1 - _activation_ratio(results, mixed), "saved activations"
+
+
+def _activation_ratio(results: dict[str, train.FitResult], mixed: str) -> float:
+    """Saved-for-backward bytes of the mixed run's first step over fp32's."""
+    return results[mixed].saved_activations_mib / results["fp32"].saved_activations_mib
 
 
 def speed_why(speed: float, mixed: str, device: torch.device,
@@ -236,11 +254,12 @@ def speed_why(speed: float, mixed: str, device: torch.device,
         return (f"{torch.cuda.get_device_name(device)}: {mixed} {speed:+.0%} over fp32 convs "
                 f"run {'in TF32 (cudnn.allow_tf32)' if tf32 else 'in full fp32'}; NVIDIA "
                 f"measured {nvidia:.1f}x over TF32 for B0 on an {NVIDIA_B0['gpu']}")
-    fast = [f for f in ("avx512_bf16", "amx_bf16") if f in cpu_flags]
+    units = (f"avx512_{mixed}", f"amx_{mixed}")
+    fast = [f for f in units if f in cpu_flags]
     if not fast:
-        return (f"{mixed} {speed:+.0%}: this CPU has neither avx512_bf16 nor amx_bf16, so bf16 "
-                "math is emulated (converted to fp32 and back)")
-    amx = "" if "amx_bf16" in fast else ", no AMX tiles"
+        return (f"{mixed} {speed:+.0%}: this CPU has neither {units[0]} nor {units[1]}, so "
+                f"{mixed} math is emulated (converted to fp32 and back)")
+    amx = "" if units[1] in fast else ", no AMX tiles"
     return f"{mixed} {speed:+.0%}: this CPU has {' and '.join(fast)}{amx}"
 
 
@@ -257,18 +276,19 @@ def amp_axes(device: torch.device, mixed: str, spec: RunSpec | None) -> list[ver
                          size >= 224)]
 
 
-def record(run: NotebookRun, results: dict[str, train.FitResult], activations: dict[str, float],
-           underflow: dict, *, spec: RunSpec | None = None,
-           cpu_flags: tuple[str, ...] | None = None) -> None:
+def record(run: NotebookRun, results: dict[str, train.FitResult], underflow: dict, *,
+           spec: RunSpec | None = None, cpu_flags: tuple[str, ...] | None = None) -> None:
     """Metrics for the report and the article's +25% / -30% claims, judged like for like."""
     on_gpu = run.device.type == "cuda"
-    speed, saving, kind = gains(results, activations, on_gpu)
+    speed, saving, kind = gains(results, on_gpu)
     for p, r in results.items():
         run.metric(**{f"{p}_images_per_sec": r.images_per_sec,
                       f"{p}_peak_memory_mib": r.peak_memory_mib,
-                      f"{p}_saved_activations_mib": activations[p],
+                      f"{p}_saved_activations_mib": r.saved_activations_mib,
                       f"{p}_final_val_accuracy": r.val_accuracy[-1],
                       f"{p}_final_loss": r.losses[-1]})
+        if r.scaler_final_scale is not None:
+            run.metric(**{f"{p}_final_loss_scale": r.scaler_final_scale})
     run.metric(mixed_throughput_gain=speed, mixed_memory_saving=saving, **underflow)
     mixed = next(p for p in results if p != "fp32")
     flags = env.collect().cpu_flags if cpu_flags is None and not on_gpu else cpu_flags or ()
@@ -278,9 +298,10 @@ def record(run: NotebookRun, results: dict[str, train.FitResult], activations: d
     run.judged(f"AMP training throughput, B0 ({mixed} vs fp32, {run.device.type})",
                f"about +25% (band {low:+.0%} to {high:+.0%})", f"{speed:+.0%}",
                _context(j, speed_why(speed, mixed, run.device, flags)))
-    quantity = verdict.axis("quantity", "CUDA peak memory", kind)
+    quantity = verdict.axis("quantity", "GPU memory, how measured not stated", kind,
+                            kind == "CUDA peak memory")
     j = verdict.judge(saving, MEMORY_BAND, [*axes, quantity], fmt="{:.0%}".format)
-    context = (f"activations shrank {1 - activations[mixed] / activations['fp32']:.0%}; "
+    context = (f"activations shrank {1 - _activation_ratio(results, mixed):.0%}; "
                "weights, AdamW's moments and the allocator's cache stay fp32-sized")
     run.judged("AMP saves GPU memory", f"over 30% less (band {MEMORY_BAND[0]:.0%} or more)",
                f"{kind}: {saving:.0%} less", _context(j, context))
