@@ -105,17 +105,22 @@ def test_restart_resumes_from_checkpoint(shapes: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"backend": "mpi"}, "backend='mpi'"),
-    ({"backend": "nccl", "device": "cpu"}, "backend='nccl' needs CUDA"),
-    ({"nnodes": 2, "endpoint": "localhost"}, "endpoint='localhost'"),
-    ({"nnodes": 2, "endpoint": "127.0.0.1:70000"}, "endpoint='127.0.0.1:70000'"),
-    ({"nnodes": 2, "endpoint": None}, "endpoint=''"),
-    ({"nnodes": 2, "node_rank": 2, "endpoint": "h:1"}, "node_rank=2"),
+    ({"program": []}, "program=\\[\\]"),
+    ({"endpoint": "localhost"}, "endpoint='localhost'"),
+    ({"endpoint": "127.0.0.1:70000"}, "endpoint='127.0.0.1:70000'"),
+    ({"endpoint": ""}, "endpoint=''"),
     ({"nproc": 0}, "nproc=0"), ({"device": "tpu"}, "device='tpu'")])
 def test_launch_refuses_bad_input(kwargs: dict, needle: str) -> None:
-    args = {"nproc": 2, "ddp_args": [], "device": "cpu"} | kwargs
+    args = {"nproc": 2, "program": ["train_ddp.py"], "device": "cpu"} | kwargs
     with pytest.raises(ValueError, match=needle):
         launcher.launch_command(**args)
+
+
+def test_worker_refuses_bad_backend() -> None:
+    with pytest.raises(ValueError, match="backend='mpi'"):
+        ddp.resolve_backend("mpi", torch.device("cpu"))
+    with pytest.raises(ValueError, match="backend='nccl' needs CUDA"):
+        ddp.resolve_backend("nccl", torch.device("cpu"))
 
 
 def gpus(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
@@ -128,7 +133,7 @@ def test_nproc_larger_than_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     """Asked for explicitly, more processes than GPUs is refused before torchrun starts."""
     gpus(monkeypatch, 1)
     with pytest.raises(ValueError, match="nproc=2 is more than the 1 GPU"):
-        launcher.launch_command(2, [], device="cuda")
+        launcher.launch_command(2, ["train_ddp.py"], device="cuda")
 
 
 @pytest.mark.parametrize(("count", "nproc", "device", "expected"), [
@@ -148,8 +153,8 @@ def test_plan_world_with_0_1_2_gpus(monkeypatch: pytest.MonkeyPatch, count: int,
     assert f"{plan.nproc} " in plan.note and plan.backend.upper() in plan.note.upper()
     if count == 1 and device != "cpu":
         assert "1 GPU" in plan.note  # it says why the GPU is not used
-    cmd = launcher.launch_command(plan.nproc, [], plan.device)
-    assert f"--nproc-per-node={plan.nproc}" in cmd and cmd[-4:-2] == ["--device", plan.device]
+    cmd = launcher.launch_command(plan.nproc, ["train_ddp.py"], plan.device)
+    assert f"--nproc-per-node={plan.nproc}" in cmd and cmd[-1] == "train_ddp.py"
 
 
 def test_plan_world_refuses_bad_input() -> None:
@@ -159,21 +164,30 @@ def test_plan_world_refuses_bad_input() -> None:
         launcher.plan_world(2, "tpu")
 
 
-def fake_results(one: float, two: float) -> dict[int, dict]:
-    """Scaling results as run_world returns them, images/s for 1 and 2 processes."""
-    return {n: {"images_per_sec": v, "epoch_s": [1.0], "ranks_identical": True}
-            for n, v in ((1, one), (2, two))}
+def fake_run(world: int, images_per_sec: float, epochs: int = 1,
+             **args: object) -> ddp_torchrun.ScriptRun:
+    """A launch of train_ddp.py as scaling() returns it: batch 32, equal checksums."""
+    firsts = {(r, e): "[0]" for r in range(world) for e in range(epochs)}
+    return ddp_torchrun.ScriptRun(world, 32, 32 / images_per_sec * 1000, 2.3,
+                                  dict.fromkeys(range(world), "1.5"), firsts,
+                                  {"model": "efficientnet_b0", "image_size": 32} | args)
+
+
+def fake_results(one: float, two: float, epochs: int = 1,
+                 **args: object) -> dict[int, ddp_torchrun.ScriptRun]:
+    """Scaling results, images/s for 1 and 2 processes."""
+    return {n: fake_run(n, v, epochs, **args) for n, v in ((1, one), (2, two))}
 
 
 IMAGENET_B4 = {"dataset": "ImageNet (/data/imagenet)", "image_size": 380}
 
 
 @pytest.mark.parametrize(("device", "model", "speed", "data", "near", "b4"), [
-    ("cpu", "b0", 0.8, {}, "not comparable", "not comparable"),
-    ("cuda", "b0", 1.9, {}, "reproduced", "not comparable"),  # B0 is not B4
-    ("cuda", "b4", 1.9, {}, "reproduced", "not comparable"),  # B4 on a 2-epoch 32 px toy
-    ("cuda", "b4", 1.9, IMAGENET_B4, "reproduced", "reproduced"),
-    ("cuda", "b4", 1.2, IMAGENET_B4, "differs", "differs"),
+    ("cpu", "efficientnet_b0", 0.8, {}, "not comparable", "not comparable"),
+    ("cuda", "efficientnet_b0", 1.9, {}, "reproduced", "not comparable"),  # B0 is not B4
+    ("cuda", "efficientnet_b4", 1.9, {}, "reproduced", "not comparable"),  # a 32 px toy
+    ("cuda", "efficientnet_b4", 1.9, IMAGENET_B4, "reproduced", "reproduced"),
+    ("cuda", "efficientnet_b4", 1.2, IMAGENET_B4, "differs", "differs"),
 ])
 def test_record_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str,
                          model: str, speed: float, data: dict, near: str, b4: str) -> None:
@@ -184,12 +198,10 @@ def test_record_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA A100-SXM4-80GB")
     run = NotebookRun("04_ddp_torchrun", "t", torch.device("cpu"), True, tmp_path, {})
     plan = launcher.WorldPlan(device, 2, "gloo" if device == "cpu" else "nccl", "")
-    minimal = ddp_torchrun.MinimalRun({0: "1.5", 1: "1.5"}, {})
-    results = fake_results(10.0, 10.0 * speed)
-    if data:
-        for r in results.values():
-            r["epoch_s"] = [1.0] * 11
-    ddp_torchrun.record(run, results, plan, model, minimal=minimal, **data)
+    results = fake_results(10.0, 10.0 * speed, 11 if data else 1, model=model,
+                           image_size=data.get("image_size", 32))
+    dataset = {"dataset": data["dataset"]} if data else {}
+    ddp_torchrun.record(run, results, plan, first=fake_run(2, 20.0), **dataset)
     verdicts = {c["claim"].split()[0]: c for c in run.claims}
     assert verdicts["Near-linear"]["verdict"] == near
     assert verdicts["B4"]["verdict"] == b4
@@ -198,23 +210,31 @@ def test_record_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device
         why = verdicts["B4"]["why"]
         assert "image size: 32 px here vs 380 px" in why and "dataset: generated shapes" in why
         assert f"{speed:.2f}x" not in verdicts["B4"]["measured"]  # the scaling is not reused
-        assert ("model: " + model.upper() in why) == (model != "b4")
+        assert ("model: " + model[-2:].upper() in why) == (model != "efficientnet_b4")
     if b4 == "differs":
         assert verdicts["B4"]["why"] == "1.20x is below the band's low end, 1.70x"
     assert run.targets[0]["met"] is True
+    assert run.targets[0]["measured"] == "first run: yes; 1 process: yes; 2 processes: yes"
+    assert run.metrics["world2_batch_size"] == 32 and run.metrics["scaled_run_model"] == model
 
 
-def test_minimal_run_log_is_read_and_checked(tmp_path: Path) -> None:
+def test_script_output_is_read_and_checked(tmp_path: Path) -> None:
     log = tmp_path / "log"
     log.write_text("rank 0 epoch 0: first samples [1, 2]rank 1 epoch 0: first samples [3, 4]"
-                   "\n\nrank 0: loss 0.5, weights checksum 1.25\n"  # two writers, one stdout
-                   "rank 1: loss 0.7, weights checksum 1.25\n")
-    run = ddp_torchrun.read_minimal_run(log)
-    assert run.identical and run.first_samples[(1, 0)] == "[3, 4]"
+                   "\n\nrank 0 of 2: batch 32, 40.00 ms a step, loss 0.5000, weights checksum "
+                   "1.25rank 1 of 2: batch 32, 41.00 ms a step, loss 0.7000, weights checksum"
+                   " 1.25\n")  # two writers, one stdout
+    run = ddp_torchrun.read_log(log)
+    assert run.identical and run.first_samples[(1, 0)] == "[3, 4]" and run.epochs == 1
+    assert (run.batch_size, run.step_time_ms, run.final_loss) == (32, 40.0, 0.5)  # rank 0's
+    assert run.images_per_sec == 800.0
     assert "| 1 | [3, 4] | 1.25 |" in run.table()
-    log.write_text("rank 0: loss 0.5, weights checksum 1.25\nTraceback: boom\n")
-    with pytest.raises(RuntimeError, match="1 reported a checksum"):
-        ddp_torchrun.read_minimal_run(log)
+    with pytest.raises(RuntimeError, match=r"did not finish on 1 ranks \(ranks \[0, 1\]"):
+        ddp_torchrun.read_log(log, world=1)  # the script ran with another world size
+    log.write_text("rank 0 of 2: batch 32, 40.00 ms a step, loss 0.5, weights checksum 1.25\n"
+                   "Traceback: boom\n")
+    with pytest.raises(RuntimeError, match=r"ranks \[0\] printed"):
+        ddp_torchrun.read_log(log)
 
 
 def test_worker_diff_names_missing_functions(tmp_path: Path) -> None:
@@ -223,7 +243,7 @@ def test_worker_diff_names_missing_functions(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'train_step' is not a function of helpers/ddp"):
         ddp_torchrun.worker_diff(script, names=("main", "train_step"))
     diff = ddp_torchrun.worker_diff(script)  # ddp_setup, _init_group: only in the worker
-    assert diff.count("```diff") == 3 and "--- (not in the script)" in diff
+    assert diff.count("```diff") == 2 and "--- (not in the script)" in diff
 
 
 def test_scaling_figure_has_both_panels() -> None:
@@ -233,11 +253,11 @@ def test_scaling_figure_has_both_panels() -> None:
 
 
 def test_launch_command_shapes() -> None:
-    cmd = launcher.launch_command(2, ["--epochs", "1"], device="cpu")
-    assert "--standalone" in cmd and cmd[-2:] == ["--epochs", "1"]
-    multi = launcher.launch_command(1, [], "cpu", nnodes=2, node_rank=1,
-                                       endpoint="10.0.0.1:29500")
-    assert "--rdzv-endpoint=10.0.0.1:29500" in multi and "--node-rank=1" in multi
+    cmd = launcher.launch_command(2, ["train_ddp.py", "--epochs", "1"], device="cpu")
+    assert "--standalone" in cmd and cmd[-3:] == ["train_ddp.py", "--epochs", "1"]
+    local = launcher.launch_command(2, ["-m", "helpers.ddp"], "cpu", endpoint="127.0.0.1:29511")
+    assert "--standalone" not in local and "--rdzv-endpoint=127.0.0.1:29511" in local
+    assert local[-2:] == ["-m", "helpers.ddp"]
     assert len(ddp_torchrun.multinode_commands(nnodes=3)) == 3
 
 
@@ -254,4 +274,38 @@ def test_cpu_runs_give_every_process_the_same_threads(tmp_path: Path) -> None:
     assert ddp_torchrun.cpu_threads(launcher.WorldPlan("cpu", 2, "gloo", "")) == max(1, cores // 2)
     assert ddp_torchrun.cpu_threads(launcher.WorldPlan("cuda", 2, "nccl", "")) == 0
     with pytest.raises(ValueError, match="threads=-1"):
-        launcher.run_world(1, tmp_path, tmp_path, "tiny", epochs=1, batch_size=1, threads=-1)
+        launcher.run_world(1, [str(tmp_path / "train_ddp.py")], threads=-1)
+
+
+def test_scaling_refuses_a_batch_that_does_not_split() -> None:
+    """Checked before torchrun starts: 1 and 3 processes must train the same global batch."""
+    plan = launcher.WorldPlan("cpu", 3, "gloo", "")
+    with pytest.raises(ValueError, match="batch_size=32 does not split evenly over 3"):
+        ddp_torchrun.scaling("train_ddp.py", plan, batch_size=32, model="x", image_size=32)
+
+
+def test_script_flags_and_model_names() -> None:
+    assert ddp_torchrun.script_flags({"data_dir": Path("/d"), "epochs": 2}) == [
+        "--data-dir", "/d", "--epochs", "2"]
+    assert ddp_torchrun.model_name("efficientnet_b4", quick=False) == "efficientnet_b4"
+    assert ddp_torchrun.model_name("efficientnet_b4", quick=True) == ddp_torchrun.QUICK_MODEL
+    with pytest.raises(ValueError, match="model='b0' is not allowed"):
+        ddp_torchrun.model_name("b0", quick=False)
+    assert ddp_torchrun.model_label("efficientnet_b4") == "B4"
+    assert ddp_torchrun.model_label("resnet18") == "resnet18"
+
+
+def test_stream_kills_every_process_it_started(capsys: pytest.CaptureFixture) -> None:
+    """Past its timeout, the launcher kills the whole group: a child's child dies too."""
+    code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+            "'import time; time.sleep(60)']); print('child', p.pid, flush=True); time.sleep(60)")
+    with pytest.raises(TimeoutError, match="ran past 3 s"):
+        launcher.stream([sys.executable, "-c", code], timeout_s=3)
+    pid = int(capsys.readouterr().out.split("child ")[1].split()[0])
+    for _ in range(50):  # the orphan is reaped by init shortly after it is killed
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"process {pid} outlived the launcher's timeout")

@@ -2,7 +2,8 @@
 
     torchrun --standalone --nproc_per_node=2 -m helpers.ddp --data-dir data/shapes --epochs 2
 
-The hardened version of notebook 04's minimal `train_ddp.py`: DDP is detected from
+The hardened version of notebook 04's `train_ddp.py` (the lesson; this is the production
+path of the CLI and the multi-node commands): DDP is detected from
 RANK/LOCAL_RANK/WORLD_SIZE, so the same command runs without torchrun; nccl on GPUs, gloo on
 CPUs; a process-group timeout; checkpoints and `--resume` for torchrun's `--max-restarts`;
 per-rank weight digests. Rank 0 alone logs, writes results and checkpoints.
@@ -67,8 +68,7 @@ def _init_group(backend: str, timeout: timedelta) -> None:
 
     torchrun's agent keeps one store for the whole job, and `env://` does not prefix its keys
     per attempt: after a `--max-restarts` restart, gloo may read a dead worker's address from
-    the last attempt and fail with "Connection refused" (seen with torch 2.14 when this
-    prefix was removed: tests/test_ddp.py::test_restart_resumes_from_checkpoint).
+    the last attempt and fail with "Connection refused" (seen with torch 2.14 without it).
     """
     env, (rank, _, world) = os.environ, ranks()
     agent_store = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun hosts it

@@ -1,23 +1,26 @@
-"""Launch helpers.ddp with torchrun: the command line, checked before any process starts."""
+"""Launch a training program with torchrun: the command line, checked before any process
+starts, and a run that streams its output and stops every process it started."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
-import time
+import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from helpers import params
-from helpers.ddp import resolve_backend
 from helpers.env import pick_device
 
 ENDPOINT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+NOISE = ("W1", "*****", "Setting OMP")  # torchrun's banner about OMP_NUM_THREADS
 
 
 def check_endpoint(endpoint: str) -> str:
@@ -27,6 +30,13 @@ def check_endpoint(endpoint: str) -> str:
         raise ValueError(f"endpoint={endpoint!r} is not allowed; use host:port with a port in "
                          "1..65535, e.g. 127.0.0.1:29500")
     return endpoint
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a rendezvous bound to loopback only)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -58,62 +68,66 @@ def plan_world(nproc: int, device: str = "auto") -> WorldPlan:
                      "mechanics; the speed is the CPU's, not the GPU's)")
 
 
-def launch_command(nproc: int, ddp_args: list[str], device: str = "auto",
-                   backend: str = "auto", *, nnodes: int = 1, node_rank: int = 0,
-                   endpoint: str | None = None, max_restarts: int = 0,
-                   rdzv_id: str = "helpers") -> list[str]:
-    """The torchrun command line for helpers.ddp, refused before any process starts if wrong."""
+def launch_command(nproc: int, program: list[str], device: str = "auto", *,
+                   endpoint: str | None = None) -> list[str]:
+    """The torchrun command line for `program` (a script or `-m module`, then its arguments)
+    on this machine, its rendezvous at `endpoint` (host:port) or else `--standalone`; refused
+    before any process starts if wrong."""
     params.positive_int("nproc", nproc)
-    params.positive_int("nnodes", nnodes)
-    params.non_negative_int("max_restarts", max_restarts)
     dev = pick_device(device)
-    resolve_backend(backend, dev)
     if dev.type == "cuda" and nproc > torch.cuda.device_count():
         raise ValueError(f"nproc={nproc} is more than the {torch.cuda.device_count()} GPU(s) "
                          "here: one process per GPU")
-    if not 0 <= node_rank < nnodes:
-        raise ValueError(f"node_rank={node_rank} is not allowed; it must be in 0..{nnodes - 1}")
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-           f"--max-restarts={max_restarts}"]
-    if nnodes == 1 and endpoint is None:
-        cmd.append("--standalone")
-    else:
-        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
-                f"--rdzv-endpoint={check_endpoint(endpoint or '')}", f"--rdzv-id={rdzv_id}"]
-    return [*cmd, "-m", "helpers.ddp", "--device", str(dev.type), "--backend", backend,
-            *ddp_args]
+    if not program:
+        raise ValueError("program=[] is not allowed; give a script (or '-m', a module) first")
+    where = (["--standalone"] if endpoint is None else
+             ["--rdzv-backend=c10d", f"--rdzv-endpoint={check_endpoint(endpoint)}"])
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *where,
+            *program]
 
 
-def stream(cmd: list[str], timeout_s: float = 600, show: bool = True) -> tuple[int, str]:
-    """Run cmd, printing its output line by line as it comes; (exit code, all output)."""
-    lines, t0 = [], time.monotonic()
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          bufsize=1) as proc:
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group torchrun leads: the agent and every worker it started."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # it ended in between
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def stream(cmd: list[str], timeout_s: float = 600, show: bool = True,
+           env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run cmd in its own process group, printing its output line by line as it comes;
+    (exit code, all output). Past timeout_s, or on an interrupt, the whole group is killed."""
+    lines, late = [], threading.Event()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1, env=env, start_new_session=True)
+    timer = threading.Timer(timeout_s, lambda: (late.set(), _stop(proc)))
+    timer.start()
+    try:
         for line in proc.stdout:
             lines.append(line)
-            if show and not line.startswith(("W1", "*****", "Setting OMP")):
+            if show and not line.startswith(NOISE):
                 print(line, end="", flush=True)
-            if time.monotonic() - t0 > timeout_s:
-                proc.kill()
-                raise TimeoutError(f"{' '.join(cmd[:4])} ran past {timeout_s:.0f} s")
-        return proc.wait(), "".join(lines)
+        code = proc.wait()
+    finally:
+        timer.cancel()
+        _stop(proc)  # an interrupt or an error here: leave no worker behind
+        proc.wait()
+        proc.stdout.close()
+    if late.is_set():
+        raise TimeoutError(f"{shlex.join(cmd[:5])} ran past {timeout_s:.0f} s and was killed")
+    return code, "".join(lines)
 
 
-def run_world(nproc: int, data_dir: Path, out: Path, model: str, *, epochs: int,
-              batch_size: int, device: str = "auto", threads: int = 0,
-              show: bool = True) -> dict:
-    """Train with nproc processes on the same global batch (CPU: `threads` per process, 0 =
-    the cores / nproc); the result, with rank digests."""
+def run_world(nproc: int, program: list[str], *, device: str = "auto", threads: int = 0,
+              show: bool = True, timeout_s: float = 600) -> str:
+    """Run `program` under torchrun with nproc processes, the rendezvous bound to 127.0.0.1
+    on a free port (CPU: `threads` threads per process, 0 = torchrun's default); its output."""
     params.non_negative_int("threads", threads)
-    args = ["--data-dir", str(data_dir), "--model", model, "--epochs", str(epochs),
-            "--batch-size", str(batch_size), "--out", str(out), "--no-progress",
-            "--threads", str(threads)]
-    t0, cmd = time.monotonic(), launch_command(nproc, args, device)
+    cmd = launch_command(nproc, program, device, endpoint=f"127.0.0.1:{free_port()}")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     if show:  # the command as one would type it
         print("$", shlex.join(cmd).replace(shlex.join(cmd[:3]), "torchrun", 1), flush=True)
-    code, text = stream(cmd, show=show)
+    code, text = stream(cmd, timeout_s, show, env)
     if code != 0:
         raise RuntimeError(f"torchrun with {nproc} process(es) failed ({code}):\n{text[-2000:]}")
-    result = json.loads((out / "result.json").read_text())
-    digests = {json.loads(p.read_text())["digest"] for p in out.glob("rank*.json")}
-    return {**result, "wall_s": time.monotonic() - t0, "ranks_identical": len(digests) == 1}
+    return text

@@ -1,5 +1,5 @@
-"""Notebook 04: read the minimal script's run, diff it against the hardened worker, launch
-the worker with torchrun, measure scaling, plot it, judge the article's claims."""
+"""Notebook 04: launch the learner's train_ddp.py with torchrun (1 vs N processes), read what
+it printed, diff it against the hardened helpers.ddp, plot the scaling, judge the claims."""
 
 from __future__ import annotations
 
@@ -10,31 +10,50 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from helpers import ddp, verdict
+from helpers import ddp, params, verdict
 from helpers.launcher import WorldPlan, check_endpoint, run_world
 from helpers.runtime.notebook import NotebookRun
 
 NEAR_LINEAR = (0.85, 1.05)  # "near-linear": scaling efficiency inside this band
 B4_SPEEDUP = (1.7, 2.0)  # 12 h -> 6.5 h is 1.85x; the band allowed around it
-# not anchored to line starts: two processes share one stdout, and their lines can run together
-CHECKSUM = re.compile(r"rank (\d+): loss \S+, weights checksum ([-+0-9.eE]+|nan|-?inf)")
+QUICK_MODEL = "mobilenet_v3_small"  # quick mode: a small torchvision model with batch norm
+# what train_ddp.py prints; not anchored to line starts: the ranks share one stdout
+RESULT = re.compile(r"rank (\d+) of (\d+): batch (\d+), ([0-9.]+) ms a step, loss (\S+), "
+                    r"weights checksum ([-+0-9.eE]+|nan|-?inf)")
 FIRST = re.compile(r"rank (\d+) epoch (\d+): first samples (\[[^\]]*\])")
+PRINTED = "rank R of W: batch B, T ms a step, loss L, weights checksum C"
 
 
 @dataclass(frozen=True)
-class MinimalRun:
-    """What train_ddp.py printed: each rank's weights checksum and first samples per epoch."""
+class ScriptRun:
+    """One torchrun launch of train_ddp.py: rank 0's step time, batch and loss (the ranks
+    step in lockstep), every rank's weights checksum and first samples per epoch."""
 
+    world_size: int
+    batch_size: int  # global: images per step over all processes
+    step_time_ms: float  # median step
+    final_loss: float
     checksums: dict[int, str]
     first_samples: dict[tuple[int, int], str]
+    args: dict = field(default_factory=dict)  # what the script was launched with
 
     @property
     def identical(self) -> bool:
         """Whether every rank ended with the same weights checksum."""
         return len(set(self.checksums.values())) == 1
+
+    @property
+    def images_per_sec(self) -> float:
+        """Training throughput over all processes, from the median step."""
+        return self.batch_size / self.step_time_ms * 1000
+
+    @property
+    def epochs(self) -> int:
+        """Epochs rank 0 reported starting."""
+        return len({e for r, e in self.first_samples if r == 0})
 
     def table(self) -> str:
         """Markdown: per rank, the first samples of each epoch and the final checksum."""
@@ -47,15 +66,22 @@ class MinimalRun:
         return "\n".join(rows)
 
 
-def read_minimal_run(log: Path, world: int = 2) -> MinimalRun:
-    """Parse train_ddp.py's output (as tee'd to `log`); a RuntimeError if a rank is missing."""
-    text = Path(log).read_text() if Path(log).exists() else ""
-    sums = {int(r): c for r, c in CHECKSUM.findall(text)}
-    if len(sums) != world:
-        raise RuntimeError(f"train_ddp.py did not finish on {world} ranks ({len(sums)} "
-                           f"reported a checksum); its output ends:\n{text[-2000:]}")
+def read_output(text: str, world: int) -> ScriptRun:
+    """Parse train_ddp.py's output; a RuntimeError if a rank is missing or the world differs."""
+    found = {int(m[0]): m for m in RESULT.findall(text)}
+    if sorted(found) != list(range(world)) or {int(m[1]) for m in found.values()} != {world}:
+        raise RuntimeError(f"train_ddp.py did not finish on {world} ranks (ranks "
+                           f"{sorted(found)} printed '{PRINTED}'); its output ends:\n"
+                           f"{text[-2000:]}")
+    _, _, batch, step_ms, loss, _ = found[0]
     firsts = {(int(r), int(e)): s for r, e, s in FIRST.findall(text)}
-    return MinimalRun(sums, firsts)
+    return ScriptRun(world, int(batch), float(step_ms), float(loss),
+                     {r: m[5] for r, m in found.items()}, firsts)
+
+
+def read_log(log: Path, world: int = 2) -> ScriptRun:
+    """read_output of a launch tee'd to `log`."""
+    return read_output(Path(log).read_text() if Path(log).exists() else "", world)
 
 
 def torchrun_on_path() -> str:
@@ -72,6 +98,14 @@ def torchrun_on_path() -> str:
     return found
 
 
+def model_name(model: str, quick: bool) -> str:
+    """The torchvision model the runs train: `model`, or a small one in quick mode."""
+    from torchvision import models
+
+    params.one_of("model", model, tuple(models.list_models(module=models)))
+    return QUICK_MODEL if quick else model
+
+
 def _functions(source: str) -> dict[str, str]:
     """Top-level function name -> its source text."""
     tree = ast.parse(source)
@@ -79,10 +113,9 @@ def _functions(source: str) -> dict[str, str]:
             if isinstance(n, ast.FunctionDef)}
 
 
-def worker_diff(script: Path, names: tuple[str, ...] = ("ddp_setup", "_init_group", "main")
-                ) -> str:
-    """Markdown: a unified diff per function, minimal script -> the hardened helpers.ddp (a
-    function only the worker has shows as all added)."""
+def worker_diff(script: Path, names: tuple[str, ...] = ("ddp_setup", "_init_group")) -> str:
+    """Markdown: a unified diff per function, the learner's script -> the hardened helpers.ddp
+    (a function only the worker has shows as all added)."""
     mine, theirs = _functions(Path(script).read_text()), _functions(inspect.getsource(ddp))
     blocks = []
     for name in names:
@@ -101,40 +134,53 @@ def cpu_threads(plan: WorldPlan) -> int:
     return max(1, (os.cpu_count() or 1) // plan.nproc) if plan.device == "cpu" else 0
 
 
-def scaling(data_dir: Path, workdir: Path, plan: WorldPlan, model: str, *, epochs: int,
-            batch_size: int) -> dict[int, dict]:
-    """The same total work (epochs, global batch) with 1 process and with plan.nproc; on a
-    CPU every process of both runs gets the same threads, as every process gets one GPU."""
-    return {n: run_world(n, data_dir, Path(workdir) / f"world{n}", model, epochs=epochs,
-                         batch_size=batch_size, device=plan.device, threads=cpu_threads(plan))
+def script_flags(args: dict) -> list[str]:
+    """{'batch_size': 32} -> ['--batch-size', '32']: the script's command-line arguments."""
+    return [s for k, v in args.items() for s in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def scaling(script: str | Path, plan: WorldPlan, *, batch_size: int, model: str,
+            image_size: int, **more: object) -> dict[int, ScriptRun]:
+    """Launch `script` with torchrun on 1 and on plan.nproc processes with the same arguments
+    (the same global batch; `--device` the plan's); on a CPU every process of both runs gets
+    the same threads, as every process would own a GPU. World size -> what it printed."""
+    if params.positive_int("batch_size", batch_size) % plan.nproc:
+        raise ValueError(f"batch_size={batch_size} does not split evenly over {plan.nproc} "
+                         f"processes; use a multiple of {plan.nproc}")
+    args = {"batch_size": batch_size, "model": model, "image_size": image_size, **more,
+            "device": plan.device}
+    program = [str(script), *script_flags(args)]
+    return {n: replace(read_output(run_world(n, program, device=plan.device,
+                                             threads=cpu_threads(plan)), n), args=args)
             for n in sorted({1, plan.nproc})}
 
 
-def _speedups(results: dict[int, dict]) -> dict[int, float]:
+def _speedups(results: dict[int, ScriptRun]) -> dict[int, float]:
     """World size -> images/s relative to one process."""
-    base = results[min(results)]["images_per_sec"]
-    return {n: r["images_per_sec"] / base for n, r in results.items()}
+    base = results[min(results)].images_per_sec
+    return {n: r.images_per_sec / base for n, r in results.items()}
 
 
-def scaling_table(results: dict[int, dict]) -> str:
-    """Markdown: time, images/s and scaling efficiency per world size."""
-    rows = ["| processes | training time s | images/s | speedup | efficiency | ranks identical |",
-            "|---|---|---|---|---|---|"]
+def scaling_table(results: dict[int, ScriptRun]) -> str:
+    """Markdown: batch, step time, images/s and scaling efficiency per world size."""
+    rows = ["| processes | images per step (per process) | step time ms (median) | images/s "
+            "| speedup | efficiency |", "|---|---|---|---|---|---|"]
     for n, speed in _speedups(results).items():
         r = results[n]
-        rows.append(f"| {n} | {sum(r['epoch_s']):.1f} | {r['images_per_sec']:.1f} | "
-                    f"{speed:.2f}x | {speed / n:.0%} | {r['ranks_identical']} |")
-    return "\n".join(rows)
+        rows.append(f"| {n} | {r.batch_size} ({r.batch_size // n}) | {r.step_time_ms:.1f} | "
+                    f"{r.images_per_sec:.1f} | {speed:.2f}x | {speed / n:.0%} |")
+    return "\n".join(rows) + ("\n\nSpeedup: images/s over the 1-process run's; efficiency: the "
+                              "speedup / processes (100% is linear scaling).")
 
 
-def scaling_figure(results: dict[int, dict], where: str):
+def scaling_figure(results: dict[int, ScriptRun], where: str):
     """Two panels, 1 vs N processes: images/s (ideal dashed) and scaling efficiency."""
     import matplotlib.pyplot as plt
 
-    speeds, base = _speedups(results), results[min(results)]["images_per_sec"]
+    speeds, base = _speedups(results), results[min(results)].images_per_sec
     labels = [str(n) for n in results]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
-    left.bar(labels, [r["images_per_sec"] for r in results.values()], color="tab:blue")
+    left.bar(labels, [r.images_per_sec for r in results.values()], color="tab:blue")
     left.plot(labels, [base * n for n in results], "k--", label="ideal (linear)")
     left.set(xlabel="processes", ylabel="images/s", title="throughput")
     left.legend()
@@ -176,6 +222,12 @@ class RunShape:
     nproc: int
 
 
+def model_label(model: str) -> str:
+    """'efficientnet_b4' -> 'B4'; any other torchvision name as it is."""
+    m = re.fullmatch(r"efficientnet_(b\d)", model)
+    return m.group(1).upper() if m else model
+
+
 def _gpu_name(plan: WorldPlan) -> str:
     """The GPU the processes used, or what they ran on instead."""
     if plan.device != "cuda":
@@ -208,8 +260,7 @@ def _b4_claim(run: NotebookRun, plan: WorldPlan, shape: RunShape, speed: float) 
     epochs = round(B4_EPOCHS_IN_12H)
     article = (f"1.85x (band {B4_SPEEDUP[0]}x to {B4_SPEEDUP[1]}x); 12 h on one A100 is about "
                f"{epochs} ImageNet epochs at NVIDIA's {NVIDIA_B4_IMAGES_PER_SEC} images/s")
-    gpu = _gpu_name(plan)
-    name = shape.model.upper() if shape.model.startswith("b") else shape.model
+    gpu, name = _gpu_name(plan), model_label(shape.model)
     axes = [verdict.axis("model", "B4", name),
             verdict.gpu_axis(gpu if plan.device == "cuda" else None, article="A100s",
                              key="A100"),
@@ -226,24 +277,26 @@ def _b4_claim(run: NotebookRun, plan: WorldPlan, shape: RunShape, speed: float) 
     run.judged("B4 training on 2x A100: 12 h -> 6.5 h", article, measured, j)
 
 
-def record(run: NotebookRun, results: dict[int, dict], plan: WorldPlan, model: str, *,
-           minimal: MinimalRun, dataset: str = "generated shapes", image_size: int = 32) -> None:
-    """Metrics, the article's scaling claims and the project's replica target."""
+def record(run: NotebookRun, results: dict[int, ScriptRun], plan: WorldPlan, *,
+           first: ScriptRun, dataset: str = "generated shapes") -> None:
+    """Metrics and settings of both runs, the article's scaling claims and the replica target."""
     n = max(results)
-    speed = _speedups(results)[n]
+    speed, args = _speedups(results)[n], results[n].args
     for w, r in results.items():
-        run.metric(**{f"world{w}_images_per_sec": r["images_per_sec"],
-                      f"world{w}_train_s": sum(r["epoch_s"]),
-                      f"world{w}_ranks_identical": r["ranks_identical"]})
+        run.metric(**{f"world{w}_images_per_sec": r.images_per_sec,
+                      f"world{w}_step_time_ms": r.step_time_ms,
+                      f"world{w}_batch_size": r.batch_size,
+                      f"world{w}_ranks_identical": r.identical})
     run.metric(**{f"speedup_{n}_over_1": speed, "scaling_efficiency": speed / n,
-                  "scaled_run_device": plan.device, "scaled_run_model": model,
-                  "minimal_script_ranks_identical": minimal.identical})
+                  "scaled_run_device": plan.device, "scaled_run_model": args["model"],
+                  "first_run_ranks_identical": first.identical})
     _scaling_claim(run, plan, n, speed)
-    shape = RunShape(model, dataset, image_size, len(results[n]["epoch_s"]), n)
+    shape = RunShape(args["model"], dataset, args["image_size"], results[n].epochs, n)
     _b4_claim(run, plan, shape, speed)
-    same = all(r["ranks_identical"] for r in results.values())
+    runs = {"first run": first} | {f"{w} process{'es' if w > 1 else ''}": r
+                                   for w, r in results.items()}
+    same = all(r.identical for r in runs.values())
     run.target("Every rank ends with identical weights",
-               "equal checksums (train_ddp.py) and equal sha256 digests (helpers.ddp)",
-               f"train_ddp.py: {minimal.identical}; helpers.ddp: {same}",
-               minimal.identical and same,
-               why=None if minimal.identical and same else "replicas diverged")
+               "equal weight checksums on every rank of every train_ddp.py run",
+               "; ".join(f"{k}: {'yes' if r.identical else 'no'}" for k, r in runs.items()),
+               same, why=None if same else "replicas diverged")
