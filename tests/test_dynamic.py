@@ -33,17 +33,49 @@ def test_bad_model_parameters(kwargs: dict, needle: str) -> None:
         DynamicMLP(**kwargs)
 
 
+def walk(node) -> tuple[str, list]:
+    """The smallest tree walk: a node's type and the trees of its inputs' nodes."""
+    return type(node).__name__, [walk(n) for n, _ in node.next_functions if n is not None]
+
+
 def test_graphs_follow_the_branch() -> None:
-    graphs = dynamic_graph.compare_graphs(DynamicMLP(hidden=16), torch.randn(3, 784))
+    trees = dynamic_graph.compare_graphs(DynamicMLP(hidden=16), torch.randn(3, 784), tree_fn=walk)
+    graphs = dynamic_graph.node_names(trees)
+    assert graphs["eval"][:3] == ["SumBackward0", "AddmmBackward0", "AccumulateGrad"]
     only_train = set(graphs["train"]) - set(graphs["eval"])
     assert {"MulBackward0", "DivBackward0"} <= only_train
     assert len(graphs["train"]) > len(graphs["eval"])
-    table = dynamic_graph.graphs_table(graphs)
+    table = dynamic_graph.graphs_table(trees)
     assert "Only in the training graph: DivBackward0, MulBackward0" in table
+    assert "| train | 12 | 4 |" in table and "| eval | 10 | 4 |" in table
 
 
-def test_gradcheck_passes_through_mask() -> None:
-    assert dynamic_graph.gradcheck_fixed_mask(p=0.5, seed=1) is True
+def test_tree_layout_centres_each_node_over_its_inputs() -> None:
+    tree = ("root", [("a", [("a1", []), ("a2", [])]), ("b", [])])
+    spots: list[tuple] = []
+    dynamic_graph._place(tree, 0, spots)
+    where = {label: (x, depth) for x, depth, label, _ in spots}
+    assert where == {"a1": (0.0, 2), "a2": (1.0, 2), "a": (0.5, 1), "b": (2.0, 1),
+                     "root": (1.25, 0)}
+
+
+def test_tree_plot_boxes_every_node_and_colours_what_one_mode_adds() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    trees = {"train": ("Sum", [("Mul", [("AccumulateGrad\nw", [])])]),
+             "eval": ("Sum", [("AccumulateGrad\nw", [])])}
+    fig = dynamic_graph.plot_trees(trees)
+    boxes = [{t.get_text(): t.get_bbox_patch().get_facecolor() for t in ax.texts if t.get_text()}
+             for ax in fig.axes]
+    assert [set(b) for b in boxes] == [{"Sum", "Mul", "AccumulateGrad\nw"},
+                                       {"Sum", "AccumulateGrad\nw"}]
+    colours = {label: matplotlib.colors.to_hex(c) for label, c in boxes[0].items()}
+    assert colours == {"Sum": dynamic_graph.OP, "Mul": dynamic_graph.ONLY,
+                       "AccumulateGrad\nw": dynamic_graph.LEAF}
+    arrows = [t for t in fig.axes[0].texts if not t.get_text()]
+    assert len(arrows) == 2  # one per edge: Sum -> Mul -> AccumulateGrad
+    assert [t.get_text() for t in fig.legends[0].get_texts()][2].startswith("leaf")
 
 
 def test_gradcheck_catches_a_wrong_gradient() -> None:
@@ -73,11 +105,9 @@ def test_hand_made_matches_nn_dropout() -> None:
     assert abs(cmp["keep_rate_hand_made"] - 0.7) < 0.02
 
 
-def test_compile_captures_one_graph_per_branch() -> None:
-    graphs = dynamic_graph.captured_graphs(DynamicMLP(hidden=8), torch.randn(2, 784))
-    assert len(graphs) == 2
-    assert "rand_like" in graphs[0] and "rand_like" not in graphs[1]
-    assert "train()" in dynamic_graph.captured_table(graphs)
+def test_captured_table_names_each_graphs_ops() -> None:
+    table = dynamic_graph.captured_table([["linear", "rand_like", "mul"], ["linear"]])
+    assert "| train() | linear, rand_like, mul |" in table and "| eval() | linear |" in table
 
 
 def test_task_is_deterministic() -> None:

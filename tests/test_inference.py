@@ -120,6 +120,39 @@ def test_gpu_rows_check_the_gpu_class_and_the_quantity(
         assert latency["verdict"] == memory["verdict"] == want
 
 
+def test_time_at_and_its_line(capsys: pytest.CaptureFixture) -> None:
+    sizes = inference.Sizes(2, 1, 1, 0, (1, 2), 2, 0.1)
+    r = inference.time_at(models.TinyCNN().eval(), torch.device("cpu"), "b0", sizes,
+                          batch_size=3)
+    assert (r.spec.batch_size, r.spec.warmup, len(r.times_s)) == (3, 0, 2)
+    line = inference.timing_line(r, "timed just now")
+    assert line.startswith("batch 3: ") and line.endswith(" images/s (timed just now)\n")
+    assert f"{r.median_ms:.1f} ms per batch" in line
+    ipywidgets = pytest.importorskip("ipywidgets")
+    inference.show_widget(ipywidgets.IntSlider(), "a slider")  # no kernel: the text is shown
+    assert "a slider" in capsys.readouterr().out
+
+
+def test_retime_shows_the_new_line_or_the_error() -> None:
+    ipywidgets = pytest.importorskip("ipywidgets")
+    shown = ipywidgets.Output()
+    shown.append_stdout("old line\n")
+    sizes = inference.Sizes(1, 1, 1, 0, (1,), 1, 0.1)
+    model = models.TinyCNN().eval()
+    on_change = inference.retime_on_change(shown, lambda b: inference.time_at(
+        model, torch.device("cpu"), "b0", sizes, batch_size=b))
+    on_change({"new": 2})
+    [line] = [o["text"] for o in shown.outputs]
+    assert line.startswith("batch 2: ") and "timed just now" in line
+
+    def broken(batch_size: int) -> bench.BenchResult:
+        raise ValueError(f"batch_size={batch_size} is too big")
+
+    inference.retime_on_change(shown, broken)({"new": 512})
+    assert [o["text"] for o in shown.outputs] == [
+        "batch 512: timing failed: ValueError: batch_size=512 is too big\n"]
+
+
 def test_sweep_sizes() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     assert inference.sweep_sizes(cpu, quick=False)[-1] == 64

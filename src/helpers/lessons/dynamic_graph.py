@@ -10,62 +10,91 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from helpers import params, verdict
-from helpers.models import DynamicMLP
 from helpers.runtime.notebook import NotebookRun, labelled_table
 
-
-def graph_nodes(output: torch.Tensor) -> list[str]:
-    """Names of the autograd nodes behind `output`, walked breadth-first from it."""
-    seen, order, queue = set(), [], [output.grad_fn]
-    while queue:
-        node = queue.pop(0)
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        order.append(type(node).__name__)
-        queue.extend(n for n, _ in node.next_functions)
-    return order
+Tree = tuple[str, list]  # an autograd node: (label, the trees of the nodes behind its inputs)
 
 
 def compare_graphs(model: nn.Module, x: torch.Tensor, seed: int = 0, *,
-                   nodes_fn: Callable[[torch.Tensor], list[str]] = graph_nodes,
-                   ) -> dict[str, list[str]]:
-    """The autograd graph one forward records in train mode and in eval mode, named by
-    `nodes_fn` (the notebook passes its own walk)."""
+                   tree_fn: Callable[[object], Tree]) -> dict[str, Tree]:
+    """The autograd tree one forward records in train mode and in eval mode, walked from the
+    output's grad_fn by `tree_fn` (the notebook's walk)."""
     out = {}
     for mode in ("train", "eval"):
         model.train(mode == "train")
         torch.manual_seed(seed)
-        out[mode] = nodes_fn(model(x).sum())
+        out[mode] = tree_fn(model(x).sum().grad_fn)
     model.train()
     return out
 
 
-def graphs_table(graphs: dict[str, list[str]]) -> str:
-    """Markdown: node count and node names per mode, and what only training adds."""
+def node_names(trees: dict[str, Tree]) -> dict[str, list[str]]:
+    """Each tree's node types (the first line of each label), root first, depth first."""
+    def names(tree: Tree) -> list[str]:
+        label, inputs = tree
+        return [label.split("\n")[0], *(n for t in inputs for n in names(t))]
+
+    return {mode: names(tree) for mode, tree in trees.items()}
+
+
+def graphs_table(trees: dict[str, Tree]) -> str:
+    """Markdown: node and leaf counts per mode, and which nodes only training adds."""
+    graphs = node_names(trees)
     extra = sorted(set(graphs["train"]) - set(graphs["eval"]))
-    lines = ["| mode | autograd nodes | nodes |", "|---|---|---|"]
-    lines += [f"| {m} | {len(n)} | {' <- '.join(n)} |" for m, n in graphs.items()]
+    lines = ["| mode | autograd nodes | of which leaves (AccumulateGrad) |", "|---|---|---|"]
+    lines += [f"| {m} | {len(n)} | {n.count('AccumulateGrad')} |" for m, n in graphs.items()]
     lines.append(f"\nOnly in the training graph: {', '.join(extra) or 'nothing'}")
     return "\n".join(lines)
 
 
-def gradcheck_fixed_mask(hidden: int = 16, batch: int = 3, p: float = 0.5, seed: int = 0) -> bool:
-    """torch.autograd.gradcheck (float64) through the masked branch, w.r.t. input and weights."""
-    torch.manual_seed(seed)
-    model = DynamicMLP(hidden=hidden, p=p).double().train()
-    x = torch.randn(batch, 784, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(batch, hidden, dtype=torch.float64) > p  # fixed, so f is deterministic
-    names = ("fc1.weight", "fc2.weight")
-    weights = tuple(dict(model.named_parameters())[n].detach().clone().requires_grad_()
-                    for n in names)
+LEAF, OP, ONLY = "#fbd9a6", "#d6e6f5", "#f4b6b6"  # leaves, backward functions, one mode only
 
-    def f(x: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
-        state = dict(zip(names, w, strict=True))
-        return torch.func.functional_call(model, state, (x,), {"mask": mask})
 
-    # fast_mode checks random vector-Jacobian products instead of every column: same maths
-    return torch.autograd.gradcheck(f, (x, *weights), eps=1e-6, atol=1e-5, fast_mode=True)
+def _place(tree: Tree, depth: int, spots: list[tuple]) -> float:
+    """Append (x, depth, label, input xs) for `tree` and all below it to `spots`; leaves sit at
+    x = 0, 1, 2... in walk order, a node centred over its inputs. Returns the node's x."""
+    label, inputs = tree
+    xs = [_place(t, depth + 1, spots) for t in inputs]
+    x = sum(xs) / len(xs) if xs else float(sum(1 for s in spots if not s[3]))
+    spots.append((x, depth, label, xs))
+    return x
+
+
+def _colour(label: str, everywhere: set[str]) -> str:
+    """A box's fill: leaf, a node type every tree has, or one only some trees have."""
+    kind = label.split("\n")[0]
+    return LEAF if kind == "AccumulateGrad" else OP if kind in everywhere else ONLY
+
+
+def plot_trees(trees: dict[str, Tree]):
+    """Each tree as boxes with an arrow from every node to each input's node (the direction
+    backward() walks), leaves and the node types only some modes have coloured; a panel each."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    everywhere = set.intersection(*(set(n) for n in node_names(trees).values()))
+    laid = {mode: [] for mode in trees}
+    for mode, tree in trees.items():
+        _place(tree, 0, laid[mode])
+    depth = max(s[1] for spots in laid.values() for s in spots)
+    fig, axes = plt.subplots(1, len(trees), figsize=(5.5 * len(trees), 7), squeeze=False)
+    for ax, (mode, spots) in zip(axes[0], laid.items(), strict=True):
+        for x, d, label, xs in spots:
+            for child_x in xs:
+                ax.annotate("", xy=(child_x, -d - 0.78), xytext=(x, -d - 0.22),
+                            arrowprops={"arrowstyle": "->", "color": "0.35"})
+            ax.text(x, -d, label, ha="center", va="center", fontsize=8, bbox={
+                "boxstyle": "round", "ec": "0.3", "fc": _colour(label, everywhere)})
+        ax.set(xlim=(-0.8, max(s[0] for s in spots) + 0.8), ylim=(-depth - 0.6, 0.6))
+        ax.set_title(f"{mode}: {len(spots)} autograd nodes", fontsize=10)
+        ax.axis("off")
+    fig.legend(handles=[Patch(fc=c, ec="0.3", label=t) for c, t in (
+        (OP, "backward function (an op that ran)"), (ONLY, "only in this mode's graph"),
+        (LEAF, "leaf: AccumulateGrad fills a parameter's .grad"))],
+        loc="lower center", ncol=3, fontsize=9)
+    fig.suptitle("The autograd graph behind model(x).sum(): arrows point to each node's inputs")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
 
 
 def dropout_vs_nn(p: float = 0.5, shape: tuple[int, int] = (256, 128), seed: int = 0) -> dict:
@@ -192,25 +221,6 @@ def graph_ops(gm: torch.fx.GraphModule) -> list[str]:
     """The operations in a graph torch.compile captured, in order."""
     return [str(getattr(n.target, "__name__", n.target)) for n in gm.graph.nodes
             if n.op in ("call_function", "call_method", "call_module")]
-
-
-def captured_graphs(model: nn.Module, x: torch.Tensor) -> list[list[str]]:
-    """The default capture: torch.compile with a recording backend, one train and one eval
-    call; the ops of each graph it captured."""
-    graphs: list[list[str]] = []
-
-    def record(gm: torch.fx.GraphModule, example_inputs: list) -> object:
-        graphs.append(graph_ops(gm))
-        return gm.forward
-
-    torch._dynamo.reset()
-    compiled = torch.compile(model, backend=record)
-    for mode in (True, False):
-        model.train(mode)
-        compiled(x)
-    model.train()
-    torch._dynamo.reset()
-    return graphs
 
 
 def captured_table(graphs: list) -> str:

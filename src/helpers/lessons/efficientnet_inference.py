@@ -159,13 +159,52 @@ def sweep_sizes(device: torch.device, quick: bool) -> tuple[int, ...]:
     return (1, 2) if quick else GPU_SWEEP if device.type == "cuda" else CPU_SWEEP
 
 
+def time_at(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes, *,
+            batch_size: int, time_fn: bench.TimeFn = bench.time_batches) -> bench.BenchResult:
+    """*Your* model at one batch size on `device`, timed by `time_fn` with the sweep's
+    warm-up and iterations."""
+    spec = spec_for(model, variant, str(device), batch_size, warmup=sizes.warmup,
+                    iters=sizes.sweep_iters)
+    return time_on(model, spec, time_fn=time_fn)
+
+
 def batch_sweep(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes, *,
                 time_fn: bench.TimeFn = bench.time_batches) -> list[bench.BenchResult]:
     """Throughput and latency of *your* model over sizes.sweep batch sizes, timed by
     `time_fn`."""
-    return [time_on(model, spec_for(model, variant, str(device), b, warmup=sizes.warmup,
-                                    iters=sizes.sweep_iters), time_fn=time_fn)
+    return [time_at(model, device, variant, sizes, batch_size=b, time_fn=time_fn)
             for b in sizes.sweep]
+
+
+def timing_line(r: bench.BenchResult, how: str) -> str:
+    """'batch 8: 212.4 ms per batch (p10-p90 ...), 37.7 images/s (how)', one line."""
+    return (f"batch {r.spec.batch_size}: {r.median_ms:.1f} ms per batch (p10-p90 "
+            f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f} ms), {r.images_per_sec:.1f} images/s ({how})\n")
+
+
+def retime_on_change(shown: object, measure: Callable[[int], bench.BenchResult],
+                     ) -> Callable[[dict], None]:
+    """A slider's `observe` callback: measure at the new batch size and show its line in the
+    Output widget `shown`, in place of the last one (an error is shown there, not lost)."""
+    def on_change(change: dict) -> None:
+        shown.outputs = ()
+        shown.append_stdout(f"timing batch {change['new']}...\n")
+        try:
+            line = timing_line(measure(change["new"]), "timed just now")
+        except Exception as err:  # a callback's exception would only reach Lab's log
+            line = f"batch {change['new']}: timing failed: {type(err).__name__}: {err}\n"
+        shown.outputs = ()
+        shown.append_stdout(line)
+
+    return on_change
+
+
+def show_widget(widget: object, text: str) -> None:
+    """Display an ipywidgets `widget`; where none can render (papermill, nbconvert, the
+    report) its output reads `text` instead of the widget's repr."""
+    from IPython.display import display
+
+    display({**widget._repr_mimebundle_(), "text/plain": text}, raw=True)
 
 
 def plot_sweep(results: list[bench.BenchResult]):
