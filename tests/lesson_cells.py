@@ -10,25 +10,23 @@ point: `%%writefile F` writes F under `workdir`, `!cmd` lines and other `%` magi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from helpers import cells
 
 from .conftest import NOTEBOOKS
 
 
 def notebook_path(prefix: str) -> Path:
     """The committed notebook whose name starts with `prefix` (e.g. '03')."""
-    (path,) = NOTEBOOKS.glob(f"{prefix}_*.ipynb")
-    return path
+    return cells.notebook(prefix, NOTEBOOKS)
 
 
 def lesson_sources(prefix: str) -> list[str]:
     """The source of every cell tagged `lesson` in notebook `prefix`, in order."""
-    nb = json.loads(notebook_path(prefix).read_text())
-    return ["".join(c["source"]) for c in nb["cells"]
-            if c["cell_type"] == "code" and "lesson" in c["metadata"].get("tags", [])]
+    return cells.sources(notebook_path(prefix), "lesson")
 
 
 def _python_of(source: str, workdir: Path) -> str | None:

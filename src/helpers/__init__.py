@@ -1,13 +1,14 @@
 """Helpers behind the notebooks: the harness that measures what each notebook teaches.
 
 The rule: **the technique is code in the cell; the harness is one call.** A notebook shows the
-PyTorch it teaches in cells tagged `lesson` and passes that code into a helper that measures it
-at scale (`compare_devices(..., time_fn=...)`, `fit(..., step_fn=...)`); each helper keeps a
-default implementation for the CLI, the GPU visit and `tests/test_lessons.py`. Layers:
+PyTorch it teaches in cells tagged `lesson` and passes its own objects into a helper that
+measures them (02's model, 03's training loop, 04's script, 06's rungs); what the CLI needs
+from a notebook it reads from the cells tagged `export` (`helpers.cells`). Layers:
 
 - the core (this package's top-level modules: env, cpuinfo, verdict, precision, timing, memory,
   models, weights, images, datasets, train, checkpoint, bench, ladder, roofline, quant,
-  allocator, files, params, paths, ddp, launcher) is reusable and never imports the two below;
+  allocator, files, params, paths, cells, ddp, launcher) is reusable and never imports the two
+  below;
 - `helpers.runtime`: a notebook's run and claims, the papermill runner, the report, the
   stripping tool and the CLI (`python -m helpers`);
 - `helpers.lessons`: one module per notebook, holding only that notebook's plumbing.

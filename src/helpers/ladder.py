@@ -150,6 +150,9 @@ RUNGS: tuple[Rung, ...] = (
     Rung("compile_openvino", "torch.compile(backend='openvino'), fp32", ("cpu",),
          channels_last=False, compile_mode="openvino", engine="openvino", needs=("openvino",),
          why="PyTorch's own door to OpenVINO: Dynamo captures, OpenVINO compiles"),
+    Rung("onnxruntime_cuda", "ONNX Runtime fp32, CUDA provider (numpy in and out)", ("cuda",),
+         channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript"),
+         why="the exported graph on ORT's CUDA kernels (pip install onnxruntime-gpu)"),
 )
 PEER_ENGINES = ("onnxruntime", "openvino")
 RUNG_KEYS = tuple(r.key for r in RUNGS)
@@ -225,6 +228,12 @@ def _peer_problem(rung: Rung) -> str | None:
         return f"{', '.join(missing)} not installed: pip install {' '.join(missing)}"
     if rung.precision == "bf16" and not roofline.cpu_has_native_bf16():
         return "no AVX512-BF16/AMX on this CPU: OpenVINO would run it in fp32"
+    if rung.engine == "onnxruntime" and rung.devices == ("cuda",):
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return ("this onnxruntime has no CUDA provider: pip uninstall onnxruntime && "
+                    "pip install onnxruntime-gpu")
     return None
 
 

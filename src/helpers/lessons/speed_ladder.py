@@ -163,9 +163,11 @@ def held_out_ladder(model: torch.nn.Module, device: torch.device, batch_size: in
 def first_calls(result: LadderResult) -> dict[str, str]:
     """Each compiled or exported rung's one-off cost (building: export, calibration; the first
     call: where torch.compile compiles) next to its time per batch afterwards."""
-    return {f"{s.number} {s.rung.key}": f"prepared in {s.prepare_s:.1f} s (first call "
-            f"{s.first_call_s:.1f} s), then {s.median_ms:.0f} ms per batch" for s in result.steps
-            if (s.rung.compile_mode or s.rung.engine != "pytorch") and s.median_ms is not None}
+    costs = {f"{s.number} {s.rung.key}": f"prepared in {s.prepare_s:.1f} s (first call "
+             f"{s.first_call_s:.1f} s), then {s.median_ms:.0f} ms per batch"
+             for s in result.steps
+             if (s.rung.compile_mode or s.rung.engine != "pytorch") and s.median_ms is not None}
+    return costs or {"none": "no compiled or exported rung ran (quick mode runs none)"}
 
 
 def plot(result: LadderResult):
@@ -265,6 +267,8 @@ def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
     if len(rows) == 2:
         goals = [_both_target(rows) if g["target"].startswith("ratios over rung 0") else g
                  for g in goals]
+    goals += [{**g, "target": g["target"] + " (memory reused)"}  # the peer targets, reused
+              for g in docs.get("reuse", {}).get("targets", []) if "peer" in g["target"]]
     keys = list(rows.get("default") or next(iter(rows.values()), {}))
     lines = ["| # | rung | speedup, malloc as it comes | speedup, memory reused | "
              "page faults/call (as it comes / reused) |", "|---|---|---|---|---|"]
