@@ -111,9 +111,10 @@ def test_rungs_are_checked_and_numbered_as_in_the_table() -> None:
         ladder.select((3,))
     table = ladder.switches_table()
     assert table.count("\n") == len(ladder.RUNGS) + 1
-    assert ("| 12 | int8_bf16 | inference_mode | channels_last | — | bf16 | default | PT2E | "
-            "pytorch |") in table
-    assert "| 18 | openvino_int8 | — | the runtime's | — | — | — | NNCF | openvino |" in table
+    assert ("| 12 | int8_bf16 | inference_mode, channels_last, autocast bf16, torch.compile "
+            "default, int8 PT2E | pytorch, cpu | notebook 06 |") in table
+    assert ("| 18 | openvino_int8 | int8 (NNCF), the runtime's own layout | openvino, cpu |"
+            in table)
 
 
 def test_rungs_are_timed_interleaved_round_robin(tiny: torch.nn.Module) -> None:
@@ -265,6 +266,7 @@ def test_cli_ladder_writes_table_json_and_chart(tmp_path: Path, quick_env: dict[
     doc = json.loads((out / "ladder.json").read_text())
     assert [d["batch_size"] for d in doc["ladders"]] == [2, 3]
     assert doc["environment"]["torch"] == torch.__version__
+    assert doc["engines"]["torch"] == torch.__version__ and "openvino" in doc["engines"]
     assert {"cpu_model", "cpu_microarch"} <= set(doc["environment"])
     assert (out / "ladder-2.png").stat().st_size > 1000
     assert "| # | rung |" in (out / "ladder.md").read_text()
@@ -372,3 +374,20 @@ def test_profile_rung_script_names_the_ops_and_the_page_faults() -> None:
     assert "rung channels_last (channels_last (NHWC)), B0 random, batch 2:" in out.stdout
     assert "page faults per call" in out.stdout and "aten::" in out.stdout
     assert "input [2, 16, 112, 112]  weight [96, 16, 1, 1]" in out.stdout  # the costliest conv
+
+
+def test_the_notebooks_ladder_tables_have_at_most_six_columns() -> None:
+    """The notebook shows summary, details and the switches (six columns at most each); the
+    full table, every column, goes to the results and the benchmark's ladder.md."""
+    steps = [ladder.Step(ladder.as_rung("eager"), 0, times_s=(1.0, 1.1), rel_error=0.0,
+                         top1_agreement=1.0),
+             ladder.Step(ladder.as_rung("int8"), 11, "failed", "top-1 agreement 80% < 90%",
+                         times_s=(0.2, 0.2), rel_error=0.1, top1_agreement=0.8)]
+    result = cpu_result(steps)
+    for table in (result.summary(), result.details(), ladder.switches_table()):
+        assert table.splitlines()[0].count("|") - 1 <= 6, table.splitlines()[0]
+    assert "| 11 | int8 PT2E (x86 inductor quantizer), compiled | 200.0 (160.0) | 5.25x |" \
+        in result.summary()
+    assert "failed: top-1 agreement 80% < 90% |" in result.summary()
+    assert "| 11 | int8 | 80% |" in result.details()
+    assert result.table().splitlines()[0].count("|") - 1 == 11  # the report keeps every column

@@ -397,14 +397,18 @@ def run_ladder(model: torch.nn.Module, device: str | torch.device, x: torch.Tens
 
 
 def switches_table(rungs: Sequence[str | Rung | Build] | None = None) -> str:
-    """Markdown: one row per rung, one column per switch (rungs branch, they do not stack)."""
-    chosen = select(rungs)
-    cols = list(RUNGS[0].switches())
-    lines = ["| # | rung | " + " | ".join(cols) + " | code |", "|" + "---|" * (len(cols) + 3)]
-    for number, rung in chosen:
+    """Markdown, five columns: each rung's switches in words (rungs branch, they do not
+    stack), the engine that runs it, where, and whose code."""
+    lines = ["| # | rung | switches on | engine, runs on | code |", "|---|---|---|---|---|"]
+    for number, rung in select(rungs):
         sw = rung.switches()
-        lines.append(f"| {number} | {rung.key} | " + " | ".join(sw[c] for c in cols)
-                     + f" | {rung.code} |")
+        on = [f"{k} {v}" if k in ("TF32", "autocast", "torch.compile", "int8") else v
+              for k, v in sw.items() if k not in ("engine", "runs on") and v not in ("—", "no")]
+        if rung.engine != "pytorch" and not rung.compile_mode:  # the runtime picks the rest
+            on = [rung.precision + (" (NNCF)" if rung.precision == "int8" else ""),
+                  "the runtime's own layout"]
+        lines.append(f"| {number} | {rung.key} | {', '.join(on) or '—'} | "
+                     f"{sw['engine']}, {sw['runs on']} | {rung.code} |")
     return "\n".join(lines)
 
 

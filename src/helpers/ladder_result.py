@@ -144,6 +144,35 @@ class LadderResult:
                 f"{_f(r['kernel_cpu_pct'], '.0f', '%', ' ({})')} | {status} |")
         return "\n".join(lines)
 
+    def summary(self) -> str:
+        """Markdown, six columns for the notebook: each rung's speed, its error against its
+        tolerance and its status (table() has every column, for the report)."""
+        lines = ["| # | rung | ms per batch (images/s) | speedup over rung 0 | "
+                 "max rel. error (tolerance) | status |", "|---|---|---|---|---|---|"]
+        for r in self.rows():
+            status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
+            lines.append(f"| {r['rung']} | {r['title']} | {_f(r['median_ms_per_batch'], '.1f')}"
+                         f"{_f(r['images_per_sec'], '.1f', '', ' ({})')} | "
+                         f"{_f(r['speedup'], '.2f', 'x')} | {_f(r['rel_error'], '.1e')} "
+                         f"({r['tolerance']:g}) | {status} |")
+        return "\n".join(lines)
+
+    def details(self) -> str:
+        """Markdown, six columns: the rest of each ran rung's row (agreement, spread, rate
+        against its own precision's peak, page faults)."""
+        lines = ["| # | rung | top-1 agreement | spread of ms (IQR) | GFLOP/s (% of own peak) | "
+                 "page faults per call (kernel CPU) |", "|---|---|---|---|---|---|"]
+        for r in self.rows():
+            if r["median_ms_per_batch"] is None:
+                continue
+            agree, peak = _agree(r["top1_agreement"], self.weights), r["percent_of_peak"]
+            lines.append(f"| {r['rung']} | {r['key']} | {agree} | "
+                         f"{_f(r['spread_pct'], '.0f', '%')} | {_f(r['achieved_gflops'], '.0f')} "
+                         f"({_f(peak, '.1f', '%')} {r['precision']}) | "
+                         f"{_f(r['page_faults_per_call'], ',.0f')}"
+                         f"{_f(r['kernel_cpu_pct'], '.0f', '%', ' ({})')} |")
+        return "\n".join(lines)
+
     def peak_notes(self) -> list[str]:
         """How each precision's peak was estimated (flags, clock, threads), one line each."""
         seen = {r["precision"]: r["peak_basis"] for r in self.rows()

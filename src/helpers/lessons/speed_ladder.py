@@ -200,9 +200,26 @@ def write_json(results: list[LadderResult], path: Path) -> Path:
     return write_json_atomic(path, {"environment": {**env.collect().to_dict(),
                                                     **roofline.cpu_identity()},
                                     "cpu_flags": sorted(roofline.cpu_flags() & VECTOR_FLAGS),
+                                    "engines": engine_versions(),
                                     "load_average_1_5_15min": _load(),
                                     "targets": targets(results[0], results),
                                     "ladders": [r.to_dict() for r in results]})
+
+
+ENGINE_PACKAGES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onnxruntime",
+                   "onnxruntime-gpu", "openvino", "nncf")
+
+
+def engine_versions() -> dict[str, str | None]:
+    """The installed version of every package a rung runs on (None: not installed)."""
+    import importlib.metadata as metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+    return {name: version(name) for name in ENGINE_PACKAGES}
 
 
 def _load() -> list[float] | None:
