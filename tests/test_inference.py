@@ -129,7 +129,7 @@ def test_time_at_and_its_line(capsys: pytest.CaptureFixture) -> None:
     assert line.startswith("batch 3: ") and line.endswith(" images/s (timed just now)\n")
     assert f"{r.median_ms:.1f} ms per batch" in line
     ipywidgets = pytest.importorskip("ipywidgets")
-    inference.show_widget(ipywidgets.IntSlider(), "a slider")  # no kernel: the text is shown
+    helpers.show_widget(ipywidgets.IntSlider(), "a slider")  # no kernel: the text is shown
     assert "a slider" in capsys.readouterr().out
 
 

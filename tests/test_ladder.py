@@ -391,3 +391,31 @@ def test_the_notebooks_ladder_tables_have_at_most_six_columns() -> None:
     assert "failed: top-1 agreement 80% < 90% |" in result.summary()
     assert "| 11 | int8 | 80% |" in result.details()
     assert result.table().splitlines()[0].count("|") - 1 == 11  # the report keeps every column
+
+
+def test_the_rung_picker_reruns_the_chosen_rung_beside_rung_0(tiny: torch.nn.Module) -> None:
+    """Notebook 06's picker: a rung and a batch size -> that rung measured again with rung 0,
+    as one line in the widget's output (an error shown there too)."""
+    import helpers
+
+    cpu = type("Run", (), {"device": torch.device("cpu")})()
+    s = {"batch_size": 4, "image_size": 32, "iters": 2, "warmup": 0, "calibration_batches": 1,
+         "quick": False, "rungs": None}
+    assert speed_ladder.batch_choices(s) == {"options": [1, 2, 4], "value": 4,
+                                             "description": "batch size"}
+    again = speed_ladder.rerun(cpu, tiny, s, "b0", weights="random")
+
+    class Shown:  # what ipywidgets.Output offers the callback
+        outputs: tuple = ()
+
+        def append_stdout(self, text: str) -> None:
+            self.outputs = (*self.outputs, {"text": text})
+
+    shown = Shown()
+    helpers.show_on_change(shown, lambda b: again(ladder.as_rung("channels_last"), b),
+                           what="choice")({"new": 2})
+    (line,) = shown.outputs
+    assert line["text"].startswith("channels_last at batch 2: ") and "x rung 0" in line["text"]
+    helpers.show_on_change(shown, lambda b: again(ladder.as_rung("eager"), 0), what="choice")(
+        {"new": 0})
+    assert "measuring failed: ValueError: batch_size=0" in shown.outputs[0]["text"]

@@ -22,7 +22,8 @@ from typing import Any
 # The facade's names, imported on first use (PEP 562), so `import helpers.params` or
 # `import helpers.cpuinfo` loads neither torch nor the runtime layer.
 LAZY = {"NotebookRun": "helpers.runtime.notebook", "kv_table": "helpers.runtime.notebook",
-        "start": "helpers.runtime.notebook", "pick_device": "helpers.env"}
+        "start": "helpers.runtime.notebook", "show_widget": "helpers.runtime.notebook",
+        "show_on_change": "helpers.runtime.notebook", "pick_device": "helpers.env"}
 __all__ = sorted(LAZY)
 __version__ = "0.1.0"
 

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 import torch
 
 from helpers import bench, env, images, memory, models, verdict
-from helpers.runtime.notebook import NotebookRun, kv_table, labelled_table
+from helpers.runtime.notebook import (
+    NotebookRun,
+    kv_table,
+    labelled_table,
+    show_on_change,
+)
 
 # The article's table (seed-article.md, section 3): B0, batch 32, "no advanced optimisation".
 ARTICLE = {"cpu_ms": 480.0, "cpu_images_per_sec": 67.0, "gpu_ms": 26.0,
@@ -186,25 +191,8 @@ def retime_on_change(shown: object, measure: Callable[[int], bench.BenchResult],
                      ) -> Callable[[dict], None]:
     """A slider's `observe` callback: measure at the new batch size and show its line in the
     Output widget `shown`, in place of the last one (an error is shown there, not lost)."""
-    def on_change(change: dict) -> None:
-        shown.outputs = ()
-        shown.append_stdout(f"timing batch {change['new']}...\n")
-        try:
-            line = timing_line(measure(change["new"]), "timed just now")
-        except Exception as err:  # a callback's exception would only reach Lab's log
-            line = f"batch {change['new']}: timing failed: {type(err).__name__}: {err}\n"
-        shown.outputs = ()
-        shown.append_stdout(line)
-
-    return on_change
-
-
-def show_widget(widget: object, text: str) -> None:
-    """Display an ipywidgets `widget`; where none can render (papermill, nbconvert, the
-    report) its output reads `text` instead of the widget's repr."""
-    from IPython.display import display
-
-    display({**widget._repr_mimebundle_(), "text/plain": text}, raw=True)
+    return show_on_change(shown, lambda b: timing_line(measure(b), "timed just now"),
+                          what="batch", doing="timing")
 
 
 def plot_sweep(results: list[bench.BenchResult]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,29 @@ def measure(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant
                            rungs=for_run(rungs, s) if rungs else s["rungs"],
                            warmup=s["warmup"], iters=s["iters"], budget_s=budget_s,
                            calibration_batches=s["calibration_batches"])
+
+
+def batch_choices(s: dict[str, Any]) -> dict[str, Any]:
+    """The rung picker's batch slider: powers of two up to the ladder's batch, starting there."""
+    options = sorted({b for b in (1, 2, 4, 8, 16, 32) if b <= s["batch_size"]}
+                     | {s["batch_size"]})
+    return {"options": options, "value": s["batch_size"], "description": "batch size"}
+
+
+def rerun(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant: str, *,
+          weights: str) -> Callable[[Rung, int], str]:
+    """For the rung picker: (rung, batch size) -> one line, that rung measured again beside
+    rung 0 at that batch (a compiled rung compiles again for a new batch size)."""
+    def line(rung: Rung, batch: int) -> str:
+        params.positive_int("batch_size", batch)
+        got = measure(run, model, s, variant, weights=weights, rungs=[rung], batch_size=batch,
+                      budget_s=5.0).rows()[-1]
+        if got["status"] != "ok":
+            return f"{got['key']} at batch {batch}: {got['status']} ({got['reason']})\n"
+        return (f"{got['key']} at batch {batch}: {got['median_ms_per_batch']:.1f} ms per batch, "
+                f"{got['images_per_sec']:.1f} images/s, {got['speedup']:.2f}x rung 0 "
+                "(timed just now, side by side)\n")
+    return line
 
 
 def held_out_ladder(model: torch.nn.Module, device: torch.device, batch_size: int,

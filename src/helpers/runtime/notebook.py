@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,32 @@ def targets_markdown(targets: list[dict[str, Any]], notebook_column: bool = Fals
             t["target"], t["goal"], t["measured"], met]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def show_on_change(shown: Any, line_for: Callable[[Any], str], *, what: str,
+                   doing: str = "measuring") -> Callable[[dict], None]:
+    """A widget's `observe` callback: the line for the new value, in place of the last one in
+    the Output widget `shown` (an error is shown there too: a callback's exception would only
+    reach Lab's log)."""
+    def on_change(change: dict) -> None:
+        shown.outputs = ()
+        shown.append_stdout(f"{doing} {what} {change['new']}...\n")
+        try:
+            line = line_for(change["new"])
+        except Exception as err:
+            line = f"{what} {change['new']}: {doing} failed: {type(err).__name__}: {err}\n"
+        shown.outputs = ()
+        shown.append_stdout(line)
+
+    return on_change
+
+
+def show_widget(widget: Any, text: str) -> None:
+    """Display an ipywidgets `widget`; where none can render (papermill, nbconvert, the
+    report) its output reads `text` instead of the widget's repr."""
+    from IPython.display import display
+
+    display({**widget._repr_mimebundle_(), "text/plain": text}, raw=True)
 
 
 def verdict_text(c: dict[str, Any]) -> str:
