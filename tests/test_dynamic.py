@@ -118,9 +118,22 @@ def test_task_is_deterministic() -> None:
         dynamic_graph.make_task(0)
 
 
+def cell_train():
+    """Notebook 01's training loop, from its lesson cell (the helper keeps no copy)."""
+    from torch import nn
+    from torch.nn import functional as F
+    from tqdm.auto import tqdm
+
+    from .lesson_cells import exec_lessons
+
+    return exec_lessons("01", {"torch": torch, "nn": nn, "F": F, "tqdm": tqdm},
+                        select=lambda src: "def train(" in src)["train"]
+
+
 def test_training_learns_well_above_chance() -> None:
     task = dynamic_graph.make_task(2048, 512, seed=0)
-    hist = dynamic_graph.train_mlp(DynamicMLP(hidden=64), task, steps=300, seed=0)
+    hist = dynamic_graph.train_mlp(DynamicMLP(hidden=64), task, steps=300, seed=0,
+                                   train_fn=cell_train())
     assert hist["val_accuracy"] > 0.5, hist["val_accuracy"]  # chance is 0.1
     assert sum(hist["losses"][-20:]) / 20 < 0.5 * hist["losses"][0]
 
@@ -128,9 +141,9 @@ def test_training_learns_well_above_chance() -> None:
 def test_train_refuses_bad_values() -> None:
     task = dynamic_graph.make_task(16, 8)
     with pytest.raises(ValueError, match="steps=0"):
-        dynamic_graph.train_mlp(DynamicMLP(), task, steps=0)
+        dynamic_graph.train_mlp(DynamicMLP(), task, steps=0, train_fn=cell_train())
     with pytest.raises(ValueError, match="lr=-1"):
-        dynamic_graph.train_mlp(DynamicMLP(), task, steps=1, lr=-1)
+        dynamic_graph.train_mlp(DynamicMLP(), task, steps=1, lr=-1, train_fn=cell_train())
 
 
 def test_loss_plot() -> None:

@@ -170,15 +170,24 @@ def test_01_gradcheck_cell_agrees_and_can_fail() -> None:
                                         fast_mode=True, raise_exception=False)
 
 
-def test_01_training_loop_cell_equals_the_default() -> None:
-    ns = lessons_01()
-    task = dynamic_graph.make_task(n_train=256, n_val=64)
+def test_01_editing_the_training_loop_moves_the_accuracy() -> None:
+    """train_mlp runs the cell's loop: take out its optimizer step and nothing is learnt."""
+    from torch import nn
+    from torch.nn import functional as F
+    from tqdm.auto import tqdm
+
+    (source,) = [s for s in lesson_sources("01") if "def train(" in s]
+    frozen: dict = {"torch": torch, "nn": nn, "F": F, "tqdm": tqdm}
+    exec(source.replace("        opt.step()\n", "        pass  # no step\n"), frozen)
+    task = dynamic_graph.make_task(n_train=1024, n_val=256, seed=0)
     runs = []
-    for fn in (ns["train"], dynamic_graph.sgd_steps):
+    for fn in (lessons_01()["train"], frozen["train"]):
         torch.manual_seed(0)
-        runs.append(dynamic_graph.train_mlp(models.DynamicMLP(hidden=16), task, steps=5,
-                                            batch_size=8, train_fn=fn))
-    assert runs[0] == runs[1]  # same losses step by step, same accuracies
+        runs.append(dynamic_graph.train_mlp(models.DynamicMLP(hidden=32), task, steps=150,
+                                            batch_size=32, train_fn=fn))
+    learnt, stuck = runs
+    assert learnt["train_accuracy"] > 0.5 and stuck["train_accuracy"] < 0.3, (learnt, stuck)
+    assert stuck["losses"][0] == learnt["losses"][0]  # the same first step: only the edit differs
 
 
 # ---- 02 EfficientNet inference ------------------------------------------------------------

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from helpers import params, verdict
 from helpers.runtime.notebook import NotebookRun, labelled_table
@@ -169,27 +168,11 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return acc
 
 
-def sgd_steps(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, *, steps: int,
-              batch_size: int, lr: float, seed: int) -> list[float]:
-    """The default training loop: SGD with momentum on random minibatches; per-step losses."""
-    torch.manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    losses = []
-    for _ in tqdm(range(steps), desc="training", unit="step"):
-        idx = torch.randint(0, len(xs), (batch_size,), device=xs.device)
-        loss = nn.functional.cross_entropy(model(xs[idx]), ys[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())  # .item() syncs with the GPU each step; fine at this size
-    return losses
-
-
 def train_mlp(model: nn.Module, task: Task, steps: int = 300, batch_size: int = 64, *,
-              lr: float = 0.05, device: torch.device | str = "cpu", seed: int = 0,
-              train_fn: Callable[..., list[float]] = sgd_steps) -> dict:
-    """Run `train_fn` (the notebook's loop, or `sgd_steps`) on the task's data on `device`;
-    returns per-step losses and train/val accuracy (eval mode)."""
+              train_fn: Callable[..., list[float]], lr: float = 0.05,
+              device: torch.device | str = "cpu", seed: int = 0) -> dict:
+    """Run `train_fn` (the notebook's training loop) on the task's data on `device`; returns
+    per-step losses and train/val accuracy (eval mode)."""
     params.positive_int("steps", steps)
     params.positive_int("batch_size", batch_size)
     model = model.to(device).train()
