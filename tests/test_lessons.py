@@ -291,6 +291,8 @@ def test_02_slider_times_the_cells_model_at_the_new_batch() -> None:
     with the learner's time_batches at the new batch size and replaces the line shown."""
     import json
 
+    import helpers
+
     from .lesson_cells import notebook_path
 
     pytest.importorskip("ipywidgets")
@@ -306,7 +308,8 @@ def test_02_slider_times_the_cells_model_at_the_new_batch() -> None:
     model = Sleepy(models.TinyCNN().eval())  # an edited model: 30 ms more per call
     sweep = efficientnet_inference.batch_sweep(model, CPU, "b0", sizes)
     ns = {"model": model, "device": CPU, "variant": "b0", "sizes": sizes, "sweep": sweep,
-          "time_batches": spy, "efficientnet_inference": efficientnet_inference, "bench": bench}
+          "time_batches": spy, "efficientnet_inference": efficientnet_inference, "bench": bench,
+          "helpers": helpers}
     exec(compile(source, "<02 widget cell>", "exec"), ns)
     assert calls == [] and ns["batch"].value == 4  # building the widget timed nothing
     assert ns["timing"].outputs[0]["text"].endswith("(the sweep above)\n")
