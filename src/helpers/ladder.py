@@ -80,15 +80,11 @@ class Rung:
 
     def switches(self) -> dict[str, str]:
         """One column per switch, for the table of rungs (a dash: off)."""
-        peer = self.engine != "pytorch" and not self.compile_mode  # the runtime decides
-        return {"grad mode": "—" if peer else "inference_mode" if self.inference_mode
-                else "no_grad",
-                "layout": "the runtime's" if peer else "channels_last" if self.channels_last
-                else "NCHW",
+        return {"grad mode": "inference_mode" if self.inference_mode else "no_grad",
+                "layout": "channels_last" if self.channels_last else "NCHW",
                 "TF32": "on" if self.tf32 else "—", "autocast": self.autocast or "—",
                 "torch.compile": self.compile_mode or "—",
-                "int8": ("PT2E" if self.engine == "pytorch" else "NNCF")
-                if self.precision == "int8" else "—",
+                "int8": "PT2E" if self.precision == "int8" else "—",
                 "engine": self.engine, "runs on": "/".join(self.devices)}
 
 
@@ -154,7 +150,6 @@ RUNGS: tuple[Rung, ...] = (
          channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript"),
          why="the exported graph on ORT's CUDA kernels (pip install onnxruntime-gpu)"),
 )
-PEER_ENGINES = ("onnxruntime", "openvino")
 RUNG_KEYS = tuple(r.key for r in RUNGS)
 
 
