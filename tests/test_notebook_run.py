@@ -30,6 +30,15 @@ def test_start_resolves_and_prints(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "99_test: device cpu" in capsys.readouterr().out
 
 
+def test_start_makes_warnings_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after
+    make_run(tmp_path)
+    line = warnings.formatwarning(UserWarning("large spread"), UserWarning, "/src/x.py", 7)
+    assert line == "UserWarning: large spread\n"  # no helper path, no source line
+
+
 @pytest.mark.parametrize(("kwargs", "needle"), [
     ({"device": "tpu"}, "device='tpu'"),
     ({"quick": "yes"}, "quick='yes'"),

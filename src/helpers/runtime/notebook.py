@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,11 +170,18 @@ class NotebookRun:
         return write_json_atomic(self.results_dir / f"{self.name}.json", self.to_dict())
 
 
+def short_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
+    """A warning as one line, `Category: message`, without the file path and source line of
+    the helper or the Jupyter frame that raised it."""
+    return f"{category.__name__}: {message}\n"
+
+
 def start(name: str, title: str, *, device: str = "auto", quick: bool = False,
           results_dir: str | os.PathLike = "../outputs/latest", **knobs: Any) -> NotebookRun:
     """Validate a notebook's parameters, make results_dir, print the environment line once."""
     dev = env.pick_device(device)
     params.flag("quick", quick)
+    warnings.formatwarning = short_warning  # warnings read as one line in this kernel
     out = Path(results_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     run = NotebookRun(name, title, dev, quick, out.resolve(), params.check_knobs(knobs))
