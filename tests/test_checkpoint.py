@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import helpers
-from helpers import checkpoint, datasets, paths, train
+from helpers import cells, checkpoint, datasets, paths, train
 from helpers.lessons import engineering_practices
 from helpers.models import TinyCNN
 
@@ -31,7 +31,7 @@ def test_roundtrip_atomic_and_pruned(tmp_path: Path) -> None:
 
 def test_plain_torch_load_reads_a_checkpoint(tmp_path: Path) -> None:
     """weights_only=True (torch's default) reads it: tensors and plain values, RNGs included."""
-    path = checkpoint.save(tmp_path, 1, {"w": torch.ones(2), "rng": checkpoint.rng_state()})
+    path = checkpoint.save(tmp_path, 1, {"w": torch.ones(2), "rng": cells.module("05").rng_state()})
     state = torch.load(path, weights_only=True)
     assert state["epoch"] == 1 and torch.equal(state["rng"]["torch"], torch.get_rng_state())
     digest, name = checkpoint.checksum_path(path).read_text().split()
@@ -91,12 +91,18 @@ def test_resume_falls_back_to_previous_good(tmp_path: Path) -> None:
 
 
 def test_rng_roundtrip() -> None:
+    """Notebook 05's rng_state cell, the one copy fit's checkpoints use, puts every generator
+    back; a GPU run's state (CUDA generators saved) restores on a machine without CUDA."""
+    nb05 = cells.module("05")
     np.random.randn()  # leaves a cached Gaussian in numpy's state: it must survive too
-    state = checkpoint.rng_state()
+    state = nb05.rng_state()
     a = (torch.rand(3), np.random.randn(), random.gauss(0, 1), random.random())
-    checkpoint.set_rng_state(state)
+    nb05.set_rng_state(state)
     b = (torch.rand(3), np.random.randn(), random.gauss(0, 1), random.random())
     assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+    if not torch.cuda.is_available():
+        nb05.set_rng_state({**state, "cuda": [torch.zeros(16, dtype=torch.uint8)]})
+        assert torch.equal(torch.rand(3), a[0])  # the CPU generators restored, CUDA's skipped
 
 
 def test_bad_values(tmp_path: Path) -> None:

@@ -8,13 +8,11 @@ import hashlib
 import io
 import os
 import pickle
-import random
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from helpers import params
@@ -26,30 +24,6 @@ CHECKSUM_SUFFIX = ".sha256"  # `sha256sum -c ckpt-epoch0001.pt.sha256` checks it
 
 class CorruptCheckpoint(ValueError):
     """A checkpoint file that is truncated, altered, unverifiable or not a checkpoint at all."""
-
-
-def rng_state() -> dict[str, Any]:
-    """Every random generator a run draws from (torch, CUDA, numpy, Python), as tensors."""
-    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": np_pos,
-                      "has_gauss": np_has_gauss, "cached_gaussian": np_gauss},
-            "python": {"version": py_version, "state": torch.tensor(py_state),
-                       "gauss_next": py_gauss}}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what rng_state() captured."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss_next"]))
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def path_for(directory: Path, epoch: int) -> Path:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from torchvision.models import get_model
 from tqdm.auto import tqdm
 
-from helpers import checkpoint, params
+from helpers import cells, checkpoint, params
 from helpers.env import pick_device
 from helpers.memory import PeakMemory
 from helpers.models import TinyCNN
@@ -188,10 +188,11 @@ class Recorder:
 
 def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
               loader: DataLoader, out: FitResult, config: dict) -> dict:
-    """Everything exact resume needs: weights, optimizer, scaler, RNGs, data order, history."""
+    """Everything exact resume needs: weights, optimizer, scaler, RNGs (notebook 05's
+    rng_state), data order, history."""
     gen = loader.generator
     return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
+            "scaler": scaler.state_dict(), "rng": cells.module("05").rng_state(),
             "loader_generator": gen.get_state() if gen is not None else None,
             "history": out.to_dict(), "config": config}
 
@@ -202,7 +203,7 @@ def _restore(state: dict, model: nn.Module, opt: torch.optim.Optimizer,
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
-    checkpoint.set_rng_state(state["rng"])
+    cells.module("05").set_rng_state(state["rng"])
     if state["loader_generator"] is not None and loader.generator is not None:
         loader.generator.set_state(state["loader_generator"])
     for k, v in state["history"].items():

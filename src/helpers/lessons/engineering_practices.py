@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import checkpoint, params, paths, train, verdict
+from helpers import cells, checkpoint, params, paths, train, verdict
 from helpers.models import TinyCNN
 from helpers.runtime.notebook import NotebookRun, labelled_table
 
@@ -216,7 +216,7 @@ def save_cost(variant: str, workdir: Path) -> dict[str, float]:
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     opt.step()  # optimizer state exists only after a step: two moments per weight for AdamW
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-             "rng": checkpoint.rng_state()}
+             "rng": cells.module("05").rng_state()}
     t0 = time.perf_counter()
     path = checkpoint.save(Path(workdir) / "cost", 1, state)
     return {"checkpoint_mib": path.stat().st_size / 2**20,
