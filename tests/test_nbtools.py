@@ -1,4 +1,5 @@
-"""helpers.runtime.strip and the committed notebooks: stripped, thin, papermill-ready."""
+"""helpers.runtime.strip (nbstripout) and the committed notebooks: stripped, thin, papermill-ready
+for nbval."""
 
 from __future__ import annotations
 
@@ -33,16 +34,19 @@ def test_there_are_notebooks() -> None:
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
 def test_committed_notebook_is_stripped(path: Path) -> None:
     nb = strip.load(path)
-    assert strip.dirty_cells(nb) == [], f"run `make strip`: {path.name} has outputs"
+    assert strip.strip(nb) == nb, f"run `make strip`: {path.name} has outputs or run metadata"
     assert "papermill" not in nb["metadata"]
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
 def test_reference_cells_have_outputs(path: Path) -> None:
-    refs = [c for c in code_cells(strip.load(path)) if strip.is_reference_cell(c)]
+    cells = code_cells(strip.load(path))
+    marked = [c for c in cells if strip._source(c).lstrip().startswith(strip.CHECK_MARK)]
+    refs = [c for c in cells if strip.is_reference_cell(c)]
     assert refs, f"{path.name} needs at least one `# NBVAL_CHECK_OUTPUT` cell"
+    assert marked == refs, "nbval's mark and nbstripout's keep_output tag go together"
     for cell in refs:
-        assert cell["outputs"] and cell["execution_count"], (
+        assert cell["outputs"], (
             f"{path.name}: reference cell has no stored output; run `make run` then "
             "`python -m helpers strip --adopt outputs/latest`")
 
@@ -82,25 +86,29 @@ def test_cells_stay_thin(path: Path) -> None:
         assert not code or code == "import os" or re.fullmatch(r"\w+ = .+", code), line
 
 
+KEEP = {"tags": ["keep_output"]}
+
+
 def test_strip_keeps_reference_outputs() -> None:
     out = {"output_type": "stream", "name": "stdout", "text": "x"}
-    nb = {"metadata": {"papermill": {}}, "cells": [
-        {"cell_type": "code", "source": "1", "outputs": [out], "execution_count": 3,
-         "metadata": {"papermill": {}}},
-        {"cell_type": "code", "source": "# NBVAL_CHECK_OUTPUT\nprint(1)", "outputs": [out],
-         "execution_count": 4, "metadata": {}},
+    nb = {"metadata": {"papermill": {}}, "nbformat": 4, "nbformat_minor": 5, "cells": [
+        {"id": "a", "cell_type": "code", "source": "1", "outputs": [out], "execution_count": 3,
+         "metadata": {"papermill": {}, "execution": {}}},
+        {"id": "b", "cell_type": "code", "source": "# NBVAL_CHECK_OUTPUT\nprint(1)",
+         "outputs": [out], "execution_count": 4, "metadata": KEEP},
     ]}
-    assert strip.dirty_cells(nb) == [0]
     clean = strip.strip(nb)
     assert clean["cells"][0]["outputs"] == [] and clean["cells"][0]["execution_count"] is None
-    assert clean["cells"][1]["outputs"] == [out] and "papermill" not in clean["metadata"]
-    assert strip.dirty_cells(clean) == []
+    assert clean["cells"][0]["metadata"] == {} and "papermill" not in clean["metadata"]
+    assert clean["cells"][1]["outputs"] == [out] and clean["cells"][1]["metadata"] == KEEP
+    assert [c["id"] for c in clean["cells"]] == ["a", "b"]  # ids kept: adopt matches by them
+    assert strip.strip(clean) == clean
 
 
 def test_strip_files_check_and_adopt(tmp_path: Path) -> None:
     src = {"metadata": {}, "nbformat": 4, "nbformat_minor": 5, "cells": [
         {"id": "a", "cell_type": "code", "source": "# NBVAL_CHECK_OUTPUT\nprint(1)",
-         "outputs": [], "execution_count": None, "metadata": {}}]}
+         "outputs": [], "execution_count": None, "metadata": KEEP}]}
     ran = json.loads(json.dumps(src))
     ran["cells"][0].update(outputs=[{"output_type": "stream", "name": "stdout", "text": "1\n"}],
                            execution_count=7)
@@ -111,7 +119,7 @@ def test_strip_files_check_and_adopt(tmp_path: Path) -> None:
     changed = strip.strip_files([tmp_path / "00_x.ipynb"], adopt_from=tmp_path / "run")
     assert changed == [tmp_path / "00_x.ipynb"]
     cell = strip.load(tmp_path / "00_x.ipynb")["cells"][0]
-    assert cell["execution_count"] == 7 and cell["outputs"][0]["text"] == "1\n"
+    assert cell["execution_count"] is None and cell["outputs"][0]["text"] == "1\n"
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)

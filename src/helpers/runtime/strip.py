@@ -1,12 +1,20 @@
-"""Keep committed notebooks clean: outputs stripped except nbval's reference cells."""
+"""Keep committed notebooks clean with nbstripout: outputs stripped except nbval's reference
+cells, which carry nbstripout's `keep_output` tag and start with `# NBVAL_CHECK_OUTPUT`."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+import nbformat
+from nbstripout import strip_output
+
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"  # nbval compares this cell's output
+KEEP_TAG = "keep_output"  # nbstripout keeps this cell's output
+RUN_KEYS = ["metadata.papermill", "cell.metadata.papermill", "cell.metadata.execution",
+            "cell.metadata.ExecuteTime"]  # what a run adds and a commit must not keep
 
 
 def _source(cell: dict[str, Any]) -> str:
@@ -16,37 +24,25 @@ def _source(cell: dict[str, Any]) -> str:
 
 
 def is_reference_cell(cell: dict[str, Any]) -> bool:
-    """True for a code cell whose output nbval compares (first line `# NBVAL_CHECK_OUTPUT`)."""
-    return cell.get("cell_type") == "code" and _source(cell).lstrip().startswith(CHECK_MARK)
-
-
-def dirty_cells(nb: dict[str, Any]) -> list[int]:
-    """Indices of cells that carry outputs or execution counts they should not."""
-    return [i for i, c in enumerate(nb.get("cells", []))
-            if c.get("cell_type") == "code" and not is_reference_cell(c)
-            and (c.get("outputs") or c.get("execution_count") is not None)]
+    """True for a code cell whose output is kept: tagged `keep_output`."""
+    return cell.get("cell_type") == "code" and KEEP_TAG in cell.get("metadata", {}).get("tags", [])
 
 
 def strip(nb: dict[str, Any]) -> dict[str, Any]:
-    """Notebook without outputs, counts or run metadata; reference cells keep their output."""
-    nb = json.loads(json.dumps(nb))
-    nb.get("metadata", {}).pop("papermill", None)
-    for cell in nb.get("cells", []):
-        for key in ("papermill", "execution", "ExecuteTime"):
-            cell.get("metadata", {}).pop(key, None)
-        if cell.get("cell_type") == "code" and not is_reference_cell(cell):
-            cell["outputs"], cell["execution_count"] = [], None
-    return nb
+    """Notebook without outputs, counts or run metadata (nbstripout); reference cells keep
+    their output. Cell ids are kept (nbval and adopt_references match cells by id)."""
+    out = strip_output(nbformat.from_dict(copy.deepcopy(nb)), keep_output=False,
+                       keep_count=False, keep_id=True, extra_keys=RUN_KEYS)
+    return json.loads(json.dumps(out))
 
 
 def adopt_references(nb: dict[str, Any], executed: dict[str, Any]) -> dict[str, Any]:
-    """Copy reference cells' outputs and counts from an executed copy (matched by cell id)."""
+    """Copy reference cells' outputs from an executed copy (matched by cell id)."""
     ran = {c.get("id"): c for c in executed.get("cells", [])}
     for cell in nb.get("cells", []):
         src = ran.get(cell.get("id"))
         if is_reference_cell(cell) and src is not None:
             cell["outputs"] = [o for o in src.get("outputs", []) if o.get("name") != "stderr"]
-            cell["execution_count"] = src.get("execution_count") or 1
     return nb
 
 
@@ -68,12 +64,14 @@ def strip_files(paths: list[Path], check: bool = False,
     """
     dirty = []
     for path in paths:
-        nb = load(path)
+        committed = load(path)
         executed = Path(adopt_from or "") / Path(path).name
+        nb = copy.deepcopy(committed)
         if adopt_from and executed.exists():
-            nb = adopt_references(load(path), load(executed))
-        if strip(nb) != load(path):
+            nb = adopt_references(nb, load(executed))
+        clean = strip(nb)
+        if clean != committed:
             dirty.append(path)
             if not check:
-                save(path, strip(nb))
+                save(path, clean)
     return dirty
