@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from helpers import images, params, weights
+from helpers import images, params
 from helpers.env import compile_problem, pick_device
 from helpers.memory import PeakMemory, kind_words, nvml_process_mib
 from helpers.models import load_efficientnet
@@ -36,7 +36,7 @@ class BenchSpec:
 
     def __post_init__(self) -> None:
         """Refuse bad values at construction, each named."""
-        weights.check_variant(self.variant)
+        params.variant("variant", self.variant)
         params.positive_int("batch_size", self.batch_size)
         params.non_negative_int("warmup", self.warmup)
         params.positive_int("iters", self.iters)

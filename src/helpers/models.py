@@ -62,7 +62,7 @@ def state_for(variant: str, weights: str | os.PathLike) -> tuple[dict | None, st
     if weights == "none":
         return None, "random init (weights='none')"
     if weights == "auto":
-        path = _weights.try_cached_or_fetch(variant)
+        path = _weights.cached_or_fetched(variant)
         if path is None:
             warnings.warn(f"no ImageNet weights for efficientnet_{variant} (offline, nothing "
                           f"cached in {_weights.cached_path(variant).parent}): using random "
@@ -78,7 +78,7 @@ def load_efficientnet(variant: str = "b0", weights: str | os.PathLike = "auto",
                       device: str | torch.device = "cpu",
                       channels_last: bool = False) -> LoadedModel:
     """torchvision EfficientNet-<variant> in eval mode on `device`; weights 'auto'|'none'|path."""
-    _weights.check_variant(variant)
+    params.variant("variant", variant)
     dev = pick_device(device)
     params.flag("channels_last", channels_last)
     meta = _weights.weights_enum(variant)
