@@ -27,7 +27,7 @@ def test_mixed_precision_choice() -> None:
 
 def test_compare_refuses_a_mislabelled_or_missing_baseline(tmp_path: Path) -> None:
     run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
-    spec = mixed_precision.RunSpec("tiny", tmp_path, 16, 1, 4, 1e-3, 0, 0, False)
+    spec = mixed_precision.TrainSpec("tiny", tmp_path, 16, 1, 4, 1e-3, 0, 0, False)
     with pytest.raises(ValueError, match=r"dtypes\['bf16'\]=None is not allowed"):
         mixed_precision.compare(run, lambda *a: None, spec, {"fp32": None, "bf16": None})
     with pytest.raises(ValueError, match="include 'fp32'"):
@@ -153,7 +153,7 @@ def test_a_cpu_run_never_reproduces_the_cuda_claim(tmp_path: Path) -> None:
     run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
     results = _results()
     results["bf16"].images_per_sec = 125.0
-    spec = mixed_precision.RunSpec("b0", tmp_path, 64, 1, 32, 1e-3, 0, 0, True)
+    spec = mixed_precision.TrainSpec("b0", tmp_path, 64, 1, 32, 1e-3, 0, 0, True)
     mixed_precision.record(run, results, {}, spec=spec, cpu_flags=("avx512_bf16",))
     speed_row, memory_row = run.claims
     assert speed_row["verdict"] == memory_row["verdict"] == "not comparable"

@@ -113,4 +113,4 @@ def test_this_machine_is_read_once_and_recorded() -> None:
     identity = roofline.cpu_identity()
     assert identity["cpu_model"] == cpu_info().model_name
     assert identity["cpu_microarch"] == roofline.microarch_name()
-    assert cpu_info().model_name in roofline.machine_line()
+    assert cpu_info().model_name in roofline.cpu_line()

@@ -332,7 +332,7 @@ def _compare_03(ns: dict, root: Path, dtypes: dict) -> dict:
     """amp.compare over the cells' `train`: the small CNN, 16 px, one epoch of 3 steps."""
     from helpers.lessons import mixed_precision as amp
 
-    spec = amp.RunSpec("tiny", root, 16, 1, 10, 3e-3, workers=0, seed=0, channels_last=True)
+    spec = amp.TrainSpec("tiny", root, 16, 1, 10, 3e-3, workers=0, seed=0, channels_last=True)
     return amp.compare(ns["run"], ns["train"], spec, dtypes, progress=False)
 
 

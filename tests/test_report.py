@@ -112,7 +112,7 @@ def test_broken_results_file_is_named(tmp_path: Path) -> None:
 
 
 def test_pipes_in_cells_are_escaped() -> None:
-    text = report.claims_table([sample("00_a", "differs", why="a | b")])
+    text = report.all_claims_table([sample("00_a", "differs", why="a | b")])
     assert "a \\| b" in text
 
 

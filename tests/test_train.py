@@ -21,13 +21,11 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return datasets.make_dataset(tmp_path_factory.mktemp("d") / "shapes", 60, 20, 32)
 
 
-def test_precision_resolution() -> None:
-    assert train.resolve_amp("fp32", CPU) == (None, False)
-    assert train.resolve_amp("bf16", CPU) == (torch.bfloat16, False)
+def test_precision_refusals() -> None:
     with pytest.raises(ValueError, match="precision='fp16' on device cpu"):
-        train.resolve_amp("fp16", CPU)
+        train.resolve_precision("fp16", CPU)
     with pytest.raises(ValueError, match="precision='int4'"):
-        train.resolve_amp("int4", CPU)
+        train.resolve_precision("int4", CPU)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -139,7 +139,7 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
     return result
 
 
-def prepare(model: torch.nn.Module, spec: BenchSpec) -> tuple[torch.nn.Module, torch.Tensor]:
+def ready(model: torch.nn.Module, spec: BenchSpec) -> tuple[torch.nn.Module, torch.Tensor]:
     """The model in the spec's layout (and compiled if asked) and a random input batch."""
     device = pick_device(spec.device)
     fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
@@ -154,7 +154,7 @@ def run(spec: BenchSpec, model: torch.nn.Module | None = None, *,
     needs none) unless a model is given."""
     if model is None:
         model = load_efficientnet(spec.variant, "none", "cpu").model
-    return time_model(*prepare(model, spec), spec, time_fn=time_fn)
+    return time_model(*ready(model, spec), spec, time_fn=time_fn)
 
 
 def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...], *,

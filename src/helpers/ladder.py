@@ -256,7 +256,7 @@ def _fp32_guard(rung: Rung, device: torch.device) -> AbstractContextManager:
     return tf32(rung.tf32) if device.type == "cuda" else nullcontext()
 
 
-def prepare(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor],
+def warm_up(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor],
             *, warmup: int) -> tuple[Forward | None, torch.Tensor | None, float | None]:
     """Build the step's rung on its own copy of the model, make the first call (where compiling
     happens) and the warm-up calls: (forward, its logits, seconds per warm call); an exception
@@ -379,7 +379,7 @@ def run_ladder(model: torch.nn.Module, device: str | torch.device, x: torch.Tens
             if progress:
                 progress(rung.key)
             step = Step(rung, number)
-            fwd, out, per_call_s = prepare(step, model, x, calibration, warmup=warmup)
+            fwd, out, per_call_s = warm_up(step, model, x, calibration, warmup=warmup)
             if out is not None:
                 ref = out if ref is None else ref  # rung 0's logits (strict fp32): the reference
                 step.rel_error, step.top1_agreement = relative_error(out, ref), agreement(out, ref)
@@ -432,7 +432,7 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
                          "image_size")
     steps = run_ladder(model, dev, inputs, calibration, rungs=rungs, warmup=warmup, iters=iters,
                        budget_s=budget_s, meaningful_top1=weights != "random", progress=progress)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else roofline.machine_line()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else roofline.cpu_line()
     return LadderResult(dev, name, variant, weights, batch_size, image_size,
                         roofline.gflops_per_image(model, image_size), steps,
                         allocator=allocator.describe())

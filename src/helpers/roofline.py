@@ -202,7 +202,7 @@ def peak_for(device: torch.device, precision: str, tf32: bool = False) -> Peak:
     return cpu_peak(precision)
 
 
-def machine_line() -> str:
+def cpu_line() -> str:
     """CPU model and physical/logical core counts, for table captions."""
     info = cpu_info()
     return f"{info.model_name}, {info.physical_cores} physical / {info.logical_cores} logical cores"

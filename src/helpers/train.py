@@ -23,11 +23,6 @@ from helpers.precision import autocast, resolve_precision
 from helpers.timing import make_clock
 
 
-def resolve_amp(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, whether a GradScaler is needed): only fp16 needs scaling."""
-    return resolve_precision(precision, device), precision == "fp16"
-
-
 def build_model(variant: str = "b0", num_classes: int = 10, seed: int = 0) -> nn.Module:
     """A randomly initialised EfficientNet-<variant> (or 'tiny' / 'tiny-gn': models.TinyCNN
     with batch / group norm) with a num_classes head."""
@@ -226,7 +221,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
     dev = pick_device(device)
     fmt = torch.channels_last if params.flag("channels_last", channels_last) else \
         torch.contiguous_format
-    dtype, _ = resolve_amp(precision, dev)
+    dtype = resolve_precision(precision, dev)
     params.positive_int("epochs", epochs)
     params.flag("resume", resume)
     model = model.to(dev, memory_format=fmt).train()

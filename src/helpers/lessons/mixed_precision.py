@@ -27,7 +27,7 @@ NVIDIA_B0 = {"tf32_images_per_sec": 1078, "amp_images_per_sec": 2489, "gpu": "A1
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class TrainSpec:
     """One fp32-vs-mixed comparison: which model, on what data, how long."""
 
     model: str
@@ -51,7 +51,7 @@ class RunSpec:
 
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-Loop = Callable[[RunSpec, torch.dtype | None, train.Recorder], object]
+Loop = Callable[[TrainSpec, torch.dtype | None, train.Recorder], object]
 """The notebook's training loop: (spec, autocast dtype or None for fp32, recorder)."""
 
 
@@ -74,7 +74,7 @@ def plan(run: NotebookRun, *, data_dir: str = "", image_size: int | None = None,
          epochs: int | None = None, train_per_class: int | None = None,
          val_per_class: int = 10, batch_size: int = 32, lr: float = 2e-3,
          workers: int | None = None, seed: int = 0, channels_last: bool = True,
-         small_epochs: int = 8) -> tuple[RunSpec, RunSpec]:
+         small_epochs: int = 8) -> tuple[TrainSpec, TrainSpec]:
     """(B0's run, the small CNN's run), sized once for this device; tiny in quick mode.
 
     On a CPU, B0 is a timing run (64 px, 1 epoch, 24 images per class): from scratch it would
@@ -90,10 +90,10 @@ def plan(run: NotebookRun, *, data_dir: str = "", image_size: int | None = None,
               "lr": params.positive_float("lr", lr), "workers": default_workers(workers),
               "seed": seed, "channels_last": params.flag("channels_last", channels_last)}
     b0_root = _prepare_data(data_dir, per_class, val, size, seed)
-    b0 = RunSpec("b0", b0_root, size, run.scaled(epochs or (5 if gpu else 1), quick=1),
+    b0 = TrainSpec("b0", b0_root, size, run.scaled(epochs or (5 if gpu else 1), quick=1),
                  **common)
     small_root = datasets.make_sized(run.scaled(60, quick=12), run.scaled(20, quick=3), 32, seed)
-    small = RunSpec("tiny", small_root, 32, run.scaled(
+    small = TrainSpec("tiny", small_root, 32, run.scaled(
         params.positive_int("small_epochs", small_epochs), quick=2), **common | {"lr": 3e-3})
     return b0, small
 
@@ -167,7 +167,7 @@ def underflow_table(underflow: dict) -> str:
                           "scaler doing its job.")
 
 
-def compare(run: NotebookRun, loop: Loop, spec: RunSpec,
+def compare(run: NotebookRun, loop: Loop, spec: TrainSpec,
             dtypes: dict[str, torch.dtype | None], *,
             progress: bool = True) -> dict[str, train.FitResult]:
     """Run the notebook's loop once per precision ({"fp32": None, "bf16": torch.bfloat16}),
@@ -263,7 +263,7 @@ def speed_why(speed: float, mixed: str, device: torch.device,
     return f"{mixed} {speed:+.0%}: this CPU has {' and '.join(fast)}{amx}"
 
 
-def amp_axes(device: torch.device, mixed: str, spec: RunSpec | None) -> list[verdict.Axis]:
+def amp_axes(device: torch.device, mixed: str, spec: TrainSpec | None) -> list[verdict.Axis]:
     """What the article's +25% / -30% depend on: a CUDA GPU, fp16, EfficientNet, ImageNet size."""
     model = f"EfficientNet-{spec.model.upper()}" if spec and spec.model.startswith("b") else \
         (spec.model if spec else "not given")
@@ -277,7 +277,7 @@ def amp_axes(device: torch.device, mixed: str, spec: RunSpec | None) -> list[ver
 
 
 def record(run: NotebookRun, results: dict[str, train.FitResult], underflow: dict, *,
-           spec: RunSpec | None = None, cpu_flags: tuple[str, ...] | None = None) -> None:
+           spec: TrainSpec | None = None, cpu_flags: tuple[str, ...] | None = None) -> None:
     """Metrics for the report and the article's +25% / -30% claims, judged like for like."""
     on_gpu = run.device.type == "cuda"
     speed, saving, kind = gains(results, on_gpu)

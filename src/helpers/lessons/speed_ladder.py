@@ -23,7 +23,7 @@ GPU_TARGET_IPS, GPU_TARGET_MS = 20_000, 3.0  # H100: batch 256 images/s, batch 3
 Rungs = Sequence[str | Rung | Build]
 
 
-def sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
+def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
           *, train_per_class: int, weights: str = "trained", batch_sizes: list[int] | None = None,
           calibration_batches: int = 2) -> dict[str, Any]:
     """Ladder and training sizes, rungs and batch sizes, each checked; quick mode shrinks them

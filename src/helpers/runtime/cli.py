@@ -192,9 +192,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train EfficientNet on an ImageFolder (default: the generated shapes) and report."""
     from helpers import datasets, env, memory, train
     from helpers.files import write_json_atomic
+    from helpers.precision import resolve_precision
 
     device = env.pick_device(args.device)
-    train.resolve_amp(args.precision, device)  # refuse fp16 on a CPU before any work
+    resolve_precision(args.precision, device)  # refuse fp16 on a CPU before any work
     root = Path(args.data_dir) if args.data_dir else datasets.make_dataset(
         image_size=args.image_size)
     tl, vl = datasets.loaders(root, args.image_size, args.batch_size, device, workers=args.workers)

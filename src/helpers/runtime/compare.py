@@ -29,7 +29,7 @@ def _read(path: Path) -> Any:
         raise ValueError(f"{path} is not a readable JSON file: {e}") from e
 
 
-def machine_line(environment: dict[str, Any]) -> str:
+def environment_line(environment: dict[str, Any]) -> str:
     """'NVIDIA H100 | torch 2.8.0' from a full (env.collect) or short (results file) block."""
     gpus = environment.get("gpus") or []
     gpu = (gpus[0].get("name") if gpus else None) or environment.get("gpu")
@@ -78,7 +78,7 @@ def load(path: Path) -> RunData:
         raise ValueError(f"run={str(path)!r} holds no results: no NN_name.json with a 'notebook' "
                          "key and no ladder.json")
     full = [e for e in envs if "gpus" in e] or [e for e in envs if e] or [{}]
-    return RunData(path, machine_line(full[0]), metrics, claims)
+    return RunData(path, environment_line(full[0]), metrics, claims)
 
 
 def _number(value: Any) -> float | None:

@@ -55,7 +55,7 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def claims_table(results: list[dict[str, Any]]) -> str:
+def all_claims_table(results: list[dict[str, Any]]) -> str:
     """One 'article vs this machine' table over all notebooks, with a verdict count."""
     lines = ["| notebook | claim | article | measured here | verdict |", "|---|---|---|---|---|"]
     counts = dict.fromkeys(VERDICTS, 0)
@@ -133,7 +133,7 @@ def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Fai
     if failures:
         parts.append(failed_section(failures, not_run))
     parts += ["## This machine", "", env_table]
-    parts += ["## The article vs this machine", "", claims_table(results)]
+    parts += ["## The article vs this machine", "", all_claims_table(results)]
     targets = targets_table(results)
     if targets:
         parts += ["## The project's own targets", "", targets]
