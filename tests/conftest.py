@@ -44,19 +44,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def quick_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for child processes: quick notebooks, offline, data and checkpoints in
-    tmp_path, this venv's Python first on PATH."""
+def quick_env_for(root: Path) -> dict[str, str]:
+    """Environment for child processes: quick notebooks, offline, data and checkpoints under
+    root, this venv's Python first on PATH."""
     env = dict(os.environ, HELPERS_QUICK="1", HELPERS_OFFLINE="1", PYTHONUNBUFFERED="1",
-               DATA_DIR=str(tmp_path / "data"), CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
+               DATA_DIR=str(root / "data"), CHECKPOINT_DIR=str(root / "checkpoints"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
-@pytest.fixture
-def notebooks_copy(tmp_path: Path) -> Path:
-    """A copy of notebooks/ in a temp project, so '../outputs/latest' lands in tmp_path."""
-    dest = tmp_path / "notebooks"
+def copy_notebooks(root: Path) -> Path:
+    """A copy of notebooks/ in a temp project, so '../outputs/latest' lands in root."""
+    dest = root / "notebooks"
     shutil.copytree(NOTEBOOKS, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     return dest
+
+
+@pytest.fixture
+def quick_env(tmp_path: Path) -> dict[str, str]:
+    """quick_env_for(tmp_path)."""
+    return quick_env_for(tmp_path)
+
+
+@pytest.fixture
+def notebooks_copy(tmp_path: Path) -> Path:
+    """copy_notebooks(tmp_path)."""
+    return copy_notebooks(tmp_path)

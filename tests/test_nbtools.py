@@ -101,6 +101,7 @@ def test_strip_keeps_reference_outputs() -> None:
     assert clean["cells"][0]["outputs"] == [] and clean["cells"][0]["execution_count"] is None
     assert clean["cells"][0]["metadata"] == {} and "papermill" not in clean["metadata"]
     assert clean["cells"][1]["outputs"] == [out] and clean["cells"][1]["metadata"] == KEEP
+    assert clean["cells"][1]["execution_count"] == 2  # its place among the code cells
     assert [c["id"] for c in clean["cells"]] == ["a", "b"]  # ids kept: adopt matches by them
     assert strip.strip(clean) == clean
 
@@ -119,7 +120,8 @@ def test_strip_files_check_and_adopt(tmp_path: Path) -> None:
     changed = strip.strip_files([tmp_path / "00_x.ipynb"], adopt_from=tmp_path / "run")
     assert changed == [tmp_path / "00_x.ipynb"]
     cell = strip.load(tmp_path / "00_x.ipynb")["cells"][0]
-    assert cell["execution_count"] is None and cell["outputs"][0]["text"] == "1\n"
+    assert cell["outputs"][0]["text"] == "1\n"
+    assert cell["execution_count"] == 1  # nbval: an output without a count is 'Unrun'
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)

@@ -12,7 +12,6 @@ import nbformat
 import pytest
 
 from helpers.runtime import cli, nbparams, runner
-from helpers.runtime.notebook import VERDICTS
 
 from .conftest import ROOT
 
@@ -217,33 +216,20 @@ def test_timeout_must_be_positive() -> None:
 @pytest.mark.slow
 def test_make_run_end_to_end(tmp_path: Path, notebooks_copy: Path,
                              quick_env: dict[str, str]) -> None:
-    """`python -m helpers run --quick`: every real notebook, results files, the report."""
+    """`python -m helpers run --quick --only 00`: papermill's parameters reach the notebook,
+    the executed copy, its HTML and the report (every notebook runs once, in test_notebooks)."""
     out = tmp_path / "outputs"
     proc = subprocess.run(
-        [sys.executable, "-m", "helpers", "run", "--quick", "--device", "cpu",
+        [sys.executable, "-m", "helpers", "run", "--quick", "--device", "cpu", "--only", "00",
          "--notebooks-dir", str(notebooks_copy), "--output-dir", str(out)],
         cwd=ROOT, env=quick_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    latest = out / "latest"
-    names = sorted(p.stem for p in notebooks_copy.glob("[0-9][0-9]_*.ipynb"))
-    for name in names:
-        data = json.loads((latest / f"{name}.json").read_text())
-        assert data["notebook"] == name and data["parameters"]["quick"] is True
-        assert data["claims"], f"{name} states no article claim"
-        assert {c["verdict"] for c in data["claims"]} <= set(VERDICTS)
-        for fig in data["figures"]:
-            assert (latest / fig).stat().st_size > 1000
-        assert (latest / f"{name}.ipynb").exists() and (latest / f"{name}.html").exists()
+    latest, name = out / "latest", "00_environment"
+    data = json.loads((latest / f"{name}.json").read_text())
+    assert data["parameters"]["quick"] is True
+    assert (latest / f"{name}.ipynb").exists() and (latest / f"{name}.html").exists()
     report = (latest / "report.md").read_text()
-    assert "## Failed" not in report
+    assert "## 00 · Environment check" in report and "## Failed" not in report
+    assert "| 00_environment |" in report, "papermill's time for the notebook not reported"
     page = (latest / "report.html").read_text()
-    figures = sum(len(json.loads((latest / f"{n}.json").read_text())["figures"]) for n in names)
-    assert page.count("data:image/png;base64,") == figures, "figures not embedded in report.html"
-    assert "## The article vs this machine" in report
-    assert "## 00 · Environment check" in report
-    assert "## 01 · Autograd on a dynamic graph" in report
-    assert "## 02 · EfficientNet inference: CPU vs GPU" in report
-    assert "## 03 · Mixed-precision training, measured" in report
-    assert "## 04 · DistributedDataParallel with torchrun" in report
-    assert "## 05 · Engineering practices" in report
-    assert "## 06 · The speed ladder" in report
+    assert page.count("data:image/png;base64,") == len(data["figures"])

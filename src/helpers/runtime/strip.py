@@ -30,10 +30,17 @@ def is_reference_cell(cell: dict[str, Any]) -> bool:
 
 def strip(nb: dict[str, Any]) -> dict[str, Any]:
     """Notebook without outputs, counts or run metadata (nbstripout); reference cells keep
-    their output. Cell ids are kept (nbval and adopt_references match cells by id)."""
-    out = strip_output(nbformat.from_dict(copy.deepcopy(nb)), keep_output=False,
-                       keep_count=False, keep_id=True, extra_keys=RUN_KEYS)
-    return json.loads(json.dumps(out))
+    their output and get a count (nbval refuses an output without one: 'Unrun reference cell'),
+    their place among the code cells, so stripping twice changes nothing. Cell ids are kept
+    (adopt_references matches cells by id)."""
+    out = json.loads(json.dumps(strip_output(
+        nbformat.from_dict(copy.deepcopy(nb)), keep_output=False, keep_count=False,
+        keep_id=True, extra_keys=RUN_KEYS)))
+    code = [c for c in out.get("cells", []) if c.get("cell_type") == "code"]
+    for i, cell in enumerate(code, 1):
+        if is_reference_cell(cell) and cell.get("outputs"):
+            cell["execution_count"] = i
+    return out
 
 
 def adopt_references(nb: dict[str, Any], executed: dict[str, Any]) -> dict[str, Any]:
