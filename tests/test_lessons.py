@@ -665,6 +665,25 @@ def test_06_every_rung_is_code_in_the_cell_tf32_included() -> None:
     assert on
 
 
+def test_06_cpp_wrapper_rung_compiles_with_the_cpp_wrapper(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cpp_wrapper rung's compile runs with inductor's cpp_wrapper and freezing on (CPU);
+    the plain compile rung without the wrapper. torch.compile is stubbed: only the switches."""
+    import torch._inductor.config as inductor
+
+    seen = []
+
+    def fake_compile(model, **kwargs):
+        return lambda x: seen.append((inductor.cpp_wrapper, inductor.freezing)) or model(x)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    builds, (tiny, x, cal) = lessons_06()["BUILDS"], tiny_06()
+    builds["compile_bf16_cpp_wrapper"](tiny, x, cal)()
+    builds["compile"](tiny, x, cal)()
+    assert seen == [(True, True), (False, True)]
+    assert (inductor.cpp_wrapper, inductor.freezing) == (False, False)  # patched for the call
+
+
 def test_06_the_ladders_own_rungs_are_the_notebooks_cells(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The ladder without rungs runs notebook 06's BUILDS: edit rung 0's cell in a copy of the

@@ -149,6 +149,10 @@ RUNGS: tuple[Rung, ...] = (
     Rung("onnxruntime_cuda", "ONNX Runtime fp32, CUDA provider (numpy in and out)", ("cuda",),
          channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript"),
          why="the exported graph on ORT's CUDA kernels (pip install onnxruntime-gpu)"),
+    # Paths worth measuring against the peers (after them, so earlier rung numbers stay).
+    Rung("compile_bf16_cpp_wrapper", "torch.compile, bf16, C++ wrapper (cpp_wrapper)", ("cpu",),
+         precision="bf16", autocast="bf16", compile_mode="default + cpp_wrapper",
+         why="generated C++, not Python, calls the kernels: no interpreter between two kernels"),
 )
 RUNG_KEYS = tuple(r.key for r in RUNGS)
 
