@@ -684,6 +684,31 @@ def test_06_cpp_wrapper_rung_compiles_with_the_cpp_wrapper(
     assert (inductor.cpp_wrapper, inductor.freezing) == (False, False)  # patched for the call
 
 
+def test_06_parallel_requests_split_the_batch_over_threads() -> None:
+    """Each slice is built once (compiled serially, at its share of threads) and run from its
+    own thread at that share; the outputs come back in batch order; torch's threads restored."""
+    import threading
+
+    parallel_requests = lessons_06()["parallel_requests"]
+    built, ran, main = [], [], threading.get_ident()
+
+    def build(model, x, calibration):
+        built.append((len(x), torch.get_num_threads()))
+
+        def forward():
+            ran.append((len(x), torch.get_num_threads(), threading.get_ident() != main))
+            return model(x)
+        return forward
+
+    threads = torch.get_num_threads()
+    model, x = torch.nn.Linear(4, 3), torch.randn(8, 4)
+    out = parallel_requests(build, requests=2)(model, x, [])()
+    share = max(1, threads // 2)
+    assert built == [(4, share), (4, share)] and torch.get_num_threads() == threads
+    assert sorted(ran[2:]) == [(4, share, True), (4, share, True)]  # after the serial first calls
+    torch.testing.assert_close(out, model(x))
+
+
 def test_06_the_ladders_own_rungs_are_the_notebooks_cells(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The ladder without rungs runs notebook 06's BUILDS: edit rung 0's cell in a copy of the

@@ -153,6 +153,12 @@ RUNGS: tuple[Rung, ...] = (
     Rung("compile_bf16_cpp_wrapper", "torch.compile, bf16, C++ wrapper (cpp_wrapper)", ("cpu",),
          precision="bf16", autocast="bf16", compile_mode="default + cpp_wrapper",
          why="generated C++, not Python, calls the kernels: no interpreter between two kernels"),
+    Rung("compile_requests", "torch.compile fp32, 2 parallel requests (half batch, half threads)",
+         ("cpu",), compile_mode="default",
+         why="the batch split over parallel requests, as OpenVINO's throughput hint does"),
+    Rung("compile_bf16_requests", "torch.compile bf16, 2 parallel requests", ("cpu",),
+         precision="bf16", autocast="bf16", compile_mode="default",
+         why="bf16 and parallel requests"),
 )
 RUNG_KEYS = tuple(r.key for r in RUNGS)
 
