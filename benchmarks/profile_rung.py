@@ -104,6 +104,16 @@ def peer_table(built: dict[str, list], calls: int, top: int) -> str:
     return "\n".join(f"{ms:8.2f} ms  {name}" for name, ms in rows)
 
 
+def all_threads() -> torch._C._profiler._ExperimentalConfig | None:
+    """Kineto's switch to record ops from every thread (a rung may run its requests in a thread
+    pool); None, with a note, on a torch that lacks it (only the calling thread is recorded)."""
+    try:
+        return torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
+    except (AttributeError, TypeError):
+        print("note: this torch profiles the calling thread only (no profile_all_threads)")
+        return None
+
+
 def main(argv: list[str]) -> int:
     """Build the rung on the ladder's model and batch, time it, profile it, print the tables."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -134,7 +144,8 @@ def main(argv: list[str]) -> int:
             fwd()
             times.append(time.perf_counter() - start)
         spent = allocator.usage() - before if before else None
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True,
+                     experimental_config=all_threads()) as prof:
             for _ in range(a.calls):
                 fwd()
     print(f"rung {rung.key} ({rung.title}), B0 {kind}, batch {a.batch_size}: "

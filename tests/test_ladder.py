@@ -376,6 +376,24 @@ def test_profile_rung_script_names_the_ops_and_the_page_faults() -> None:
     assert "input [2, 16, 112, 112]  weight [96, 16, 1, 1]" in out.stdout  # the costliest conv
 
 
+def test_profile_rung_records_ops_run_in_other_threads() -> None:
+    """A rung may run its requests from a thread pool: the profiler's config records them."""
+    import importlib.util
+    import threading
+
+    from torch.profiler import ProfilerActivity, profile
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_rung.py"
+    spec = importlib.util.spec_from_file_location("profile_rung", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with profile(activities=[ProfilerActivity.CPU], experimental_config=mod.all_threads()) as p:
+        worker = threading.Thread(target=lambda: torch.randn(8, 8).mm(torch.randn(8, 8)))
+        worker.start()
+        worker.join()
+    assert "aten::mm" in {e.key for e in p.key_averages()}
+
+
 def test_the_notebooks_ladder_tables_have_at_most_six_columns() -> None:
     """The notebook shows summary, details and the switches (six columns at most each); the
     full table, every column, goes to the results and the benchmark's ladder.md."""
