@@ -20,6 +20,7 @@ import importlib.util
 import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +75,8 @@ def runtime_profiling() -> Iterator[dict[str, list]]:
             def __init__(self, path: str, options: ort.SessionOptions | None = None,
                          **kw: object) -> None:
                 options = options or ort.SessionOptions()
-                options.enable_profiling = True
+                options.enable_profiling = True  # its JSON goes to the temp folder, not the cwd
+                options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "ort_profile")
                 super().__init__(path, options, **kw)
                 built["onnxruntime"].append(self)
         ort.InferenceSession = Profiled
@@ -94,7 +96,9 @@ def peer_table(built: dict[str, list], calls: int, top: int) -> str:
         for info in request.get_profiling_info() if request else []:
             totals[f"{info.node_type} ({info.exec_type})"] += info.real_time.total_seconds() * 1e3
     for session in built["onnxruntime"]:
-        events = json.loads(Path(session.end_profiling()).read_text())
+        trace = Path(session.end_profiling())
+        events = json.loads(trace.read_text())
+        trace.unlink()
         for e in events:
             if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
                 totals[e["args"].get("op_name", "?")] += e["dur"] / 1e3 / calls

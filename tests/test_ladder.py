@@ -376,6 +376,24 @@ def test_profile_rung_script_names_the_ops_and_the_page_faults() -> None:
     assert "input [2, 16, 112, 112]  weight [96, 16, 1, 1]" in out.stdout  # the costliest conv
 
 
+@pytest.mark.slow
+def test_profile_rung_shows_onnxruntimes_ops_and_leaves_no_trace_file(tmp_path: Path) -> None:
+    """A peer's profile is the runtime's own (ONNX Runtime's ops by type); its JSON trace is
+    read and deleted, never left in the folder the script ran from."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "profile_rung.py"), "--rung",
+                          "onnxruntime", "--weights", "random", "--batch-size", "2",
+                          "--calls", "1"], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "onnxruntime's own profile" in out.stdout and " Conv" in out.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_profile_rung_records_ops_run_in_other_threads() -> None:
     """A rung may run its requests from a thread pool: the profiler's config records them."""
     import importlib.util
