@@ -40,10 +40,10 @@ def _hash_prefix(path: Path) -> str:
 
 def verify(path: Path) -> Path:
     """The path, else a ValueError when its sha256 does not match the prefix in its name."""
-    actual = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    if not actual.startswith(_hash_prefix(path)):
+    actual, prefix = hashlib.sha256(Path(path).read_bytes()).hexdigest(), _hash_prefix(path)
+    if not actual.startswith(prefix):
         raise ValueError(f"weights file {path}: sha256 {actual[:12]}... does not start with "
-                         f"{_hash_prefix(path)}: it is corrupted or not this model's file; "
+                         f"{prefix}: it is corrupted or not this model's file; "
                          "delete it and run `python -m helpers weights fetch` again")
     return path
 
