@@ -114,13 +114,13 @@ def test_gains_and_claims(tmp_path: Path) -> None:
     mixed_precision.record(run, results, {"zero_in_fp16_unscaled": 0.1},
                            cpu_flags=("avx2", "avx512_bf16"))
     speed_row, memory_row = run.claims
-    assert speed_row["verdict"] == "not comparable" and "band +15% to +35%" in speed_row["article"]
-    assert speed_row["why"].startswith("device class: a CPU here vs a CUDA GPU in the article; "
+    assert speed_row.verdict == "not comparable" and "band +15% to +35%" in speed_row.article
+    assert speed_row.why.startswith("device class: a CPU here vs a CUDA GPU in the article; "
                                        "precision: bf16 autocast here vs fp16 autocast")
-    assert speed_row["why"].endswith("bf16 -50%: this CPU has avx512_bf16, no AMX tiles")
-    assert memory_row["verdict"] == "not comparable"
+    assert speed_row.why.endswith("bf16 -50%: this CPU has avx512_bf16, no AMX tiles")
+    assert memory_row.verdict == "not comparable"
     assert ("quantity: saved activations here vs GPU memory, how measured not stated"
-            in memory_row["why"])
+            in memory_row.why)
     assert run.metrics["bf16_saved_activations_mib"] == 55.0
     assert "bf16_final_loss_scale" not in run.metrics  # no scaler, no scale
     assert ("| bf16 (no GradScaler) | 50.0 | 55 | 1 (x) | 1.500 -> 1.500 | 50.0% |"
@@ -142,10 +142,10 @@ def test_throughput_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speed:
     results = _results()
     results["bf16"].images_per_sec = 100.0 * (1 + speed)
     mixed_precision.record(run, results, {}, cpu_flags=())
-    assert run.claims[0]["verdict"] == verdict and run.claims[0]["axes"] == ["device class"]
+    assert run.claims[0].verdict == verdict and run.claims[0].axes == ("device class",)
     if verdict == "differs":
-        assert f"{speed:+.0%} is " in run.claims[0]["why"]
-        assert "neither avx512_bf16 nor amx_bf16" in run.claims[0]["why"]
+        assert f"{speed:+.0%} is " in run.claims[0].why
+        assert "neither avx512_bf16 nor amx_bf16" in run.claims[0].why
 
 
 def test_a_cpu_run_never_reproduces_the_cuda_claim(tmp_path: Path) -> None:
@@ -156,9 +156,9 @@ def test_a_cpu_run_never_reproduces_the_cuda_claim(tmp_path: Path) -> None:
     spec = mixed_precision.TrainSpec("b0", tmp_path, 64, 1, 32, 1e-3, 0, 0, True)
     mixed_precision.record(run, results, {}, spec=spec, cpu_flags=("avx512_bf16",))
     speed_row, memory_row = run.claims
-    assert speed_row["verdict"] == memory_row["verdict"] == "not comparable"
-    assert "image size: 64 px here vs 224 px (ImageNet)" in speed_row["why"]
-    assert "model:" not in speed_row["why"]  # B0 is an EfficientNet: that axis matches
+    assert speed_row.verdict == memory_row.verdict == "not comparable"
+    assert "image size: 64 px here vs 224 px (ImageNet)" in speed_row.why
+    assert "model:" not in speed_row.why  # B0 is an EfficientNet: that axis matches
 
 
 def test_speed_why_reads_the_flags() -> None:
@@ -172,7 +172,7 @@ def test_learning_target(tmp_path: Path) -> None:
     run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
     results = _results()
     mixed_precision.learning_target(run, results)
-    assert run.targets[0]["met"] is True and run.targets[0]["measured"] == "fp32 50%, bf16 50%"
+    assert run.targets[0].met is True and run.targets[0].measured == "fp32 50%, bf16 50%"
     results["bf16"].val_accuracy = [0.1]
     mixed_precision.learning_target(run, results)
-    assert run.targets[1]["met"] is False
+    assert run.targets[1].met is False

@@ -122,8 +122,8 @@ def fit_tiny(root: Path, epochs: int, ckpt: Path, resume: bool = False) -> train
     """TinyCNN on root with a fixed seed, checkpointing into ckpt."""
     tl, vl = datasets.loaders(root, 32, 16, CPU, workers=0, seed=0)
     torch.manual_seed(0)
-    return train.fit(train.build_model("tiny"), tl, vl, epochs, lr=3e-3, progress=False,
-                     checkpoint_dir=ckpt, resume=resume)
+    config = train.FitConfig(epochs, 3e-3, checkpoint_dir=ckpt, resume=resume)
+    return train.fit(train.build_model("tiny"), tl, vl, config, progress=False)
 
 
 def test_fit_resumes_in_process(shapes: Path, tmp_path: Path) -> None:
@@ -132,6 +132,8 @@ def test_fit_resumes_in_process(shapes: Path, tmp_path: Path) -> None:
     resumed = fit_tiny(shapes, 3, tmp_path / "b", resume=True)
     assert resumed.resumed_from_epoch == 2 and len(resumed.val_accuracy) == 3
     assert resumed.losses == straight.losses
+    saved = checkpoint.resume(tmp_path / "b")[1]["config"]  # the keys old checkpoints hold
+    assert saved == {"epochs": 3, "lr": 3e-3, "precision": "fp32", "clip_norm": 1.0}
     assert engineering_practices.same_weights(tmp_path / "a" / "ckpt-epoch0003.pt",
                                    tmp_path / "b" / "ckpt-epoch0003.pt")
 
@@ -185,15 +187,15 @@ def test_claims_computed_from_what_ran(tmp_path: Path, monkeypatch: pytest.Monke
     engineering_practices.record(run, demo, ("a", "b"), proof, gpus=gpus)
     survive, state_dict, pinning = run.claims
     if container:
-        assert survive["verdict"] == "reproduced" and survive["axes"] == ["checkpoint folder"]
+        assert survive.verdict == "reproduced" and survive.axes == ("checkpoint folder",)
     else:
-        assert survive["verdict"] == "not comparable"
-        assert survive["why"].startswith("checkpoint folder: a host folder, no container here")
-    assert state_dict["verdict"] == "differs" and "0.25" in state_dict["why"]
-    assert pinning["verdict"] == verdict
+        assert survive.verdict == "not comparable"
+        assert survive.why.startswith("checkpoint folder: a host folder, no container here")
+    assert state_dict.verdict == "differs" and "0.25" in state_dict.why
+    assert pinning.verdict == verdict
     if verdict == "not comparable":
-        assert ("GPUs on the host: 1 here" in pinning["why"]) == (gpus[0][1] == 1)
-        assert ("environment: no container here" in pinning["why"]) == (not container)
+        assert ("GPUs on the host: 1 here" in pinning.why) == (gpus[0][1] == 1)
+        assert ("environment: no container here" in pinning.why) == (not container)
     assert run.metrics["resume_max_weight_diff_full_state"] == 0.0
 
 

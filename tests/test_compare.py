@@ -25,7 +25,8 @@ def results_file(folder: Path, name: str, metrics: dict, claims: list[dict],
 
 def claim(measured: str, verdict: str) -> dict:
     """One claim row."""
-    return {"claim": "B0 latency", "article": "26 ms", "measured": measured, "verdict": verdict}
+    return {"claim": "B0 latency", "article": "26 ms", "measured": measured, "verdict": verdict,
+            "axes": ["GPU"]}
 
 
 def test_two_runs_side_by_side_with_ratios(tmp_path: Path) -> None:

@@ -202,19 +202,19 @@ def test_record_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device
                            image_size=data.get("image_size", 32))
     dataset = {"dataset": data["dataset"]} if data else {}
     ddp_torchrun.record(run, results, plan, first=fake_run(2, 20.0), **dataset)
-    verdicts = {c["claim"].split()[0]: c for c in run.claims}
-    assert verdicts["Near-linear"]["verdict"] == near
-    assert verdicts["B4"]["verdict"] == b4
-    assert "about 11 ImageNet epochs at NVIDIA's 331 images/s" in verdicts["B4"]["article"]
+    verdicts = {c.claim.split()[0]: c for c in run.claims}
+    assert verdicts["Near-linear"].verdict == near
+    assert verdicts["B4"].verdict == b4
+    assert "about 11 ImageNet epochs at NVIDIA's 331 images/s" in verdicts["B4"].article
     if b4 == "not comparable":
-        why = verdicts["B4"]["why"]
+        why = verdicts["B4"].why
         assert "image size: 32 px here vs 380 px" in why and "dataset: generated shapes" in why
-        assert f"{speed:.2f}x" not in verdicts["B4"]["measured"]  # the scaling is not reused
+        assert f"{speed:.2f}x" not in verdicts["B4"].measured  # the scaling is not reused
         assert ("model: " + model[-2:].upper() in why) == (model != "efficientnet_b4")
     if b4 == "differs":
-        assert verdicts["B4"]["why"] == "1.20x is below the band's low end, 1.70x"
-    assert run.targets[0]["met"] is True
-    assert run.targets[0]["measured"] == "first run: yes; 1 process: yes; 2 processes: yes"
+        assert verdicts["B4"].why == "1.20x is below the band's low end, 1.70x"
+    assert run.targets[0].met is True
+    assert run.targets[0].measured == "first run: yes; 1 process: yes; 2 processes: yes"
     assert run.metrics["world2_batch_size"] == 32 and run.metrics["scaled_run_model"] == model
 
 

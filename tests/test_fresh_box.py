@@ -63,11 +63,11 @@ def test_compiled_rungs_skip_with_the_reason(no_cxx: None) -> None:
     torch.manual_seed(0)
     model = TinyCNN(10, width=8).eval()
     result = ladder.ladder(model, "cpu", 2, 32, rungs=("compile", "int8"), warmup=0, iters=1)
-    rows = {r["key"]: r for r in result.rows()}
-    assert rows["eager"]["status"] == "ok"
+    rows = {r.key: r for r in result.rows()}
+    assert rows["eager"].status == "ok"
     for key in ("compile", "int8"):
-        assert rows[key]["status"] == "skipped", rows[key]
-        assert rows[key]["reason"].startswith("no C++ compiler (install g++"), rows[key]
+        assert rows[key].status == "skipped", rows[key]
+        assert rows[key].reason.startswith("no C++ compiler (install g++"), rows[key]
 
 
 def test_a_notebooks_own_compiled_rung_skips_too(no_cxx: None) -> None:
@@ -80,7 +80,7 @@ def test_a_notebooks_own_compiled_rung_skips_too(no_cxx: None) -> None:
     result = ladder.ladder(model, "cpu", 2, 32, rungs=(ladder.rung("compile", build),),
                            warmup=0, iters=1)
     row = result.rows()[1]
-    assert row["status"] == "skipped" and row["reason"].startswith("no C++ compiler"), row
+    assert row.status == "skipped" and row.reason.startswith("no C++ compiler"), row
 
 
 def test_bench_compile_refuses_clearly(no_cxx: None, capsys: pytest.CaptureFixture) -> None:

@@ -40,11 +40,11 @@ def test_compare_sweep_and_claims(run: helpers.NotebookRun) -> None:
     assert [r.spec.batch_size for r in sweep] == [1, 2]
     mem = inference.measure_move(lambda: model.to("cpu"), model, run.device)
     inference.record(run, mem, cmp, sweep=sweep, pretrained=False)
-    rows = {c["claim"]: c for c in run.claims}
-    assert rows["B0, batch 32, GPU vs CPU speedup"]["verdict"] == "needs a GPU"
-    assert "band 13-23 x" in rows["B0, batch 32, GPU vs CPU speedup"]["article"]
+    rows = {c.claim: c for c in run.claims}
+    assert rows["B0, batch 32, GPU vs CPU speedup"].verdict == "needs a GPU"
+    assert "band 13-23 x" in rows["B0, batch 32, GPU vs CPU speedup"].article
     cpu_row = rows["CPU, B0 eager fp32, batch 32: ms per batch (images/s)"]
-    assert cpu_row["verdict"] == "not comparable" and "batch: 2 here vs 32" in cpu_row["why"]
+    assert cpu_row.verdict == "not comparable" and "batch: 2 here vs 32" in cpu_row.why
     assert len(rows) == 5  # latency and images/s of one measurement are one row, not two
     assert run.metrics["cpu_fp32_images_per_sec"] > 0
     assert "sweep_batch2_images_per_sec" in run.metrics
@@ -74,12 +74,12 @@ def test_cpu_row_is_judged_only_like_for_like(run: helpers.NotebookRun,
     inference.record(run, {"weights_mib": 20.0}, {"cpu": slow, "gpu": None}, sweep=[],
                      pretrained=False)
     row = run.claims[0]
-    assert row["verdict"] == want and "1000 ms" in row["measured"]
+    assert row.verdict == want and "1000 ms" in row.measured
     if want == "differs":
-        assert row["why"] == "1000 ms is above the band's high end, 624 ms"
-        assert row["axes"] == ["CPU", "model", "batch", "image size", "precision", "optimisation"]
+        assert row.why == "1000 ms is above the band's high end, 624 ms"
+        assert row.axes == ("CPU", "model", "batch", "image size", "precision", "optimisation")
     else:
-        assert row["why"].startswith(("CPU: ", "batch: ")) and named in row["why"]
+        assert row.why.startswith(("CPU: ", "batch: ")) and named in row.why
 
 
 def gpu_result(name: str, *, process_mib: float | None) -> bench.BenchResult:
@@ -103,21 +103,21 @@ def test_gpu_rows_check_the_gpu_class_and_the_quantity(
            if process_mib else "NVML unavailable (ImportError: no pynvml)"}
     inference.record(run, mem, {"cpu": cpu, "gpu": gpu_result(name, process_mib=process_mib)},
                      sweep=[], pretrained=False)
-    rows = {c["claim"]: c for c in run.claims}
+    rows = {c.claim: c for c in run.claims}
     latency = rows["GPU, B0 eager fp32, batch 32: ms per batch (images/s)"]
     memory = rows["GPU memory while running batch 32 (nvidia-smi)"]
     speed = rows["B0, batch 32, GPU vs CPU speedup"]
-    assert speed["verdict"] == "not comparable" and speed["why"].startswith("CPU: AMD EPYC")
-    assert rows["GPU memory after .to(device)"]["article"].startswith("about 350 MB (= 334 MiB)")
+    assert speed.verdict == "not comparable" and speed.why.startswith("CPU: AMD EPYC")
+    assert rows["GPU memory after .to(device)"].article.startswith("about 350 MB (= 334 MiB)")
     if name.endswith("H200"):
-        assert latency["verdict"] == memory["verdict"] == "not comparable"
-        assert latency["why"].startswith("GPU: NVIDIA H200 here vs an RTX 3090")
+        assert latency.verdict == memory.verdict == "not comparable"
+        assert latency.why.startswith("GPU: NVIDIA H200 here vs an RTX 3090")
     elif process_mib is None:
-        assert latency["verdict"] == "reproduced"
-        assert memory["verdict"] == "not comparable" and "unknown (NVML" in memory["measured"]
-        assert "quantity: NVML unavailable here vs the process total" in memory["why"]
+        assert latency.verdict == "reproduced"
+        assert memory.verdict == "not comparable" and "unknown (NVML" in memory.measured
+        assert "quantity: NVML unavailable here vs the process total" in memory.why
     else:
-        assert latency["verdict"] == memory["verdict"] == want
+        assert latency.verdict == memory.verdict == want
 
 
 def test_time_at_and_its_line(capsys: pytest.CaptureFixture) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import env, ladder, roofline
+from helpers import env, ladder, ladder_result, roofline
 from helpers.lessons import speed_ladder
 from helpers.models import TinyCNN
 from helpers.runtime import cli
@@ -34,26 +35,30 @@ def run_tiny(model: torch.nn.Module, rungs: tuple[str, ...], **kw) -> ladder.Lad
 def test_rung_zero_is_the_reference_and_rows_carry_units(tiny: torch.nn.Module) -> None:
     result = run_tiny(tiny, ("inference_mode", "channels_last", "bf16"))
     rows = result.rows()
-    assert [r["key"] for r in rows] == ["eager", "inference_mode", "channels_last", "bf16"]
+    assert [r.key for r in rows] == ["eager", "inference_mode", "channels_last", "bf16"]
     zero = rows[0]
-    assert zero["status"] == "ok" and zero["rel_error"] == 0 and zero["speedup"] == 1.0
-    assert zero["top1_agreement"] == 1.0
+    assert zero.status == "ok" and zero.rel_error == 0 and zero.speedup == 1.0
+    assert zero.top1_agreement == 1.0
     for r in rows:
-        assert r["status"] == "ok", r
-        assert r["median_ms_per_batch"] > 0 and r["images_per_sec"] > 0 and r["iters"] == 2
-        assert r["rel_error"] <= r["tolerance"]
-    assert rows[2]["rel_error"] < ladder.FP32_TOLERANCE  # NHWC changes no number that matters
-    assert 0 < rows[3]["rel_error"] < ladder.LOW_TOLERANCE  # bf16 really is lower precision
-    assert result.best()["key"] in {"eager", "inference_mode", "channels_last", "bf16"}
+        assert r.status == "ok", r
+        assert r.median_ms_per_batch > 0 and r.images_per_sec > 0 and r.iters == 2
+        assert r.rel_error <= r.tolerance
+    assert rows[2].rel_error < ladder_result.FP32_TOLERANCE  # NHWC changes no number that matters
+    assert 0 < rows[3].rel_error < ladder_result.LOW_TOLERANCE  # bf16 really is lower precision
+    assert result.best().key in {"eager", "inference_mode", "channels_last", "bf16"}
     assert "| 0 | the article: eager fp32 NCHW, no_grad |" in result.table()
-    assert all(r["page_faults_per_call"] >= 0 and 0 <= r["kernel_cpu_pct"] <= 100 for r in rows)
+    assert all(r.page_faults_per_call >= 0 and 0 <= r.kernel_cpu_pct <= 100 for r in rows)
     assert "page faults/call (kernel CPU)" in result.table() and result.allocator
+    written = json.loads(json.dumps(result.to_dict()))  # as a ladder.json holds it
+    again = [dataclasses.asdict(ladder_result.Row.from_dict(r)) for r in written["rungs"]]
+    assert json.dumps(again) == json.dumps(written["rungs"])  # NaN (no known peak) != NaN
+    assert written["best"]["key"] == result.best().key
 
 
 def test_gpu_rungs_are_listed_as_skipped_on_a_cpu(tiny: torch.nn.Module) -> None:
     rows = run_tiny(tiny, ("tf32", "fp16", "cudagraphs")).rows()
-    assert [r["status"] for r in rows] == ["ok", "skipped", "skipped", "skipped"]
-    assert all(r["reason"] == "cuda only" for r in rows[1:])
+    assert [r.status for r in rows] == ["ok", "skipped", "skipped", "skipped"]
+    assert all(r.reason == "cuda only" for r in rows[1:])
 
 
 def test_a_rung_that_raises_is_failed_with_its_reason(tiny: torch.nn.Module) -> None:
@@ -61,9 +66,9 @@ def test_a_rung_that_raises_is_failed_with_its_reason(tiny: torch.nn.Module) -> 
         raise RuntimeError("inductor exploded\nlong trace")
 
     rows = run_tiny(tiny, ("inference_mode", channels_last)).rows()
-    assert rows[2]["status"] == "failed" and rows[2]["code"] == "channels_last()"
-    assert rows[2]["reason"] == "RuntimeError: inductor exploded"
-    assert rows[2]["speedup"] is None and rows[1]["status"] == "ok"
+    assert rows[2].status == "failed" and rows[2].code == "channels_last()"
+    assert rows[2].reason == "RuntimeError: inductor exploded"
+    assert rows[2].speedup is None and rows[1].status == "ok"
     assert "failed: RuntimeError: inductor exploded" in run_tiny(tiny, (channels_last,)).table()
 
 
@@ -86,11 +91,11 @@ def test_a_callers_rung_runs_beside_the_built_in_one_and_matches_it(
     ours = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, rungs=("channels_last",), iters=2)
     theirs = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, rungs=(mine, channels_last), iters=2)
     a, b = ours.rows()[1], theirs.rows()[1]
-    assert (b["key"], b["rung"], b["code"]) == ("channels_last", 2, "channels_last()")
-    assert a["code"] == "notebook 06" and b["tolerance"] == a["tolerance"]
-    assert b["status"] == "ok" and b["rel_error"] == a["rel_error"]
+    assert (b.key, b.rung, b.code) == ("channels_last", 2, "channels_last()")
+    assert a.code == "notebook 06" and b.tolerance == a.tolerance
+    assert b.status == "ok" and b.rel_error == a.rel_error
     extra = theirs.rows()[2]
-    assert (extra["key"], extra["rung"], extra["precision"]) == ("mine", len(ladder.RUNGS), "fp32")
+    assert (extra.key, extra.rung, extra.precision) == ("mine", len(ladder.RUNGS), "fp32")
 
 
 def test_rungs_are_checked_and_numbered_as_in_the_table() -> None:
@@ -134,9 +139,9 @@ def test_rungs_are_timed_interleaved_round_robin(tiny: torch.nn.Module) -> None:
     assert calls[:3] == ["eager", "a", "b"]  # first calls, in order: build, compare
     assert calls[3:] == ["eager", "a", "b", "a", "b", "eager", "b", "eager", "a"]
     rows = result.rows()
-    assert all(r["iters"] == 3 and len(r["times_ms"]) == 3 for r in rows)
-    assert rows[0]["speedup_low"] <= 1.0 <= rows[0]["speedup_high"]
-    assert rows[1]["spread_pct"] is not None and rows[1]["spread_pct"] >= 0
+    assert all(r.iters == 3 and len(r.times_ms) == 3 for r in rows)
+    assert rows[0].speedup_low <= 1.0 <= rows[0].speedup_high
+    assert rows[1].spread_pct is not None and rows[1].spread_pct >= 0
 
 
 def test_bf16_compiled_rungs_skip_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,11 +155,11 @@ def test_bf16_compiled_rungs_skip_without_native_bf16(monkeypatch: pytest.Monkey
 
 def test_a_rung_past_its_tolerance_is_failed(tiny: torch.nn.Module,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ladder, "LOW_TOLERANCE", 1e-9)
+    monkeypatch.setattr(ladder_result, "LOW_TOLERANCE", 1e-9)
     row = run_tiny(tiny, ("bf16",)).rows()[1]
-    assert row["status"] == "failed" and row["reason"].startswith("rel. error ")
-    assert "> tolerance 1e-09" in row["reason"]
-    assert row["images_per_sec"] > 0  # still measured and shown
+    assert row.status == "failed" and row.reason.startswith("rel. error ")
+    assert "> tolerance 1e-09" in row.reason
+    assert row.images_per_sec > 0  # still measured and shown
 
 
 def test_int8_needs_top1_agreement_when_weights_mean_something() -> None:
@@ -204,16 +209,16 @@ def test_compiled_and_int8_rungs_run_and_stay_correct(tiny: torch.nn.Module) -> 
     x = torch.randn(4, 3, 32, 32)
     result = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, calibration=[x, torch.randn_like(x)],
                           rungs=("compile", "int8"), warmup=1, iters=2, weights="trained")
-    rows = {r["key"]: r for r in result.rows()}
-    assert rows["compile"]["status"] == "ok", rows["compile"]["reason"]
-    assert rows["compile"]["rel_error"] < ladder.FP32_TOLERANCE
-    assert rows["compile"]["prepare_s"] > 0
+    rows = {r.key: r for r in result.rows()}
+    assert rows["compile"].status == "ok", rows["compile"].reason
+    assert rows["compile"].rel_error < ladder_result.FP32_TOLERANCE
+    assert rows["compile"].prepare_s > 0
     assert list(speed_ladder.first_calls(result)) == ["6 compile"] + (
-        ["11 int8"] if rows["int8"]["status"] == "ok" else [])
+        ["11 int8"] if rows["int8"].status == "ok" else [])
     int8 = rows["int8"]
-    assert int8["status"] in ("ok", "failed", "skipped")
-    if int8["status"] != "skipped":  # torchao installed: it ran and was compared
-        assert int8["rel_error"] is not None and 0 < int8["rel_error"] < 1.0, int8
+    assert int8.status in ("ok", "failed", "skipped")
+    if int8.status != "skipped":  # torchao installed: it ran and was compared
+        assert int8.rel_error is not None and 0 < int8.rel_error < 1.0, int8
 
 
 def test_flops_match_torchvisions_published_count() -> None:
@@ -293,16 +298,16 @@ def test_cpu_targets_put_pytorch_against_the_best_peer_per_precision() -> None:
         return cpu_result(steps, batch)
 
     overall, fp32, bf16, malloc, *gpu = speed_ladder.targets(result(0.3, drift=True), [])
-    assert overall["goal"] == ">= 1.15x" and overall["met"] is True  # 10 vs 3.3 images/s/32
-    assert overall["measured"].startswith("3.00x: compile_bf16") and "onnxruntime" in overall[
-        "measured"]  # the drifting OpenVINO rung does not count
-    assert fp32["met"] is True and "1.50x: compile" in fp32["measured"]
-    assert bf16["met"] is None and bf16["measured"] == "no correct peer rung"
+    assert overall.goal == ">= 1.15x" and overall.met is True  # 10 vs 3.3 images/s/32
+    assert overall.measured.startswith("3.00x: compile_bf16") and "onnxruntime" in overall.measured
+    # the drifting OpenVINO rung does not count
+    assert fp32.met is True and "1.50x: compile" in fp32.measured
+    assert bf16.met is None and bf16.measured == "no correct peer rung"
     slow = speed_ladder.targets(result(0.19), [])[1]
-    assert slow["met"] is False and "short by 1.21x" in slow["why"]
-    assert speed_ladder.targets(result(0.3, batch=8), [])[0]["met"] is None  # not batch 32
-    assert malloc["met"] is None and "--malloc both" in malloc["why"]
-    assert [t["met"] for t in gpu] == [None, None] and gpu[0]["measured"] == "needs a GPU"
+    assert slow.met is False and "short by 1.21x" in slow.why
+    assert speed_ladder.targets(result(0.3, batch=8), [])[0].met is None  # not batch 32
+    assert malloc.met is None and "--malloc both" in malloc.why
+    assert [t.met for t in gpu] == [None, None] and gpu[0].measured == "needs a GPU"
 
 
 def test_both_mallocs_report_each_child_and_never_lose_one_silently(tmp_path: Path) -> None:
@@ -354,11 +359,11 @@ def test_gpu_ladder_rungs_run_and_stay_within_tolerance() -> None:
     from torchvision.models import efficientnet_b0
 
     result = ladder.ladder(efficientnet_b0().eval(), "cuda", 8, 224, warmup=2, iters=5)
-    rows = {r["key"]: r for r in result.rows()}
+    rows = {r.key: r for r in result.rows()}
     for key in ("eager", "inference_mode", "channels_last", "tf32", "fp16", "compile_fp16",
                 "cudagraphs"):
-        assert rows[key]["status"] == "ok", (key, rows[key]["reason"])
-    assert rows["int8"]["status"] == "skipped"
+        assert rows[key].status == "ok", (key, rows[key].reason)
+    assert rows["int8"].status == "skipped"
 
 
 def test_profile_rung_script_names_the_ops_and_the_page_faults() -> None:
@@ -435,8 +440,9 @@ def test_the_rung_picker_reruns_the_chosen_rung_beside_rung_0(tiny: torch.nn.Mod
     import helpers
 
     cpu = type("Run", (), {"device": torch.device("cpu")})()
-    s = {"batch_size": 4, "image_size": 32, "iters": 2, "warmup": 0, "calibration_batches": 1,
-         "quick": False, "rungs": None}
+    s = speed_ladder.Sizes(batch_size=4, image_size=32, iters=2, warmup=0, calibration_batches=1,
+                           train_epochs=1, train_per_class=1, rungs=None, batch_rungs=(),
+                           quick=False, batch_sizes=(4,))
     assert speed_ladder.batch_choices(s) == {"options": [1, 2, 4], "value": 4,
                                              "description": "batch size"}
     again = speed_ladder.rerun(cpu, tiny, s, "b0", weights="random")

@@ -378,8 +378,8 @@ def test_03_the_cells_loop_trains_like_the_clis_fit(tmp_path: Path,
     mine = _compare_03(_loop_03(monkeypatch), root, {"fp32": None, "bf16": torch.bfloat16})
     for precision, r in mine.items():
         tl, vl = datasets.loaders(root, 16, 10, torch.device("cpu"), workers=0)
-        fit = train.fit(train.build_model("tiny", 10, seed=0), tl, vl, 1, lr=3e-3,
-                        precision=precision, progress=False, channels_last=True)
+        config = train.FitConfig(1, 3e-3, precision, channels_last=True)
+        fit = train.fit(train.build_model("tiny", 10, seed=0), tl, vl, config, progress=False)
         assert r.losses == fit.losses and r.val_accuracy == fit.val_accuracy
         assert len(r.losses) == 3 and r.images_timed == 10 and r.scaler_final_scale is None
 
@@ -736,8 +736,8 @@ def test_06_the_ladders_own_rungs_are_the_notebooks_cells(tmp_path: Path,
         cells.module.cache_clear()
         rows = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=3, warmup=0,
                              rungs=["inference_mode"]).rows()
-        assert rows[0]["code"] == "notebook 06" and rows[0]["status"] == "ok"
-        return rows[0]["median_ms_per_batch"]
+        assert rows[0].code == "notebook 06" and rows[0].status == "ok"
+        return rows[0].median_ms_per_batch
 
     before = rung0_ms()
     monkeypatch.setenv("NOTEBOOKS_DIR", str(tmp_path))
@@ -758,18 +758,18 @@ def test_06_a_peer_rung_runs_through_the_ladder_or_says_what_to_install() -> Non
     peers = [ladder.rung("onnxruntime", ns["onnxruntime_model"]()),
              ladder.rung("openvino", ns["openvino_model"]("f32")),
              replace(ladder.as_rung("openvino"), key="needs_nothing_real", needs=("no_such_mod",))]
-    rows = {r["key"]: r for r in ladder.ladder(tiny, "cpu", 4, 32, inputs=x, calibration=cal,
+    rows = {r.key: r for r in ladder.ladder(tiny, "cpu", 4, 32, inputs=x, calibration=cal,
                                                iters=2, rungs=peers).rows()}
-    assert rows["needs_nothing_real"]["status"] == "skipped"
-    assert "pip install no_such_mod" in rows["needs_nothing_real"]["reason"]
+    assert rows["needs_nothing_real"].status == "skipped"
+    assert "pip install no_such_mod" in rows["needs_nothing_real"].reason
     for key, module in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
         if importlib.util.find_spec(module) is None:
-            assert rows[key]["status"] == "skipped"
-            assert f"pip install {module}" in rows[key]["reason"]
+            assert rows[key].status == "skipped"
+            assert f"pip install {module}" in rows[key].reason
             continue
-        assert rows[key]["status"] == "ok", rows[key]["reason"]
-        assert rows[key]["rel_error"] < 1e-4 and rows[key]["engine"] == module
-        assert rows[key]["median_ms_per_batch"] > 0
+        assert rows[key].status == "ok", rows[key].reason
+        assert rows[key].rel_error < 1e-4 and rows[key].engine == module
+        assert rows[key].median_ms_per_batch > 0
 
 
 def test_06_a_notebook_rung_runs_through_the_ladder_like_the_built_in_one() -> None:
@@ -783,10 +783,10 @@ def test_06_a_notebook_rung_runs_through_the_ladder_like_the_built_in_one() -> N
                                 ladder.rung("bf16", ns["autocast_rung"](torch.bfloat16))]).rows()
     built_in = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2,
                              rungs=("channels_last", "bf16")).rows()
-    assert [r["rung"] for r in mine] == [r["rung"] for r in built_in] == [0, 2, 4]
+    assert [r.rung for r in mine] == [r.rung for r in built_in] == [0, 2, 4]
     for m, b in zip(mine, built_in, strict=True):
-        assert m["status"] == b["status"] == "ok", (m, b)
-        assert m["rel_error"] == b["rel_error"] and m["code"] != b["code"]
+        assert m.status == b.status == "ok", (m, b)
+        assert m.rel_error == b.rel_error and m.code != b.code
 
 
 def test_06_page_cost_counts_what_the_allocator_module_counts() -> None:

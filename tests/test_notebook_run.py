@@ -12,6 +12,7 @@ import torch
 import helpers
 from helpers import files
 from helpers.runtime import notebook
+from helpers.verdict import Claim
 
 KEYS = {"notebook", "title", "environment", "parameters", "claims", "targets", "metrics",
         "figures"}
@@ -75,16 +76,20 @@ def test_claim_verdicts_are_checked(tmp_path: Path) -> None:
         run.claim("c", "a", "m", "not comparable")
     run.claim("B4 on 2 GPUs", "1.85x", "B0, 2 CPU processes", "not comparable",
               why="other model and hardware class")
-    assert run.claims[-1]["verdict"] == "not comparable"
+    assert run.claims[-1].verdict == "not comparable"
     with pytest.raises(ValueError, match="'reproduced' needs the `axes`"):
         run.claim("c", "a", "m", "reproduced")  # like for like on what? not said: refused
     with pytest.raises(ValueError, match="`holds`"):
         run.claim("c", "a", "m", "fact check", why="wrong")
     run.fact("CUDA of PyTorch 2.8", "12.1", "12.6, 12.8, 12.9", False, why="12.1 ended with 2.5")
-    assert run.claims[-1] | {} == {"claim": "CUDA of PyTorch 2.8", "article": "12.1",
-                                   "measured": "12.6, 12.8, 12.9", "verdict": "fact check",
-                                   "why": "12.1 ended with 2.5", "holds": False}
+    assert run.claims[-1].to_dict() == {"claim": "CUDA of PyTorch 2.8", "article": "12.1",
+                                        "measured": "12.6, 12.8, 12.9", "verdict": "fact check",
+                                        "why": "12.1 ended with 2.5", "holds": False}
     assert "| fact check: wrong (12.1 ended with 2.5) |" in run.claims_table()
+    assert [Claim.from_dict(c.to_dict()) for c in run.claims] == run.claims  # a file round trip
+    with pytest.raises(ValueError, match="'differs' needs the `axes`"):  # a file breaking a rule
+        Claim.from_dict({"claim": "c", "article": "a", "measured": "m", "verdict": "differs",
+                         "why": "w"})
 
 
 def test_judge_names_every_axis_that_differs() -> None:

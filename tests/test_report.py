@@ -14,7 +14,8 @@ from helpers.runtime import html_report, report
 
 def sample(name: str, verdict: str, **extra: object) -> dict:
     """A minimal results file."""
-    claim = {"claim": f"claim of {name}", "article": "18x", "measured": "2x", "verdict": verdict}
+    claim = {"claim": f"claim of {name}", "article": "18x", "measured": "2x", "verdict": verdict,
+             "axes": ["batch"]}
     return {"notebook": name, "title": f"Title {name}", "parameters": {"quick": True},
             "claims": [claim | extra], "metrics": {"x_ms": 1.23456}, "figures": ["f.png"],
             "environment": {"device": "cpu"}}

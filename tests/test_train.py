@@ -33,7 +33,7 @@ def test_it_learns(shapes: Path, precision: str) -> None:
     """Validation accuracy well above chance (10%), not just one lower loss."""
     tl, vl = datasets.loaders(shapes, 32, 32, CPU, workers=0)
     torch.manual_seed(0)
-    r = train.fit(TinyCNN(), tl, vl, epochs=8, lr=3e-3, precision=precision, progress=False)
+    r = train.fit(TinyCNN(), tl, vl, train.FitConfig(8, 3e-3, precision), progress=False)
     assert r.val_accuracy[-1] > 0.45, r.val_accuracy
     assert len(r.losses) == 8 * len(tl) and len(r.val_accuracy) == 8
     assert sum(r.losses[-10:]) / 10 < 0.7 * sum(r.losses[:10]) / 10
@@ -59,8 +59,16 @@ def test_bf16_saves_activation_memory() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"epochs": 0}, "epochs=0"), ({"lr": -1.0}, "lr=-1.0"), ({"device": "tpu"}, "device='tpu'"),
-    ({"precision": "fp16"}, "fp16")])
+    ({"epochs": 0}, "epochs=0"), ({"lr": -1.0}, "lr=-1.0"), ({"precision": "int4"}, "int4"),
+    ({"clip_norm": 0}, "clip_norm=0"), ({"skip_steps": -1}, "skip_steps=-1"),
+    ({"keep": 0}, "keep=0"), ({"resume": "no"}, "resume='no'")])
+def test_fit_config_refuses_bad_values(kwargs: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=f"{needle}.* is not allowed"):
+        train.FitConfig(**kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"device": "tpu"}, "device='tpu'"), ({"config": train.FitConfig(precision="fp16")}, "fp16")])
 def test_fit_refuses_bad_values(shapes: Path, kwargs: dict, needle: str) -> None:
     tl, vl = datasets.loaders(shapes, 32, 32, CPU, workers=0)
     with pytest.raises(ValueError, match=needle):
@@ -103,7 +111,7 @@ def test_cli_data_make(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_gpu_training(shapes: Path, precision: str) -> None:
     gpu = torch.device("cuda")
     tl, vl = datasets.loaders(shapes, 32, 32, gpu, workers=2)
-    r = train.fit(TinyCNN(), tl, vl, epochs=4, lr=3e-3, device=gpu, precision=precision,
+    r = train.fit(TinyCNN(), tl, vl, train.FitConfig(4, 3e-3, precision), device=gpu,
                   progress=False)
     assert r.memory_kind == "cuda_allocator_peak" and r.val_accuracy[-1] > 0.3
     assert (r.scaler_final_scale is not None) == (precision == "fp16")
@@ -119,7 +127,7 @@ def test_fit_runs_the_given_step_fn(shapes: Path) -> None:
         return train.train_step(model, x, y, opt, scaler=scaler, dtype=dtype,
                                 clip_norm=clip_norm)
 
-    r = train.fit(TinyCNN(), tl, vl, epochs=1, precision="bf16", clip_norm=0.5,
+    r = train.fit(TinyCNN(), tl, vl, train.FitConfig(precision="bf16", clip_norm=0.5),
                   progress=False, step_fn=step)
     assert seen == [(200, False, torch.bfloat16, 0.5)] * len(tl) and len(r.losses) == len(tl)
 
@@ -129,5 +137,5 @@ def test_given_optimizer_is_used(shapes: Path) -> None:
     model = TinyCNN()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: weights must not move
     before = [p.detach().clone() for p in model.parameters()]
-    train.fit(model, tl, vl, epochs=1, optimizer=opt, clip_norm=None, progress=False)
+    train.fit(model, tl, vl, train.FitConfig(clip_norm=None), optimizer=opt, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

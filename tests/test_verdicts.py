@@ -23,30 +23,30 @@ def rows_01(tmp_path: Path, captured: list, *, quick: bool = False, hidden: int 
     run = helpers.start("01_t", "t", device="cpu", quick=quick, results_dir=tmp_path,
                         hidden=hidden)
     dynamic_graph.record(run, GRAPHS, True, CMP, captured=captured, hist=HIST)
-    return {c["claim"]: c for c in run.claims}
+    return {c.claim: c for c in run.claims}
 
 
 def test_the_static_graph_row_differs_only_when_both_branches_were_captured(
         tmp_path: Path) -> None:
     claim = "A static graph could not express the branch"
     both = rows_01(tmp_path, [["linear", "rand_like", "mul"], ["linear"]])[claim]
-    assert both["verdict"] == "differs" and "one static graph per branch" in both["why"]
+    assert both.verdict == "differs" and "one static graph per branch" in both.why
     one = rows_01(tmp_path, [["linear", "rand_like", "mul"]])[claim]
-    assert one["verdict"] == "not comparable"
-    assert one["why"].startswith("graphs captured: 1 distinct: 1 here vs one per branch")
+    assert one.verdict == "not comparable"
+    assert one.why.startswith("graphs captured: 1 distinct: 1 here vs one per branch")
     same = rows_01(tmp_path, [["linear"], ["linear"]])[claim]  # two captures, one graph
-    assert same["verdict"] == "not comparable"
+    assert same.verdict == "not comparable"
 
 
 def test_01_training_rows_check_the_model_and_the_run_length(tmp_path: Path) -> None:
     rows = rows_01(tmp_path, [["x"], ["y"]], quick=True, hidden=16)
     trains = rows["The hand-made-dropout MLP trains"]
-    assert trains["verdict"] == "not comparable"
-    assert "model: MLP 784-16-10 here" in trains["why"] and "training: quick mode" in trains["why"]
-    assert rows["Gradients flow correctly through the random mask and the Python if"][
-        "verdict"] == "reproduced"
+    assert trains.verdict == "not comparable"
+    assert "model: MLP 784-16-10 here" in trains.why and "training: quick mode" in trains.why
+    assert rows["Gradients flow correctly through the random mask and the Python if"
+                ].verdict == "reproduced"
     full = rows_01(tmp_path, [["x"], ["y"]])["The hand-made-dropout MLP trains"]
-    assert full["verdict"] == "reproduced" and full["axes"] == ["model", "training"]
+    assert full.verdict == "reproduced" and full.axes == ("model", "training")
 
 
 def ladder_result(device: str, name: str, batch: int = 32) -> ladder.LadderResult:
@@ -72,10 +72,10 @@ def test_06_rung_zero_is_judged_on_the_cpu_and_the_batch(
     result = ladder_result("cpu", "cpu", batch)
     speed_ladder._claims(run, result, result.best())
     gpu, row = run.claims
-    assert gpu["verdict"] == "needs a GPU"
-    assert row["verdict"] == want and "band 336-624 ms" in row["article"]
+    assert gpu.verdict == "needs a GPU"
+    assert row.verdict == want and "band 336-624 ms" in row.article
     if want == "not comparable":
-        assert row["why"].startswith("CPU: AMD EPYC" if batch == 32 else "batch: 8 here")
+        assert row.why.startswith("CPU: AMD EPYC" if batch == 32 else "batch: 8 here")
 
 
 def test_06_gpu_rung_zero_needs_the_article_gpu(tmp_path: Path,
@@ -87,8 +87,8 @@ def test_06_gpu_rung_zero_needs_the_article_gpu(tmp_path: Path,
     result.device = torch.device("cuda", 0)
     speed_ladder._claims(run, result, best)
     (row,) = run.claims
-    assert row["claim"].endswith(", GPU") and row["verdict"] == "not comparable"
-    assert row["why"].startswith("GPU: NVIDIA H200 here vs an RTX 3090")
+    assert row.claim.endswith(", GPU") and row.verdict == "not comparable"
+    assert row.why.startswith("GPU: NVIDIA H200 here vs an RTX 3090")
 
 
 def test_no_helper_records_a_measured_verdict_without_axes(tmp_path: Path) -> None:

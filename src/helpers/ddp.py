@@ -121,10 +121,10 @@ def main(args: argparse.Namespace) -> int:
         if distributed:  # gradients are all-reduced (averaged) during backward
             model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
                                             else None)
-        r = train.fit(model, tl, vl, args.epochs, lr=args.lr, device=dev, precision=args.precision,
-                      progress=rank == 0 and not args.no_progress,
-                      checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                      write_checkpoints=rank == 0)
+        config = train.FitConfig(args.epochs, args.lr, args.precision, resume=args.resume,
+                                 checkpoint_dir=args.checkpoint_dir, write_checkpoints=rank == 0)
+        r = train.fit(model, tl, vl, config, device=dev,
+                      progress=rank == 0 and not args.no_progress)
         _write(args.out, rank, world, r, getattr(model, "module", model))
     finally:
         if distributed:

@@ -17,76 +17,25 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import torch
 
 from helpers import allocator, env, images, params, roofline
 from helpers.env import pick_device
-from helpers.ladder_result import LadderResult, Step, agreement, relative_error
+from helpers.ladder_result import (
+    INT8_MIN_AGREEMENT,
+    Build,
+    Forward,
+    LadderResult,
+    Rung,
+    Step,
+    agreement,
+    name_of,
+    relative_error,
+)
 from helpers.precision import resolve_precision, tf32
 from helpers.timing import make_clock
-
-FP32_TOLERANCE = 1e-3  # max relative logit error of an fp32 rung (reordered sums only)
-LOW_TOLERANCE = 3e-2  # bf16 / fp16 / TF32 rungs: 8-10 mantissa bits
-# int8: 256 levels per activation tensor through ~80 layers leave max errors of 10-30% on
-# EfficientNet, so what int8 must keep is the decision: rung 0's top-1 class on >= 90% of
-# held-out images (when the weights mean something). The 0.5 bound only catches garbage
-# (random weights give ~1.0).
-INT8_TOLERANCE = 0.5
-INT8_MIN_AGREEMENT = 0.9
-
-
-# A rung's code: given its own copy of the model (on the device, in eval mode), the batch and the
-# calibration batches, return a zero-argument call that runs one batch and returns the logits.
-Forward = Callable[[], torch.Tensor]
-Build = Callable[[torch.nn.Module, torch.Tensor, list[torch.Tensor]], Forward]
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One rung: what it turns on, where it runs, its error budget, and (optionally) its code."""
-
-    key: str
-    title: str
-    devices: tuple[str, ...] = ("cpu", "cuda")
-    precision: str = "fp32"  # of the convs and matmuls (fp32 | bf16 | fp16 | int8): tolerance, peak
-    inference_mode: bool = True
-    channels_last: bool = True
-    tf32: bool = False
-    autocast: str | None = None  # bf16 | fp16: what autocast runs the (non-int8) ops in
-    compile_mode: str | None = None  # torch.compile mode; None: eager
-    why: str = ""
-    build: Build | None = field(default=None, compare=False, repr=False)  # None: notebook 06's
-    engine: str = "pytorch"  # what runs the graph: pytorch | onnxruntime | openvino (a peer)
-    needs: tuple[str, ...] = ()  # modules a peer imports (each also its PyPI name)
-
-    @property
-    def tolerance(self) -> float:
-        """The largest max-relative logit error this rung may show vs rung 0."""
-        if self.precision == "int8":
-            return INT8_TOLERANCE
-        return FP32_TOLERANCE if self.precision == "fp32" and not self.tf32 else LOW_TOLERANCE
-
-    @property
-    def code(self) -> str:
-        """Where the rung's code comes from: the caller's build function or the ladder's."""
-        if self.build is None:
-            return "notebook 06"
-        name, where = _name(self.build), getattr(self.build, "__qualname__", "")
-        if name == "build" and ".<locals>." in where:  # made by a factory: name the factory
-            return where.split(".<locals>.")[-2].split(".")[-1] + "(...)"
-        return f"{name}()"
-
-    def switches(self) -> dict[str, str]:
-        """One column per switch, for the table of rungs (a dash: off)."""
-        return {"grad mode": "inference_mode" if self.inference_mode else "no_grad",
-                "layout": "channels_last" if self.channels_last else "NCHW",
-                "TF32": "on" if self.tf32 else "—", "autocast": self.autocast or "—",
-                "torch.compile": self.compile_mode or "—",
-                "int8": "PT2E" if self.precision == "int8" else "—",
-                "engine": self.engine, "runs on": "/".join(self.devices)}
-
 
 RUNGS: tuple[Rung, ...] = (
     Rung("eager", "the article: eager fp32 NCHW, no_grad", inference_mode=False,
@@ -161,11 +110,6 @@ RUNGS: tuple[Rung, ...] = (
          why="bf16 and parallel requests"),
 )
 RUNG_KEYS = tuple(r.key for r in RUNGS)
-
-
-def _name(fn: Callable) -> str:
-    """A function's name for tables (its __name__, or its type for other callables)."""
-    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def check(step: Step, need_agreement: bool) -> Step:
@@ -341,7 +285,7 @@ def as_rung(item: str | Rung | Build) -> Rung:
         params.one_of("rungs", item, RUNG_KEYS)
         return RUNGS[RUNG_KEYS.index(item)]
     if callable(item):
-        key = _name(item)
+        key = name_of(item)
         if key in RUNG_KEYS:
             return replace(RUNGS[RUNG_KEYS.index(key)], build=item)
         return Rung(key, key.replace("_", " "), build=item)
@@ -442,7 +386,7 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
                          "image_size")
     steps = run_ladder(model, dev, inputs, calibration, rungs=rungs, warmup=warmup, iters=iters,
                        budget_s=budget_s, meaningful_top1=weights != "random", progress=progress)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else roofline.cpu_line()
+    name = torch.cuda.get_devicename_of(dev) if dev.type == "cuda" else roofline.cpu_line()
     return LadderResult(dev, name, variant, weights, batch_size, image_size,
                         roofline.gflops_per_image(model, image_size), steps,
                         allocator=allocator.describe())

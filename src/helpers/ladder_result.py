@@ -7,20 +7,87 @@ Kept apart from `helpers.ladder` (which builds and times the rungs) so the deriv
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 
 from helpers import roofline
+from helpers.allocator import Usage
 from helpers.timing import quantile
+
+FP32_TOLERANCE = 1e-3  # max relative logit error of an fp32 rung (reordered sums only)
+LOW_TOLERANCE = 3e-2  # bf16 / fp16 / TF32 rungs: 8-10 mantissa bits
+# int8: 256 levels per activation tensor through ~80 layers leave max errors of 10-30% on
+# EfficientNet, so what int8 must keep is the decision: rung 0's top-1 class on >= 90% of
+# held-out images (when the weights mean something). The 0.5 bound only catches garbage
+# (random weights give ~1.0).
+INT8_TOLERANCE = 0.5
+INT8_MIN_AGREEMENT = 0.9
+
+
+# A rung's code: given its own copy of the model (on the device, in eval mode), the batch and the
+# calibration batches, return a zero-argument call that runs one batch and returns the logits.
+Forward = Callable[[], torch.Tensor]
+Build = Callable[[torch.nn.Module, torch.Tensor, list[torch.Tensor]], Forward]
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung: what it turns on, where it runs, its error budget, and (optionally) its code."""
+
+    key: str
+    title: str
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    precision: str = "fp32"  # of the convs and matmuls (fp32 | bf16 | fp16 | int8): tolerance, peak
+    inference_mode: bool = True
+    channels_last: bool = True
+    tf32: bool = False
+    autocast: str | None = None  # bf16 | fp16: what autocast runs the (non-int8) ops in
+    compile_mode: str | None = None  # torch.compile mode; None: eager
+    why: str = ""
+    build: Build | None = field(default=None, compare=False, repr=False)  # None: notebook 06's
+    engine: str = "pytorch"  # what runs the graph: pytorch | onnxruntime | openvino (a peer)
+    needs: tuple[str, ...] = ()  # modules a peer imports (each also its PyPI name)
+
+    @property
+    def tolerance(self) -> float:
+        """The largest max-relative logit error this rung may show vs rung 0."""
+        if self.precision == "int8":
+            return INT8_TOLERANCE
+        return FP32_TOLERANCE if self.precision == "fp32" and not self.tf32 else LOW_TOLERANCE
+
+    @property
+    def code(self) -> str:
+        """Where the rung's code comes from: the caller's build function or the ladder's."""
+        if self.build is None:
+            return "notebook 06"
+        name, where = name_of(self.build), getattr(self.build, "__qualname__", "")
+        if name == "build" and ".<locals>." in where:  # made by a factory: name the factory
+            return where.split(".<locals>.")[-2].split(".")[-1] + "(...)"
+        return f"{name}()"
+
+    def switches(self) -> dict[str, str]:
+        """One column per switch, for the table of rungs (a dash: off)."""
+        return {"grad mode": "inference_mode" if self.inference_mode else "no_grad",
+                "layout": "channels_last" if self.channels_last else "NCHW",
+                "TF32": "on" if self.tf32 else "—", "autocast": self.autocast or "—",
+                "torch.compile": self.compile_mode or "—",
+                "int8": "PT2E" if self.precision == "int8" else "—",
+                "engine": self.engine, "runs on": "/".join(self.devices)}
+
+
+def name_of(fn: Callable) -> str:
+    """A function's name for tables (its __name__, or its type for other callables)."""
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 @dataclass
 class Step:
     """What one rung measured: times (s, one per round), preparation (s), error vs rung 0."""
 
-    rung: Any  # helpers.ladder.Rung (not imported: the ladder imports this module)
+    rung: Rung
     number: int  # the rung's row in the ladder's table (extra rungs follow it)
     status: str = "ok"  # ok | failed | skipped
     reason: str = ""
@@ -29,7 +96,7 @@ class Step:
     first_call_s: float = 0.0  # the first call alone: where torch.compile compiles
     rel_error: float | None = None
     top1_agreement: float | None = None
-    usage: tuple[Any, ...] = ()  # helpers.allocator.Usage per timed call (empty off Unix)
+    usage: tuple[Usage, ...] = ()  # one per timed call (empty off Unix)
 
     @property
     def median_ms(self) -> float | None:
@@ -72,6 +139,59 @@ def paired_speedups(base: tuple[float, ...], times: tuple[float, ...]) -> list[f
     return [b / t for b, t in zip(base, times, strict=False) if t > 0]
 
 
+@dataclass(frozen=True)
+class Row:
+    """One rung's line of a ladder, units in the names; speedups are over rung 0 in the run."""
+
+    rung: int
+    key: str
+    title: str
+    status: str  # ok | failed | skipped
+    reason: str
+    precision: str
+    code: str
+    engine: str
+    median_ms_per_batch: float | None
+    spread_pct: float | None
+    images_per_sec: float | None
+    speedup: float | None
+    speedup_low: float | None
+    speedup_high: float | None
+    prepare_s: float
+    first_call_s: float
+    iters: int
+    times_ms: tuple[float, ...]
+    rel_error: float | None
+    tolerance: float
+    top1_agreement: float | None
+    achieved_gflops: float | None
+    peak_gflops: float | None
+    peak_basis: str
+    percent_of_peak: float | None
+    page_faults_per_call: float | None
+    kernel_cpu_pct: float | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the rung ran and stayed within its tolerance."""
+        return self.status == "ok"
+
+    @property
+    def ran(self) -> bool:
+        """Whether the rung was timed (ok, or failed its tolerance after running)."""
+        return self.median_ms_per_batch is not None
+
+    @property
+    def status_text(self) -> str:
+        """'ok', or the status and its reason."""
+        return self.status + (f": {self.reason}" if self.reason else "")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Row:
+        """A row read back from a ladder.json (a key an older file lacks reads as None)."""
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+
+
 @dataclass
 class LadderResult:
     """A whole ladder on one device and batch: the steps plus what the rows are derived from."""
@@ -86,41 +206,39 @@ class LadderResult:
     steps: list[Step]
     allocator: str = ""  # helpers.allocator.describe(): who served the tensors' memory
 
-    def rows(self) -> list[dict]:
-        """One flat dict per rung, keys carrying units; speedup is vs rung 0 in this run."""
+    def rows(self) -> list[Row]:
+        """One Row per rung; speedup is vs rung 0 in this run."""
         zero = self.steps[0] if self.steps and self.steps[0].status == "ok" else None
         base = zero.median_ms if zero else None
         return [self._row(step, base, zero.times_s if zero else ()) for step in self.steps]
 
-    def _row(self, step: Step, base: float | None, base_times: tuple[float, ...]) -> dict:
+    def _row(self, step: Step, base: float | None, base_times: tuple[float, ...]) -> Row:
         """The row of one step (see rows)."""
         r, ms = step.rung, step.median_ms
         ips = self.batch_size / (ms / 1e3) if ms else None
         peak = roofline.peak_for(self.device, r.precision, r.tf32)
         achieved = ips * self.gflops_per_image if ips else None
         pairs = paired_speedups(base_times, step.times_s) if base else []
-        return {
-            "rung": step.number, "key": r.key, "title": r.title, "status": step.status,
-            "reason": step.reason, "precision": r.precision, "code": r.code, "engine": r.engine,
-            "median_ms_per_batch": ms, "spread_pct": step.spread_pct, "images_per_sec": ips,
-            "speedup": base / ms if base and ms else None,
-            "speedup_low": min(pairs) if pairs else None,
-            "speedup_high": max(pairs) if pairs else None,
-            "prepare_s": step.prepare_s, "first_call_s": step.first_call_s,
-            "iters": len(step.times_s), "times_ms": [t * 1e3 for t in step.times_s],
-            "rel_error": step.rel_error, "tolerance": r.tolerance,
-            "top1_agreement": step.top1_agreement, "achieved_gflops": achieved,
-            "peak_gflops": peak.gflops, "peak_basis": peak.basis,
-            "percent_of_peak": 100 * achieved / peak.gflops if achieved else None,
-            "page_faults_per_call": step.faults_per_call, "kernel_cpu_pct": step.kernel_pct}
+        return Row(
+            rung=step.number, key=r.key, title=r.title, status=step.status, reason=step.reason,
+            precision=r.precision, code=r.code, engine=r.engine, median_ms_per_batch=ms,
+            spread_pct=step.spread_pct, images_per_sec=ips,
+            speedup=base / ms if base and ms else None,
+            speedup_low=min(pairs) if pairs else None, speedup_high=max(pairs) if pairs else None,
+            prepare_s=step.prepare_s, first_call_s=step.first_call_s, iters=len(step.times_s),
+            times_ms=tuple(t * 1e3 for t in step.times_s), rel_error=step.rel_error,
+            tolerance=r.tolerance, top1_agreement=step.top1_agreement, achieved_gflops=achieved,
+            peak_gflops=peak.gflops, peak_basis=peak.basis,
+            percent_of_peak=100 * achieved / peak.gflops if achieved else None,
+            page_faults_per_call=step.faults_per_call, kernel_cpu_pct=step.kernel_pct)
 
-    def best(self, *, peer: bool | None = None, precision: str | None = None) -> dict | None:
+    def best(self, *, peer: bool | None = None, precision: str | None = None) -> Row | None:
         """The fastest rung that ran and stayed within its tolerance; peer=False: PyTorch's
         own rungs only, True: the exported runtimes only; `precision` (fp32, bf16...) too."""
-        ok = [r for r in self.rows() if r["status"] == "ok"
-              and (peer is None or (r["engine"] != "pytorch") == peer)
-              and (precision is None or r["precision"] == precision)]
-        return max(ok, key=lambda r: r["images_per_sec"]) if ok else None
+        ok = [r for r in self.rows() if r.ok
+              and (peer is None or (r.engine != "pytorch") == peer)
+              and (precision is None or r.precision == precision)]
+        return max(ok, key=lambda r: r.images_per_sec) if ok else None
 
     def table(self) -> str:
         """Markdown: one row per rung, failures and skips with their reason."""
@@ -129,19 +247,17 @@ class LadderResult:
                 "page faults/call (kernel CPU) | status |")
         lines = [head, "|" + "---|" * 11]
         for r in self.rows():
-            status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
-            ran = r["median_ms_per_batch"] is not None
             lines.append(
-                f"| {r['rung']} | {r['title']} | {_f(r['median_ms_per_batch'], '.1f')}"
-                f"{_f(r['spread_pct'], '.0f', '%', ' (±{})')} | "
-                f"{_f(r['images_per_sec'], '.1f')} | {_f(r['speedup'], '.2f', 'x')}"
-                f"{_range(r['speedup_low'], r['speedup_high'])} | "
-                f"{_f(r['first_call_s'] if ran else None, '.1f')} | "
-                f"{_f(r['rel_error'], '.1e')} ({r['tolerance']:g}) | "
-                f"{_agree(r['top1_agreement'], self.weights)} | "
-                f"{_f(r['achieved_gflops'], '.0f')} ({_f(r['percent_of_peak'], '.1f', '%')} "
-                f"{r['precision']}) | {_f(r['page_faults_per_call'], ',.0f')}"
-                f"{_f(r['kernel_cpu_pct'], '.0f', '%', ' ({})')} | {status} |")
+                f"| {r.rung} | {r.title} | {_f(r.median_ms_per_batch, '.1f')}"
+                f"{_f(r.spread_pct, '.0f', '%', ' (±{})')} | "
+                f"{_f(r.images_per_sec, '.1f')} | {_f(r.speedup, '.2f', 'x')}"
+                f"{_range(r.speedup_low, r.speedup_high)} | "
+                f"{_f(r.first_call_s if r.ran else None, '.1f')} | "
+                f"{_f(r.rel_error, '.1e')} ({r.tolerance:g}) | "
+                f"{_agree(r.top1_agreement, self.weights)} | "
+                f"{_f(r.achieved_gflops, '.0f')} ({_f(r.percent_of_peak, '.1f', '%')} "
+                f"{r.precision}) | {_f(r.page_faults_per_call, ',.0f')}"
+                f"{_f(r.kernel_cpu_pct, '.0f', '%', ' ({})')} | {r.status_text} |")
         return "\n".join(lines)
 
     def summary(self) -> str:
@@ -150,11 +266,10 @@ class LadderResult:
         lines = ["| # | rung | ms per batch (images/s) | speedup over rung 0 | "
                  "max rel. error (tolerance) | status |", "|---|---|---|---|---|---|"]
         for r in self.rows():
-            status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
-            lines.append(f"| {r['rung']} | {r['title']} | {_f(r['median_ms_per_batch'], '.1f')}"
-                         f"{_f(r['images_per_sec'], '.1f', '', ' ({})')} | "
-                         f"{_f(r['speedup'], '.2f', 'x')} | {_f(r['rel_error'], '.1e')} "
-                         f"({r['tolerance']:g}) | {status} |")
+            lines.append(f"| {r.rung} | {r.title} | {_f(r.median_ms_per_batch, '.1f')}"
+                         f"{_f(r.images_per_sec, '.1f', '', ' ({})')} | "
+                         f"{_f(r.speedup, '.2f', 'x')} | {_f(r.rel_error, '.1e')} "
+                         f"({r.tolerance:g}) | {r.status_text} |")
         return "\n".join(lines)
 
     def details(self) -> str:
@@ -163,20 +278,20 @@ class LadderResult:
         lines = ["| # | rung | top-1 agreement | spread of ms (IQR) | GFLOP/s (% of own peak) | "
                  "page faults per call (kernel CPU) |", "|---|---|---|---|---|---|"]
         for r in self.rows():
-            if r["median_ms_per_batch"] is None:
+            if not r.ran:
                 continue
-            agree, peak = _agree(r["top1_agreement"], self.weights), r["percent_of_peak"]
-            lines.append(f"| {r['rung']} | {r['key']} | {agree} | "
-                         f"{_f(r['spread_pct'], '.0f', '%')} | {_f(r['achieved_gflops'], '.0f')} "
-                         f"({_f(peak, '.1f', '%')} {r['precision']}) | "
-                         f"{_f(r['page_faults_per_call'], ',.0f')}"
-                         f"{_f(r['kernel_cpu_pct'], '.0f', '%', ' ({})')} |")
+            agree, peak = _agree(r.top1_agreement, self.weights), r.percent_of_peak
+            lines.append(f"| {r.rung} | {r.key} | {agree} | "
+                         f"{_f(r.spread_pct, '.0f', '%')} | {_f(r.achieved_gflops, '.0f')} "
+                         f"({_f(peak, '.1f', '%')} {r.precision}) | "
+                         f"{_f(r.page_faults_per_call, ',.0f')}"
+                         f"{_f(r.kernel_cpu_pct, '.0f', '%', ' ({})')} |")
         return "\n".join(lines)
 
     def peak_notes(self) -> list[str]:
         """How each precision's peak was estimated (flags, clock, threads), one line each."""
-        seen = {r["precision"]: r["peak_basis"] for r in self.rows()
-                if r["median_ms_per_batch"] is not None}
+        seen = {r.precision: r.peak_basis for r in self.rows()
+                if r.ran}
         return [f"{precision} peak: {basis}" for precision, basis in seen.items()]
 
     def to_dict(self) -> dict:
@@ -187,7 +302,8 @@ class LadderResult:
                 "gflops_per_image": self.gflops_per_image, "allocator": self.allocator,
                 "timing": "interleaved: one call per rung per round, each round starting one "
                           "rung later; speedup range = rung 0 over this rung, round by round",
-                "peaks": self.peak_notes(), "rungs": self.rows(), "best": self.best()}
+                "peaks": self.peak_notes(), "rungs": [asdict(r) for r in self.rows()],
+                "best": (best := self.best()) and asdict(best)}
 
 
 def _f(value: float | None, fmt: str, suffix: str = "", wrap: str = "{}") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from helpers import cells, checkpoint, params
 from helpers.env import pick_device
 from helpers.memory import PeakMemory
 from helpers.models import TinyCNN
-from helpers.precision import autocast, resolve_precision
+from helpers.precision import PRECISIONS, autocast, resolve_precision
 from helpers.timing import make_clock
 
 
@@ -206,41 +206,62 @@ def _restore(state: dict, model: nn.Module, opt: torch.optim.Optimizer,
     return state["epoch"]
 
 
-def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epochs: int = 1,
-        *, lr: float = 1e-3, device: str | torch.device = "cpu", precision: str = "fp32",
-        clip_norm: float | None = 1.0, skip_steps: int = 3, progress: bool = True,
-        channels_last: bool = False, optimizer: torch.optim.Optimizer | None = None,
-        checkpoint_dir: str | Path | None = None, resume: bool = False,
-        keep: int = 3, write_checkpoints: bool = True,
-        step_fn: StepFn = train_step) -> FitResult:
-    """Train (AdamW at `lr` unless an optimizer is given) with `step_fn` (default: train_step,
-    the AMP recipe), watched by a Recorder; images/s skips each epoch's first `skip_steps`.
-    With checkpoint_dir, a checkpoint after every epoch; resume continues from the newest
-    valid one, exactly (bit-identical on a CPU with workers=0). Under DDP every rank resumes,
-    only rank 0 writes (write_checkpoints), and a DistributedSampler is re-seeded each epoch."""
-    dev = pick_device(device)
-    fmt = torch.channels_last if params.flag("channels_last", channels_last) else \
-        torch.contiguous_format
-    dtype = resolve_precision(precision, dev)
-    params.positive_int("epochs", epochs)
-    params.flag("resume", resume)
+@dataclass(frozen=True)
+class FitConfig:
+    """fit's settings, checked when built: clip_norm a max L2 norm (None: off), skip_steps
+    untimed per epoch, the newest `keep` checkpoints kept (DDP: written by rank 0 alone)."""
+
+    epochs: int = 1
+    lr: float = 1e-3
+    precision: str = "fp32"
+    clip_norm: float | None = 1.0
+    _: KW_ONLY
+    skip_steps: int = 3
+    channels_last: bool = False
+    checkpoint_dir: str | Path | None = None
+    resume: bool = False
+    keep: int = 3
+    write_checkpoints: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse a bad value when the config is built, naming it and what is allowed."""
+        params.positive_int("epochs", self.epochs)
+        params.positive_float("lr", self.lr)
+        params.one_of("precision", self.precision, PRECISIONS)
+        if self.clip_norm is not None:
+            params.positive_float("clip_norm", self.clip_norm)
+        params.non_negative_int("skip_steps", self.skip_steps)
+        params.positive_int("keep", self.keep)
+        for name in ("channels_last", "resume", "write_checkpoints"):
+            params.flag(name, getattr(self, name))
+
+
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
+        config: FitConfig = FitConfig(), *, device: str | torch.device = "cpu",
+        optimizer: torch.optim.Optimizer | None = None, step_fn: StepFn = train_step,
+        progress: bool = True) -> FitResult:
+    """Train as `config` says with `step_fn` (the AMP recipe), AdamW unless an optimizer is
+    given, exact resume from checkpoints; under DDP a DistributedSampler is re-seeded per epoch."""
+    c, dev = config, pick_device(device)
+    fmt = torch.channels_last if c.channels_last else torch.contiguous_format
+    dtype = resolve_precision(c.precision, dev)
     model = model.to(dev, memory_format=fmt).train()
-    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=params.positive_float("lr", lr))
+    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=c.lr)
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
-    rec = Recorder(dev, precision, skip_steps=skip_steps, progress=progress)
-    config = {"epochs": epochs, "lr": lr, "precision": precision, "clip_norm": clip_norm}
-    found = checkpoint.resume(checkpoint_dir, dev) if resume and checkpoint_dir else None
+    rec = Recorder(dev, c.precision, skip_steps=c.skip_steps, progress=progress)
+    meta = {k: getattr(c, k) for k in ("epochs", "lr", "precision", "clip_norm")}
+    found = checkpoint.resume(c.checkpoint_dir, dev) if c.resume and c.checkpoint_dir else None
     start = _restore(found[1], model, opt, scaler, train_loader, rec.out) if found else 0
     rec.out.resumed_from_epoch = start
-    for epoch in range(start, epochs):
+    for epoch in range(start, c.epochs):
         if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: new order per epoch
             train_loader.sampler.set_epoch(epoch)
-        for x, y in rec.batches(train_loader, f"{precision} epoch {epoch + 1}/{epochs}"):
+        for x, y in rec.batches(train_loader, f"{c.precision} epoch {epoch + 1}/{c.epochs}"):
             x = x.to(dev, non_blocking=True, memory_format=fmt)
             rec.step(step_fn(model, x, y.to(dev, non_blocking=True), opt, scaler=scaler,
-                             dtype=dtype, clip_norm=clip_norm))
+                             dtype=dtype, clip_norm=c.clip_norm))
         rec.epoch(evaluate(model, val_loader, dev, dtype), scaler)
-        if checkpoint_dir and write_checkpoints:
-            checkpoint.save(checkpoint_dir, epoch + 1,
-                            _snapshot(model, opt, scaler, train_loader, rec.out, config), keep)
+        if c.checkpoint_dir and c.write_checkpoints:
+            checkpoint.save(c.checkpoint_dir, epoch + 1,
+                            _snapshot(model, opt, scaler, train_loader, rec.out, meta), c.keep)
     return rec.result()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from helpers import params
 from helpers.cpuinfo import CpuInfo, cpu_info
@@ -115,6 +116,82 @@ def check_row(claim: str, verdict: str, *, why: str | None, axes: Sequence[str] 
     if (verdict == "fact check") != (holds is not None):
         raise ValueError(f"claim {claim!r}: `holds` (True/False) goes with verdict "
                          f"'fact check' and only with it; got verdict {verdict!r}, holds={holds}")
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A Claim or Target as its results-file dict: the optional keys only when they are set."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(row).items()
+            if v not in (None, (), "") or k == "met"}
+
+
+def _read(cls: type, d: dict[str, Any]) -> Any:
+    """A Claim or Target from its results-file dict (a key it lacks reads as None)."""
+    got = {f.name: d.get(f.name) for f in fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in got.items()})
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One 'article vs this machine' row; built only if it keeps the rules of check_row."""
+
+    claim: str
+    article: str
+    measured: str
+    verdict: str
+    why: str | None = None
+    axes: tuple[str, ...] | None = None  # what reproduced/differs were compared on
+    holds: bool | None = None  # a fact check's answer
+
+    def __post_init__(self) -> None:
+        """Refuse a row that breaks the verdict rules."""
+        check_row(self.claim, self.verdict, why=self.why, axes=self.axes, holds=self.holds)
+
+    def text(self) -> str:
+        """The verdict as shown: 'fact check: wrong (why)', 'differs (why)', 'reproduced'."""
+        word = self.verdict + ("" if self.holds is None else
+                               ": right" if self.holds else ": wrong")
+        return word + (f" ({self.why})" if self.why else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results file's form of the row."""
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Claim:
+        """A row read back from a results file."""
+        return _read(cls, d)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the project's own targets (not an article claim); met=None: not run here."""
+
+    target: str
+    goal: str
+    measured: str
+    met: bool | None
+    why: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results file's form of the target."""
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Target:
+        """A target read back from a results file."""
+        return _read(cls, d)
+
+
+def targets_markdown(targets: Sequence[Target], notebooks: Sequence[str] | None = None) -> str:
+    """Targets as a Markdown table: goal, measured, met (yes / no / not run) and why; with
+    `notebooks` (one per target), a notebook column first."""
+    head = (["notebook"] if notebooks else []) + ["target", "goal", "measured", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, t in enumerate(targets):
+        met = {True: "yes", False: "no", None: "not run"}[t.met] + (f" ({t.why})" if t.why else "")
+        cells = ([notebooks[i]] if notebooks else []) + [t.target, t.goal, t.measured, met]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # The article's hardware: its CPU row says "Intel Xeon, 8 cores"; its table names no GPU, and

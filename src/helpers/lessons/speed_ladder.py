@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import torch
 from helpers import datasets, params, paths, roofline, train, verdict
 from helpers.files import write_json_atomic
 from helpers.ladder import WEIGHTS, Build, LadderResult, Rung, as_rung, ladder
-from helpers.runtime.notebook import NotebookRun, labelled_table, targets_markdown
+from helpers.ladder_result import Row
+from helpers.runtime.notebook import NotebookRun, labelled_table
+from helpers.verdict import Target, targets_markdown
 
 TRAIN_SIZE = 64  # pixels: the brief training's images (the ladder itself runs at 224)
 QUICK_RUNGS = ("inference_mode", "channels_last", "bf16", "fp16")  # no compile: seconds
@@ -23,9 +26,26 @@ GPU_TARGET_IPS, GPU_TARGET_MS = 20_000, 3.0  # H100: batch 256 images/s, batch 3
 Rungs = Sequence[str | Rung | Build]
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """The ladder's and the brief training's sizes for one run (images in px)."""
+
+    batch_size: int
+    image_size: int
+    iters: int
+    warmup: int
+    calibration_batches: int
+    train_epochs: int
+    train_per_class: int
+    rungs: tuple[str, ...] | None  # None: every rung
+    batch_rungs: tuple[str, ...]
+    quick: bool
+    batch_sizes: tuple[int, ...]
+
+
 def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
-          *, train_per_class: int, weights: str = "trained", batch_sizes: list[int] | None = None,
-          calibration_batches: int = 2) -> dict[str, Any]:
+                 *, train_per_class: int, weights: str = "trained",
+                 batch_sizes: list[int] | None = None, calibration_batches: int = 2) -> Sizes:
     """Ladder and training sizes, rungs and batch sizes, each checked; quick mode shrinks them
     to a smoke test without compilation."""
     params.one_of("weights", weights, WEIGHTS)
@@ -33,18 +53,17 @@ def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: in
     for b in batch_sizes or []:
         params.positive_int("batch_sizes", b)
     gpu = run.device.type == "cuda"
-    return {"batch_size": run.scaled(batch_size, quick=4),
-            "image_size": run.scaled(224, quick=64), "iters": run.scaled(iters, quick=2),
-            "warmup": 1, "calibration_batches": calibration_batches,
-            "train_epochs": run.scaled(train_epochs, quick=1),
-            "train_per_class": run.scaled(train_per_class, quick=4),
-            "rungs": QUICK_RUNGS if run.quick else None,
-            "batch_rungs": ("channels_last",) if run.quick else (
-                ("channels_last", "compile_fp16", "cudagraphs") if gpu
-                else ("channels_last", "compile_bf16" if roofline.cpu_has_native_bf16()
-                      else "compile")), "quick": run.quick,
-            "batch_sizes": (2,) if run.quick else tuple(
-                batch_sizes or ((1, 8, 256) if gpu else (1, 8)))}
+    compiled = ("compile_fp16", "cudagraphs") if gpu else (
+        "compile_bf16" if roofline.cpu_has_native_bf16() else "compile",)
+    return Sizes(batch_size=run.scaled(batch_size, quick=4),
+                 image_size=run.scaled(224, quick=64), iters=run.scaled(iters, quick=2),
+                 warmup=1, calibration_batches=calibration_batches,
+                 train_epochs=run.scaled(train_epochs, quick=1),
+                 train_per_class=run.scaled(train_per_class, quick=4),
+                 rungs=QUICK_RUNGS if run.quick else None,
+                 batch_rungs=("channels_last",) if run.quick else ("channels_last", *compiled),
+                 quick=run.quick, batch_sizes=(2,) if run.quick else tuple(
+                     batch_sizes or ((1, 8, 256) if gpu else (1, 8))))
 
 
 SIZE_LABELS = {"batch_size": "batch size of the ladder", "image_size": "image size, px",
@@ -68,10 +87,10 @@ def model_table(info: dict[str, Any]) -> str:
     return labelled_table(info, MODEL_LABELS, header=("the ladder's model", "this run"))
 
 
-def sizes_table(s: dict[str, Any]) -> str:
+def sizes_table(s: Sizes) -> str:
     """The run's sizes in words."""
     shown = {k: ", ".join(v) if isinstance(v, tuple) and v and isinstance(v[0], str) else
-             "all" if v is None else v for k, v in s.items()}
+             "all" if v is None else v for k, v in asdict(s).items()}
     return labelled_table(shown, SIZE_LABELS, header=("setting", "this run"))
 
 
@@ -117,43 +136,43 @@ def trained_model(variant: str, epochs: int, per_class: int, seed: int = 0,
     model = train.build_model(variant, len(datasets.CLASSES), seed)
     ckpt = paths.checkpoint_dir() / (
         f"06_ladder_{variant}_{TRAIN_SIZE}px_{epochs}ep_{per_class}pc_s{seed}")
-    fit = train.fit(model, train_loader, val_loader, epochs=epochs, lr=3e-3, progress=progress,
-                    checkpoint_dir=ckpt, resume=True, keep=1)
+    config = train.FitConfig(epochs, 3e-3, checkpoint_dir=ckpt, resume=True, keep=1)
+    fit = train.fit(model, train_loader, val_loader, config, progress=progress)
     return model.eval(), {"train_image_size": TRAIN_SIZE, "train_epochs": epochs,
                           "val_accuracy": fit.val_accuracy[-1] if fit.val_accuracy else None,
                           "reused_checkpoint": fit.resumed_from_epoch == epochs}
 
 
-def for_run(rungs: Rungs, s: dict[str, Any]) -> list[Rung]:
+def for_run(rungs: Rungs, s: Sizes) -> list[Rung]:
     """The rungs this run measures: all of them, or in quick mode only PyTorch's that neither
     compile nor quantize (seconds, not minutes)."""
     chosen = [as_rung(r) for r in rungs]
-    if s["quick"]:  # no compiling, quantizing or exporting: seconds
+    if s.quick:  # no compiling, quantizing or exporting: seconds
         chosen = [r for r in chosen
                   if not r.compile_mode and r.precision != "int8" and r.engine == "pytorch"]
     return chosen
 
 
-def measure(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant: str,
+def measure(run: NotebookRun, model: torch.nn.Module, s: Sizes, variant: str,
             *, weights: str, rungs: Rungs | None = None, batch_size: int | None = None,
             budget_s: float = 20.0) -> LadderResult:
     """The ladder of `rungs` (the notebook's, or the ladder's own) on held-out generated images
     (rung 0 = the article's code), calibrating the int8 rungs on two other batches."""
-    return held_out_ladder(model, run.device, batch_size or s["batch_size"], s["image_size"],
+    return held_out_ladder(model, run.device, batch_size or s.batch_size, s.image_size,
                            weights=weights, variant=variant,
-                           rungs=for_run(rungs, s) if rungs else s["rungs"],
-                           warmup=s["warmup"], iters=s["iters"], budget_s=budget_s,
-                           calibration_batches=s["calibration_batches"])
+                           rungs=for_run(rungs, s) if rungs else s.rungs,
+                           warmup=s.warmup, iters=s.iters, budget_s=budget_s,
+                           calibration_batches=s.calibration_batches)
 
 
-def batch_choices(s: dict[str, Any]) -> dict[str, Any]:
+def batch_choices(s: Sizes) -> dict[str, Any]:
     """The rung picker's batch slider: powers of two up to the ladder's batch, starting there."""
-    options = sorted({b for b in (1, 2, 4, 8, 16, 32) if b <= s["batch_size"]}
-                     | {s["batch_size"]})
-    return {"options": options, "value": s["batch_size"], "description": "batch size"}
+    options = sorted({b for b in (1, 2, 4, 8, 16, 32) if b <= s.batch_size}
+                     | {s.batch_size})
+    return {"options": options, "value": s.batch_size, "description": "batch size"}
 
 
-def rerun(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant: str, *,
+def rerun(run: NotebookRun, model: torch.nn.Module, s: Sizes, variant: str, *,
           weights: str) -> Callable[[Rung, int], str]:
     """For the rung picker: (rung, batch size) -> one line, that rung measured again beside
     rung 0 at that batch (a compiled rung compiles again for a new batch size)."""
@@ -161,10 +180,10 @@ def rerun(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant: 
         params.positive_int("batch_size", batch)
         got = measure(run, model, s, variant, weights=weights, rungs=[rung], batch_size=batch,
                       budget_s=5.0).rows()[-1]
-        if got["status"] != "ok":
-            return f"{got['key']} at batch {batch}: {got['status']} ({got['reason']})\n"
-        return (f"{got['key']} at batch {batch}: {got['median_ms_per_batch']:.1f} ms per batch, "
-                f"{got['images_per_sec']:.1f} images/s, {got['speedup']:.2f}x rung 0 "
+        if not got.ok:
+            return f"{got.key} at batch {batch}: {got.status} ({got.reason})\n"
+        return (f"{got.key} at batch {batch}: {got.median_ms_per_batch:.1f} ms per batch, "
+                f"{got.images_per_sec:.1f} images/s, {got.speedup:.2f}x rung 0 "
                 "(timed just now, side by side)\n")
     return line
 
@@ -197,21 +216,21 @@ def plot(result: LadderResult):
     """Bar chart of speedup over rung 0; failed rungs grey with their reason, skips left out."""
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result.rows() if r["status"] != "skipped"]
+    rows = [r for r in result.rows() if r.status != "skipped"]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     for i, r in enumerate(rows):
-        ok, value = r["status"] == "ok", r["speedup"] or 0.0
+        ok, value = r.ok, r.speedup or 0.0
         ax.barh(i, value, color="tab:green" if ok else "lightgrey",
                 hatch=None if ok else "//", edgecolor="grey")
-        label = f"{value:.2f}x" if ok else f"{value:.2f}x, failed: {r['reason'][:40]}"
+        label = f"{value:.2f}x" if ok else f"{value:.2f}x, failed: {r.reason[:40]}"
         ax.text(value, i, " " + label, va="center", fontsize=8)
-    ax.set_yticks(range(len(rows)), [f"{r['rung']} · {r['title']}" for r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [f"{r.rung} · {r.title}" for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", lw=0.8)
     ax.set_xlabel("speedup over rung 0 (same run, same inputs)")
     ax.set_title(f"{result.variant.upper()} batch {result.batch_size}, {result.device_name}",
                  fontsize=9)
-    ax.set_xlim(0, max([r["speedup"] or 0 for r in rows] + [1]) * 1.5)
+    ax.set_xlim(0, max([r.speedup or 0 for r in rows] + [1]) * 1.5)
     fig.tight_layout()
     return fig
 
@@ -225,7 +244,7 @@ def write_json(results: list[LadderResult], path: Path) -> Path:
                                     "cpu_flags": sorted(roofline.cpu_flags() & VECTOR_FLAGS),
                                     "engines": engine_versions(),
                                     "load_average_1_5_15min": _load(),
-                                    "targets": targets(results[0], results),
+                                    "targets": [t.to_dict() for t in targets(results[0], results)],
                                     "ladders": [r.to_dict() for r in results]})
 
 
@@ -302,20 +321,22 @@ def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
 
     docs = {m: json.loads(r.read_text()) for m, r in runs.items() if isinstance(r, Path)}
     lost = [f"malloc {m}: {r}" for m, r in runs.items() if not isinstance(r, Path)]
-    goals = list(docs["default"]["targets"]) if "default" in docs else []
-    rows = {m: {r["key"]: r for r in d["ladders"][0]["rungs"]} for m, d in docs.items()}
+    goals = [Target.from_dict(t) for t in docs.get("default", {}).get("targets", [])]
+    rows = {m: {r.key: r for r in map(Row.from_dict, d["ladders"][0]["rungs"])}
+            for m, d in docs.items()}
     if len(rows) == 2:
-        goals = [_both_target(rows) if g["target"].startswith("ratios over rung 0") else g
+        goals = [_both_target(rows) if g.target.startswith("ratios over rung 0") else g
                  for g in goals]
-    goals += [{**g, "target": g["target"] + " (memory reused)"}  # the peer targets, reused
-              for g in docs.get("reuse", {}).get("targets", []) if "peer" in g["target"]]
+    goals += [replace(g, target=g.target + " (memory reused)")  # the peer targets, reused
+              for g in map(Target.from_dict, docs.get("reuse", {}).get("targets", []))
+              if "peer" in g.target]
     keys = list(rows.get("default") or next(iter(rows.values()), {}))
     lines = ["| # | rung | speedup, malloc as it comes | speedup, memory reused | "
              "page faults/call (as it comes / reused) |", "|---|---|---|---|---|"]
     for key in keys:
         got = [rows[m].get(key) for m in ("default", "reuse") if m in rows]
         first = next(r for r in got if r)
-        lines.append(f"| {first['rung']} | {first['title']} | "
+        lines.append(f"| {first.rung} | {first.title} | "
                      + " | ".join(_speedup_cell(rows.get(m, {}).get(key))
                                   for m in ("default", "reuse"))
                      + " | " + " / ".join(_faults_cell(r) for r in got) + " |")
@@ -328,50 +349,49 @@ def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
     return text
 
 
-def _speedup_cell(r: dict | None) -> str:
+def _speedup_cell(r: Row | None) -> str:
     """A rung's speedup over rung 0 for the side-by-side table, or its status."""
     if r is None:
         return "—"
-    return f"{r['speedup']:.2f}x" if r["status"] == "ok" and r["speedup"] else r["status"]
+    return f"{r.speedup:.2f}x" if r.ok and r.speedup else r.status
 
 
-def _faults_cell(r: dict | None) -> str:
+def _faults_cell(r: Row | None) -> str:
     """Page faults per call, or a dash."""
-    v = r and r.get("page_faults_per_call")
+    v = r and r.page_faults_per_call
     return f"{v:,.0f}" if v is not None else "—"
 
 
-def _both_target(rows: dict[str, dict[str, dict]]) -> dict[str, Any]:
+def _both_target(rows: dict[str, dict[str, Row]]) -> Target:
     """The allocator target once both runs exist: the best PyTorch rung's speedup in each."""
-    best = {m: max((r for r in rs.values() if r["status"] == "ok" and r["engine"] == "pytorch"),
-                   key=lambda r: r["images_per_sec"]) for m, rs in rows.items()}
+    best = {m: max((r for r in rs.values() if r.ok and r.engine == "pytorch"),
+                   key=lambda r: r.images_per_sec) for m, rs in rows.items()}
     zero = {m: rs["eager"] for m, rs in rows.items()}
     measured = "; ".join(
-        f"{'as it comes' if m == 'default' else 'reused'}: {best[m]['key']} "
-        f"{best[m]['speedup']:.2f}x, rung 0 {zero[m]['median_ms_per_batch']:.0f} ms, "
+        f"{'as it comes' if m == 'default' else 'reused'}: {best[m].key} "
+        f"{best[m].speedup:.2f}x, rung 0 {zero[m].median_ms_per_batch:.0f} ms, "
         f"{_faults_cell(zero[m])} page faults/call" for m in ("default", "reuse"))
-    return {"target": "ratios over rung 0 with malloc as it comes and with memory reused, CPU",
-            "goal": "both reported", "measured": measured, "met": True, "why": None}
+    return Target(MALLOC_TARGET, "both reported", measured, True)
 
 
-def batch_effects(run: NotebookRun, model: torch.nn.Module, s: dict[str, Any], variant: str,
+def batch_effects(run: NotebookRun, model: torch.nn.Module, s: Sizes, variant: str,
                   *, weights: str, rungs: Rungs | None = None) -> list[LadderResult]:
     """A few rungs (of `rungs`, by key; default the ladder's) at other batch sizes: small
     batches pay per-call overheads."""
     by_key = {as_rung(r).key: r for r in rungs or []}
-    chosen = [by_key.get(k, k) for k in ("eager", *s["batch_rungs"])]
+    chosen = [by_key.get(k, k) for k in ("eager", *s.batch_rungs)]
     return [measure(run, model, s, variant, weights=weights, rungs=chosen, batch_size=b,
-                    budget_s=10.0) for b in s["batch_sizes"]]
+                    budget_s=10.0) for b in s.batch_sizes]
 
 
 def batch_table(results: list[LadderResult]) -> str:
     """Markdown: images/s and ms per batch of each rung, one row per batch size."""
-    keys = [r["key"] for r in results[0].rows()] if results else []
+    keys = [r.key for r in results[0].rows()] if results else []
     head = "| batch | " + " | ".join(f"{k} images/s (ms)" for k in keys) + " |"
     lines = [head, "|" + "---|" * (len(keys) + 1)]
     for res in results:
-        cells = [f"{r['images_per_sec']:.0f} ({r['median_ms_per_batch']:.1f})"
-                 if r["status"] == "ok" else r["status"] for r in res.rows()]
+        cells = [f"{r.images_per_sec:.0f} ({r.median_ms_per_batch:.1f})"
+                 if r.ok else r.status for r in res.rows()]
         lines.append(f"| {res.batch_size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -379,72 +399,73 @@ def batch_table(results: list[LadderResult]) -> str:
 def roofline_summary(result: LadderResult) -> dict:
     """The roofline quantities: work per image, the best rung's achieved rate against the peak
     of its own precision, and how that peak was estimated."""
-    best = result.best() or {}
-    peak = roofline.peak_for(result.device, best.get("precision", "fp32"))
+    best = result.best()
+    precision = best.precision if best else "fp32"
+    peak = roofline.peak_for(result.device, precision)
     return {"GFLOP per image (FlopCounterMode, 2 per MAC)": round(result.gflops_per_image, 3),
-            "best rung": best.get("title"), "its precision": best.get("precision"),
-            "achieved GFLOP/s": best.get("achieved_gflops"),
-            f"{best.get('precision', 'fp32')} peak GFLOP/s (estimate)": peak.gflops,
+            "best rung": best and best.title, "its precision": best and best.precision,
+            "achieved GFLOP/s": best and best.achieved_gflops,
+            f"{precision} peak GFLOP/s (estimate)": peak.gflops,
             "peak basis": peak.basis,
-            "share of that peak": f"{best['percent_of_peak']:.1f}%" if best else None}
+            "share of that peak": f"{best.percent_of_peak:.1f}%" if best else None}
 
 
 VECTOR_FLAGS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
                           "amx_bf16", "amx_int8"})
 
 
+MALLOC_TARGET = "ratios over rung 0 with malloc as it comes and with memory reused, CPU"
 PEER_GOAL = 1.15  # CPU: the best correct PyTorch rung over the best correct peer rung
 
 
-def _vs_peer(result: LadderResult, precision: str | None) -> dict[str, Any]:
+def _vs_peer(result: LadderResult, precision: str | None) -> Target:
     """One CPU target: the best correct PyTorch rung (of `precision`, or any) over the best
     correct exported-runtime rung of the same, as images/s measured side by side."""
     what = f"{precision} " if precision else ""
     target = f"best correct {what}PyTorch rung vs best {what}peer (ONNX Runtime, OpenVINO), CPU"
     ours, peer = result.best(peer=False, precision=precision), result.best(peer=True,
                                                                           precision=precision)
-    row = {"target": f"{target}, batch {TARGET_BATCH}", "goal": f">= {PEER_GOAL:.2f}x"}
+    target, goal = f"{target}, batch {TARGET_BATCH}", f">= {PEER_GOAL:.2f}x"
     if not ours or not peer:
         missing = "no correct PyTorch rung" if not ours else "no correct peer rung"
-        return {**row, "measured": missing, "met": None,
-                "why": _why_missing(result, precision, peer=bool(ours))}
-    ratio = ours["images_per_sec"] / peer["images_per_sec"]
-    measured = (f"{ratio:.2f}x: {ours['key']} {ours['images_per_sec']:.1f} vs {peer['key']} "
-                f"{peer['images_per_sec']:.1f} images/s, {torch.get_num_threads()} threads each")
+        return Target(target, goal, missing, None, _why_missing(result, precision,
+                                                                peer=bool(ours)))
+    ratio = ours.images_per_sec / peer.images_per_sec
+    measured = (f"{ratio:.2f}x: {ours.key} {ours.images_per_sec:.1f} vs {peer.key} "
+                f"{peer.images_per_sec:.1f} images/s, {torch.get_num_threads()} threads each")
     shape_ok = (result.batch_size, result.image_size) == (TARGET_BATCH, 224)
     met = ratio >= PEER_GOAL if shape_ok else None
     why = (f"the target is for batch {TARGET_BATCH} at 224 px" if not shape_ok
            else None if met else f"short by {PEER_GOAL / ratio:.2f}x: the profiles say where "
            "the time goes (benchmarks/profile_rung.py)")
-    return {**row, "measured": measured, "met": met, "why": why}
+    return Target(target, goal, measured, met, why)
 
 
 def _why_missing(result: LadderResult, precision: str | None, *, peer: bool) -> str:
     """Why one side of a peer target (the peers, or PyTorch's rungs) has no correct rung: the
     skip or failure reasons of that side's rungs, or that none was asked for."""
-    reasons = sorted(f"{r['key']}: {r['reason']}" for r in result.rows()
-                     if r["status"] != "ok" and (r["engine"] != "pytorch") == peer
-                     and (precision is None or r["precision"] == precision))
+    reasons = sorted(f"{r.key}: {r.reason}" for r in result.rows()
+                     if not r.ok and (r.engine != "pytorch") == peer
+                     and (precision is None or r.precision == precision))
     return "; ".join(reasons[:4]) or ("no peer rung was asked for (quick mode runs none)"
                                       if peer else "no such PyTorch rung was asked for")
 
 
-def _allocator_target(result: LadderResult) -> dict[str, Any]:
+def _allocator_target(result: LadderResult) -> Target:
     """The third CPU target: every ratio over rung 0 shown with malloc as it comes and with
     memory reused; one process has one allocator mode, so the benchmark runs both."""
     best, zero = result.best(peer=False), result.steps[0] if result.steps else None
     measured = f"this run: {result.allocator or 'allocator unknown'}"
-    if best and best["speedup"]:
-        measured += f"; best PyTorch rung {best['speedup']:.2f}x rung 0"
+    if best and best.speedup:
+        measured += f"; best PyTorch rung {best.speedup:.2f}x rung 0"
     if zero is not None and zero.kernel_pct is not None:
         measured += f", rung 0 {zero.kernel_pct:.0f}% of its CPU time in the kernel"
-    return {"target": "ratios over rung 0 with malloc as it comes and with memory reused, CPU",
-            "goal": "both reported", "measured": measured, "met": None,
-            "why": "a process has one malloc mode: benchmarks/speed_ladder.py --malloc both "
-                   "runs the ladder in each and puts the ratios side by side"}
+    return Target(MALLOC_TARGET, "both reported", measured, None,
+                  "a process has one malloc mode: benchmarks/speed_ladder.py --malloc both "
+                  "runs the ladder in each and puts the ratios side by side")
 
 
-def targets(result: LadderResult, batches: list[LadderResult]) -> list[dict[str, Any]]:
+def targets(result: LadderResult, batches: list[LadderResult]) -> list[Target]:
     """The project's own targets (not article claims) as run.target rows, each a ratio or a
     rate measured within this run between rungs inside their tolerance."""
     if result.device.type == "cpu":
@@ -453,22 +474,22 @@ def targets(result: LadderResult, batches: list[LadderResult]) -> list[dict[str,
     return _gpu_targets(result, batches)
 
 
-def _gpu_targets(result: LadderResult | None, batches: list[LadderResult]) -> list[dict]:
+def _gpu_targets(result: LadderResult | None, batches: list[LadderResult]) -> list[Target]:
     """The H100 targets: >= 20,000 images/s at batch 256 and <= 3 ms per batch of 32 (not
     run without a GPU; measured but not judged on another GPU)."""
     ok = [(res.batch_size, r) for res in [result, *batches] if res for r in res.rows()
-          if r["status"] == "ok"]
-    ips = max((r["images_per_sec"] for b, r in ok if b == 256), default=None)
-    ms = min((r["median_ms_per_batch"] for b, r in ok if b == 32), default=None)
+          if r.ok]
+    ips = max((r.images_per_sec for b, r in ok if b == 256), default=None)
+    ms = min((r.median_ms_per_batch for b, r in ok if b == 32), default=None)
     where = result.device_name if result else "needs a GPU"
     h100 = result is not None and "H100" in result.device_name
     why = None if h100 or result is None else f"measured on {where}, not an H100"
-    return [{"target": "B0 images/s at batch 256, best correct rung (H100)",
-             "goal": f">= {GPU_TARGET_IPS:,}", "measured": f"{ips:.0f} on {where}" if ips
-             else where, "met": ips >= GPU_TARGET_IPS if ips and h100 else None, "why": why},
-            {"target": "B0 ms per batch of 32, best correct rung (H100)",
-             "goal": f"<= {GPU_TARGET_MS:g} ms", "measured": f"{ms:.2f} ms on {where}" if ms
-             else where, "met": ms <= GPU_TARGET_MS if ms and h100 else None, "why": why}]
+    return [Target("B0 images/s at batch 256, best correct rung (H100)", f">= {GPU_TARGET_IPS:,}",
+                   f"{ips:.0f} on {where}" if ips else where,
+                   ips >= GPU_TARGET_IPS if ips and h100 else None, why),
+            Target("B0 ms per batch of 32, best correct rung (H100)", f"<= {GPU_TARGET_MS:g} ms",
+                   f"{ms:.2f} ms on {where}" if ms else where,
+                   ms <= GPU_TARGET_MS if ms and h100 else None, why)]
 
 
 def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
@@ -478,16 +499,15 @@ def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
     rows, best = result.rows(), result.best()
     run.metric(**{f"model_{k}": v for k, v in model_info.items()},
                gflops_per_image=result.gflops_per_image,
-               **{f"rung{r['rung']}_{r['key']}_{m}": r[m] for r in rows if r["status"] == "ok"
+               **{f"rung{r.rung}_{r.key}_{m}": getattr(r, m) for r in rows if r.ok
                   for m in ("images_per_sec", "speedup", "spread_pct", "rel_error",
                             "first_call_s")},
-               rungs_failed=[f"{r['key']}: {r['reason']}" for r in rows if r["status"] == "failed"],
-               best_rung=best and best["key"], best_speedup=best and best["speedup"],
-               **{f"batch{b.batch_size}_{r['key']}_images_per_sec": r["images_per_sec"]
-                  for b in batches for r in b.rows() if r["status"] == "ok"})
+               rungs_failed=[f"{r.key}: {r.reason}" for r in rows if r.status == "failed"],
+               best_rung=best and best.key, best_speedup=best and best.speedup,
+               **{f"batch{b.batch_size}_{r.key}_images_per_sec": r.images_per_sec
+                  for b in batches for r in b.rows() if r.ok})
     _claims(run, result, best)
-    for t in targets(result, batches):
-        run.target(**t)
+    run.targets += targets(result, batches)
     (run.results_dir / "06_ladder.md").write_text(result.table() + "\n")
     return write_json_atomic(run.results_dir / "06_ladder.json",
                              {"ladder": result.to_dict(),
@@ -501,13 +521,13 @@ ARTICLE_TEXT = {"cpu": "480 ms per batch, ~67 images/s (8-core Xeon)",
                 "cuda": "26 ms per batch, ~1230 images/s"}
 
 
-def _claims(run: NotebookRun, result: LadderResult, best: dict | None) -> None:
+def _claims(run: NotebookRun, result: LadderResult, best: Row | None) -> None:
     """The article's claim behind the ladder: its numbers come from 'no advanced optimisation'
     (rung 0), judged on this machine's rung 0 like for like; the best rung shown beside it."""
     zero = result.rows()[0]
-    ms = zero["median_ms_per_batch"]
+    ms = zero.median_ms_per_batch
     here = (f"rung 0: {ms:.0f} ms per batch of {result.batch_size}; best correct rung "
-            f"{best['key']} {best['median_ms_per_batch']:.0f} ms ({best['speedup']:.1f}x)"
+            f"{best.key} {best.median_ms_per_batch:.0f} ms ({best.speedup:.1f}x)"
             if ms and best else "rung 0 did not run")
     claim = "EfficientNet-B0 batch 32 'with no advanced optimisation' (the article's code)"
     kind = result.device.type

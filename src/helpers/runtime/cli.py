@@ -194,15 +194,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from helpers.files import write_json_atomic
     from helpers.precision import resolve_precision
 
+    config = train.FitConfig(args.epochs, args.lr, args.precision, channels_last=args.channels_last,
+                             checkpoint_dir=args.checkpoint_dir, resume=args.resume, keep=args.keep)
     device = env.pick_device(args.device)
     resolve_precision(args.precision, device)  # refuse fp16 on a CPU before any work
     root = Path(args.data_dir) if args.data_dir else datasets.make_dataset(
         image_size=args.image_size)
     tl, vl = datasets.loaders(root, args.image_size, args.batch_size, device, workers=args.workers)
     model = train.build_model(args.model, len(tl.dataset.classes), args.seed)
-    r = train.fit(model, tl, vl, args.epochs, lr=args.lr, device=device, precision=args.precision,
-                  channels_last=args.channels_last, checkpoint_dir=args.checkpoint_dir,
-                  resume=args.resume, keep=args.keep, progress=not args.no_progress)
+    r = train.fit(model, tl, vl, config, device=device, progress=not args.no_progress)
     if r.resumed_from_epoch:
         print(f"resumed after epoch {r.resumed_from_epoch} from {args.checkpoint_dir}")
     print(f"{r.precision} on {r.device}: {r.images_per_sec:.1f} images/s, peak "

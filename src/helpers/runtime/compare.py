@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers.verdict import Claim
+
 LADDER_NOTEBOOK = "06"  # a benchmark's ladder.json lines up with notebook 06's metrics
 LADDER_MEASURES = ("images_per_sec", "speedup", "rel_error")
 
@@ -69,8 +71,8 @@ def load(path: Path) -> RunData:
         if "notebook" in doc:  # a notebook's results file
             nn = str(doc["notebook"])[:2]
             metrics |= {(nn, k): v for k, v in doc.get("metrics", {}).items()}
-            claims |= {(nn, c["claim"]): f"{c['measured']} ({c['verdict']})"
-                       for c in doc.get("claims", [])}
+            claims |= {(nn, c.claim): f"{c.measured} ({c.verdict})"
+                       for c in map(Claim.from_dict, doc.get("claims", []))}
         elif "ladders" in doc:  # benchmarks/speed_ladder.py output
             metrics |= {(LADDER_NOTEBOOK, k): v for k, v in ladder_metrics(doc).items()}
         envs.append(doc if f.name == "environment.json" else doc.get("environment") or {})

@@ -13,10 +13,9 @@ import torch
 
 from helpers import env, params
 from helpers.files import write_json_atomic
-from helpers.verdict import VERDICTS, Judgement, band_verdict, check_row
+from helpers.verdict import VERDICTS, Claim, Judgement, Target, band_verdict, targets_markdown
 
-__all__ = ["VERDICTS", "NotebookRun", "band_verdict", "kv_table", "labelled_table", "start",
-           "targets_markdown", "verdict_text"]
+__all__ = ["VERDICTS", "NotebookRun", "band_verdict", "kv_table", "labelled_table", "start"]
 
 
 def kv_table(values: dict[str, Any], header: tuple[str, str] = ("quantity", "value")) -> str:
@@ -36,20 +35,6 @@ def labelled_table(values: dict[str, Any], labels: dict[str, str], *, read: str 
         raise ValueError(f"no label for {missing}: give every key a label a reader understands")
     table = kv_table({labels[k]: v for k, v in values.items()}, header)
     return table + (f"\n\n{read}" if read else "")
-
-
-def targets_markdown(targets: list[dict[str, Any]], notebook_column: bool = False) -> str:
-    """Targets as a Markdown table: goal, measured, met (yes / no / not run) and why; with
-    notebook_column, each row's "notebook" first."""
-    head = (["notebook"] if notebook_column else []) + ["target", "goal", "measured", "met"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for t in targets:
-        met = {True: "yes", False: "no", None: "not run"}[t["met"]]
-        met += f" ({t['why']})" if t.get("why") else ""
-        cells = ([t["notebook"]] if notebook_column else []) + [
-            t["target"], t["goal"], t["measured"], met]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def show_on_change(shown: Any, line_for: Callable[[Any], str], *, what: str,
@@ -78,12 +63,6 @@ def show_widget(widget: Any, text: str) -> None:
     display({**widget._repr_mimebundle_(), "text/plain": text}, raw=True)
 
 
-def verdict_text(c: dict[str, Any]) -> str:
-    """A row's verdict as shown: 'fact check: wrong (why)', 'differs (why)', 'reproduced'."""
-    word = c["verdict"] + ({True: ": right", False: ": wrong"}[c["holds"]] if "holds" in c else "")
-    return word + (f" ({c['why']})" if c.get("why") else "")
-
-
 @dataclass
 class NotebookRun:
     """One notebook's run: where it writes, what it measured, what it says of the article."""
@@ -94,8 +73,8 @@ class NotebookRun:
     quick: bool
     results_dir: Path
     parameters: dict[str, Any]
-    claims: list[dict[str, str]] = field(default_factory=list)
-    targets: list[dict[str, Any]] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
 
@@ -104,11 +83,8 @@ class NotebookRun:
               holds: bool | None = None) -> None:
         """Record one article-vs-this-machine row; verdict is one of VERDICTS, `reproduced` and
         `differs` name the axes they were checked on, a `fact check` says whether it holds."""
-        check_row(claim, verdict, why=why, axes=axes, holds=holds)
-        row = {"claim": claim, "article": article, "measured": measured, "verdict": verdict}
-        self.claims.append(row | ({"why": why} if why else {})
-                           | ({"axes": list(axes)} if axes else {})
-                           | ({"holds": holds} if holds is not None else {}))
+        self.claims.append(Claim(claim, article, measured, verdict, why=why,
+                                 axes=tuple(axes) if axes else None, holds=holds))
 
     def judged(self, claim: str, article: str, measured: str, j: Judgement) -> None:
         """Record a row whose verdict `helpers.verdict.judge` computed like for like."""
@@ -121,8 +97,7 @@ class NotebookRun:
     def target(self, target: str, goal: str, measured: str, met: bool | None,
                *, why: str | None = None) -> None:
         """Record one of the project's own targets (not an article claim); met=None: not run."""
-        row = {"target": target, "goal": goal, "measured": measured, "met": met}
-        self.targets.append(row | ({"why": why} if why else {}))
+        self.targets.append(Target(target, goal, measured, met, why or None))
 
     def scaled(self, full: int, quick: int) -> int:
         """A size for this run: `full` normally, the smaller `quick` in quick mode."""
@@ -143,9 +118,7 @@ class NotebookRun:
     def claims_table(self) -> str:
         """The 'article vs this machine' rows recorded so far, as Markdown."""
         lines = ["| claim | article | measured here | verdict |", "|---|---|---|---|"]
-        for c in self.claims:
-            verdict = verdict_text(c)
-            lines.append(f"| {c['claim']} | {c['article']} | {c['measured']} | {verdict} |")
+        lines += [f"| {c.claim} | {c.article} | {c.measured} | {c.text()} |" for c in self.claims]
         return "\n".join(lines)
 
     def targets_table(self) -> str:
@@ -159,8 +132,8 @@ class NotebookRun:
             "title": self.title,
             "environment": env.short_env(self.device),
             "parameters": {**self.parameters, "quick": self.quick},
-            "claims": self.claims,
-            "targets": self.targets,
+            "claims": [c.to_dict() for c in self.claims],
+            "targets": [t.to_dict() for t in self.targets],
             "metrics": self.metrics,
             "figures": self.figures,
         }

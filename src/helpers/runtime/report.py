@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.files import write_json_atomic
-from helpers.runtime.notebook import VERDICTS, targets_markdown, verdict_text
+from helpers.verdict import VERDICTS, Claim, Target, targets_markdown
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ def all_claims_table(results: list[dict[str, Any]]) -> str:
     lines = ["| notebook | claim | article | measured here | verdict |", "|---|---|---|---|---|"]
     counts = dict.fromkeys(VERDICTS, 0)
     for r in results:
-        for c in r.get("claims", []):
-            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-            row = (r["notebook"][:2], c["claim"], c["article"], c["measured"], verdict_text(c))
+        for c in map(Claim.from_dict, r.get("claims", [])):
+            counts[c.verdict] += 1
+            row = (r["notebook"][:2], c.claim, c.article, c.measured, c.text())
             lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     return "\n".join(lines) + f"\n\nVerdicts: {summary}.\n"
@@ -70,8 +70,8 @@ def all_claims_table(results: list[dict[str, Any]]) -> str:
 
 def targets_table(results: list[dict[str, Any]]) -> str:
     """The project's own targets over all notebooks (they are not article claims)."""
-    rows = [{**t, "notebook": r["notebook"][:2]} for r in results for t in r.get("targets", [])]
-    return targets_markdown(rows, notebook_column=True) + "\n" if rows else ""
+    rows = [(r["notebook"][:2], Target.from_dict(t)) for r in results for t in r.get("targets", [])]
+    return targets_markdown([t for _, t in rows], [nb for nb, _ in rows]) + "\n" if rows else ""
 
 
 def notebook_section(r: dict[str, Any], figure_src: Callable[[str], str] = str) -> str:
