@@ -29,8 +29,7 @@ import torch
 import torch._inductor.config as inductor_config
 from torch.profiler import ProfilerActivity, profile
 
-from helpers import allocator, ladder
-from helpers.lessons import speed_ladder
+from helpers import allocator, ladder, ladder_bench
 
 
 def by_shape(prof: profile, calls: int, top: int) -> str:
@@ -128,9 +127,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--calls", type=int, default=3, help="profiled calls")
     a = p.parse_args(argv)
     print(f"memory allocator: {allocator.set_mode(a.malloc)}")
-    model, _, kind = speed_ladder.model_for(a.weights, "b0", progress=False)
-    x, _ = speed_ladder.labelled_batch(a.batch_size, 224, offset=2)
-    calibration = [speed_ladder.labelled_batch(a.batch_size, 224, offset=3 + i)[0]
+    model, _, kind = ladder_bench.model_for(a.weights, "b0", progress=False)
+    x, _ = ladder_bench.labelled_batch(a.batch_size, 224, offset=2)
+    calibration = [ladder_bench.labelled_batch(a.batch_size, 224, offset=3 + i)[0]
                    for i in range(2)]
     rung = ladder.as_rung(a.rung)
     if reason := ladder.skip_reason(rung, torch.device("cpu")):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import env, ladder, ladder_result, roofline
+from helpers import env, ladder, ladder_bench, ladder_result, roofline
 from helpers.lessons import speed_ladder
 from helpers.models import TinyCNN
 from helpers.runtime import cli
@@ -248,9 +249,9 @@ def test_trained_model_is_cached(quick_env: dict[str, str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     for k in ("DATA_DIR", "CHECKPOINT_DIR"):
         monkeypatch.setenv(k, quick_env[k])
-    model, info, kind = speed_ladder.model_for("trained", "b0", 1, 2, progress=False)
+    model, info, kind = ladder_bench.model_for("trained", "b0", 1, 2, progress=False)
     assert kind == "trained" and info["reused_checkpoint"] is False
-    again, info2, _ = speed_ladder.model_for("trained", "b0", 1, 2, progress=False)
+    again, info2, _ = ladder_bench.model_for("trained", "b0", 1, 2, progress=False)
     assert info2["reused_checkpoint"] is True
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -297,15 +298,15 @@ def test_cpu_targets_put_pytorch_against_the_best_peer_per_precision() -> None:
                       status="failed" if drift else "ok", rel_error=0.5 if drift else 1e-3)]
         return cpu_result(steps, batch)
 
-    overall, fp32, bf16, malloc, *gpu = speed_ladder.targets(result(0.3, drift=True), [])
+    overall, fp32, bf16, malloc, *gpu = ladder_bench.targets(result(0.3, drift=True), [])
     assert overall.goal == ">= 1.15x" and overall.met is True  # 10 vs 3.3 images/s/32
     assert overall.measured.startswith("3.00x: compile_bf16") and "onnxruntime" in overall.measured
     # the drifting OpenVINO rung does not count
     assert fp32.met is True and "1.50x: compile" in fp32.measured
     assert bf16.met is None and bf16.measured == "no correct peer rung"
-    slow = speed_ladder.targets(result(0.19), [])[1]
+    slow = ladder_bench.targets(result(0.19), [])[1]
     assert slow.met is False and "short by 1.21x" in slow.why
-    assert speed_ladder.targets(result(0.3, batch=8), [])[0].met is None  # not batch 32
+    assert ladder_bench.targets(result(0.3, batch=8), [])[0].met is None  # not batch 32
     assert malloc.met is None and "--malloc both" in malloc.why
     assert [t.met for t in gpu] == [None, None] and gpu[0].measured == "needs a GPU"
 
@@ -319,16 +320,16 @@ def test_both_mallocs_report_each_child_and_never_lose_one_silently(tmp_path: Pa
              ladder.Step(ladder.as_rung("compile"), 6, times_s=(0.25, 0.25))]
     folder = tmp_path / "malloc-default"
     folder.mkdir()
-    speed_ladder.write_json([cpu_result(steps)], folder / "ladder.json")
-    assert speed_ladder.child_outcome(0, folder) == folder / "ladder.json"
-    killed = speed_ladder.child_outcome(-signal.SIGKILL, tmp_path / "malloc-reuse")
+    ladder_bench.write_json([cpu_result(steps)], folder / "ladder.json")
+    assert ladder_bench.child_outcome(0, folder) == folder / "ladder.json"
+    killed = ladder_bench.child_outcome(-signal.SIGKILL, tmp_path / "malloc-reuse")
     assert killed.startswith("killed by SIGKILL") and "out-of-memory" in killed
-    assert "exited with code 3" in speed_ladder.child_outcome(3, tmp_path)
-    text = speed_ladder.write_both_mallocs({"default": folder / "ladder.json",
+    assert "exited with code 3" in ladder_bench.child_outcome(3, tmp_path)
+    text = ladder_bench.write_both_mallocs({"default": folder / "ladder.json",
                                             "reuse": killed}, tmp_path)
     assert "lost: malloc reuse: killed by SIGKILL" in text
     assert "| 6 | torch.compile, fp32 (CPU: inductor freezing) | 4.00x | — |" in text
-    both = speed_ladder.write_both_mallocs({"default": folder / "ladder.json",
+    both = ladder_bench.write_both_mallocs({"default": folder / "ladder.json",
                                             "reuse": folder / "ladder.json"}, tmp_path)
     row = next(line for line in both.splitlines() if line.startswith("| ratios over rung 0"))
     assert "| yes |" in row and "as it comes: compile 4.00x" in row
@@ -378,7 +379,8 @@ def test_profile_rung_script_names_the_ops_and_the_page_faults() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert "rung channels_last (channels_last (NHWC)), B0 random, batch 2:" in out.stdout
     assert "page faults per call" in out.stdout and "aten::" in out.stdout
-    assert "input [2, 16, 112, 112]  weight [96, 16, 1, 1]" in out.stdout  # the costliest conv
+    # convolutions grouped by input and weight shape (which one costs most varies with load)
+    assert re.search(r"aten::\w*convolution +input \[2, \d+, \d+, \d+\] +weight \[\d+", out.stdout)
 
 
 @pytest.mark.slow

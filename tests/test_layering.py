@@ -66,6 +66,21 @@ def test_lessons_do_not_import_each_other(name: str) -> None:
     assert not bad, f"{name} imports another notebook's plumbing: {bad}"
 
 
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if layer(n) == "runtime"))
+def test_runtime_imports_no_lesson(name: str) -> None:
+    """The CLI and the runner reach the ladder benchmark through the core (ladder_bench), not
+    through a notebook's plumbing."""
+    bad = sorted(m for m in GRAPH[name] if layer(m) == "lessons")
+    assert not bad, f"{name} imports a notebook's plumbing: {bad}"
+
+
+def test_benchmark_scripts_import_no_lesson() -> None:
+    scripts = sorted((SRC.parent / "benchmarks").glob("*.py"))
+    assert scripts
+    bad = {p.name: sorted(m for m in imports_of(p) if layer(m) == "lessons") for p in scripts}
+    assert not any(bad.values()), bad
+
+
 def test_no_import_cycles() -> None:
     """Depth-first search over every import edge; a back edge is a cycle."""
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done

@@ -6,9 +6,9 @@ measures them (02's model, 03's training loop, 04's script, 06's rungs); what th
 from a notebook it reads from the cells tagged `export` (`helpers.cells`). Layers:
 
 - the core (this package's top-level modules: env, cpuinfo, verdict, precision, timing, memory,
-  models, weights, images, datasets, train, checkpoint, bench, ladder, roofline, quant,
-  allocator, files, params, paths, cells, ddp, launcher) is reusable and never imports the two
-  below;
+  models, weights, images, datasets, train, checkpoint, bench, ladder, ladder_result,
+  ladder_bench, roofline, quant, allocator, files, params, paths, cells, ddp, launcher) is
+  reusable and never imports the two below;
 - `helpers.runtime`: a notebook's run and claims, the papermill runner, the report, the
   stripping tool and the CLI (`python -m helpers`);
 - `helpers.lessons`: one module per notebook, holding only that notebook's plumbing.

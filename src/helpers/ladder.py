@@ -110,6 +110,7 @@ RUNGS: tuple[Rung, ...] = (
          why="bf16 and parallel requests"),
 )
 RUNG_KEYS = tuple(r.key for r in RUNGS)
+Rungs = Sequence[str | Rung | Build]  # keys of RUNGS, Rung values or build functions
 
 
 def check(step: Step, need_agreement: bool) -> Step:
@@ -298,7 +299,7 @@ def rung(key: str, build: Build) -> Rung:
     return replace(as_rung(key), build=build)
 
 
-def select(rungs: Sequence[str | Rung | Build] | None) -> tuple[tuple[int, Rung], ...]:
+def select(rungs: Rungs | None) -> tuple[tuple[int, Rung], ...]:
     """(number, rung) of every rung to run, numbered as in RUNGS (others after it, in the
     order given) and in that order; rung 0 (the article's eager fp32) always first."""
     chosen = [as_rung(r) for r in rungs] if rungs is not None else list(RUNGS)
@@ -313,39 +314,7 @@ def select(rungs: Sequence[str | Rung | Build] | None) -> tuple[tuple[int, Rung]
     return tuple(sorted(numbered, key=lambda nr: nr[0]))
 
 
-def run_ladder(model: torch.nn.Module, device: str | torch.device, x: torch.Tensor,
-               calibration: list[torch.Tensor] | None = None, *,
-               rungs: Sequence[str | Rung | Build] | None = None, warmup: int = 2,
-               iters: int = 5, budget_s: float | None = None, meaningful_top1: bool = False,
-               progress: Callable[[str], None] | None = None) -> list[Step]:
-    """Build and check every selected rung on batch x against rung 0 (eager fp32), then time
-    them all interleaved: `iters` rounds, fewer when the slowest rung's calls would overrun
-    budget_s (at least 3), so every rung has a sample in every round."""
-    dev = pick_device(device) if isinstance(device, str) else device
-    params.non_negative_int("warmup", warmup)
-    params.positive_int("iters", iters)
-    chosen = select(rungs)
-    x, ref, steps, live, rounds = x.to(dev), None, [], [], iters
-    calibration = [c.to(dev) for c in (calibration or [x])]
-    torch._dynamo.reset()  # no compiled code left from earlier runs; the rungs' own stay
-    with torch._dynamo.config.patch(recompile_limit=64):  # every compiled rung keeps its code
-        for number, rung in chosen:
-            if progress:
-                progress(rung.key)
-            step = Step(rung, number)
-            fwd, out, per_call_s = warm_up(step, model, x, calibration, warmup=warmup)
-            if out is not None:
-                ref = out if ref is None else ref  # rung 0's logits (strict fp32): the reference
-                step.rel_error, step.top1_agreement = relative_error(out, ref), agreement(out, ref)
-                check(step, meaningful_top1)
-                live.append((step, fwd))
-                rounds = min(rounds, _iters_within(budget_s, per_call_s, iters))
-            steps.append(step)
-        time_rounds(live, dev, rounds)
-    return steps
-
-
-def switches_table(rungs: Sequence[str | Rung | Build] | None = None) -> str:
+def switches_table(rungs: Rungs | None = None) -> str:
     """Markdown, five columns: each rung's switches in words (rungs branch, they do not
     stack), the engine that runs it, where, and whose code."""
     lines = ["| # | rung | switches on | engine, runs on | code |", "|---|---|---|---|---|"]
@@ -366,27 +335,46 @@ WEIGHTS = ("random", "trained", "pretrained")
 
 def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_size: int = 32,
            image_size: int = 224, *, inputs: torch.Tensor | None = None,
-           calibration: list[torch.Tensor] | None = None,
-           rungs: Sequence[str | Rung | Build] | None = None, warmup: int = 2, iters: int = 5,
-           budget_s: float | None = None, weights: str = "random", variant: str = "b0",
+           calibration: list[torch.Tensor] | None = None, rungs: Rungs | None = None,
+           warmup: int = 2, iters: int = 5, budget_s: float | None = None,
+           weights: str = "random", variant: str = "b0",
            progress: Callable[[str], None] | None = None) -> LadderResult:
-    """Measure the speed ladder of `model` on `inputs` (default: a random batch) side by side:
-    per rung (keys of RUNGS, Rung values or build functions) images/s, ms/batch, speedup over
-    rung 0, first-call (compile) time, max relative logit error vs rung 0 and top-1 agreement
-    (meaningful unless weights='random')."""
+    """Measure the speed ladder of `model` on `inputs` (default: a random batch): build and
+    check every selected rung against rung 0 (eager fp32), then time them all interleaved,
+    `iters` rounds, fewer when the slowest rung's calls would overrun budget_s (at least 3).
+    Per rung: images/s, speedup, first-call time, max relative logit error vs rung 0 and top-1
+    agreement (meaningful unless weights='random')."""
     dev = pick_device(device) if isinstance(device, str) else device
     params.one_of("weights", weights, WEIGHTS)
     params.positive_int("batch_size", batch_size)
     params.positive_int("image_size", image_size)
+    params.non_negative_int("warmup", warmup)
+    params.positive_int("iters", iters)
     if inputs is None:
         inputs = images.random_batch(batch_size, image_size)
     elif tuple(inputs.shape) != (batch_size, 3, image_size, image_size):
         raise ValueError(f"inputs has shape {tuple(inputs.shape)}; expected "
                          f"({batch_size}, 3, {image_size}, {image_size}) from batch_size and "
                          "image_size")
-    steps = run_ladder(model, dev, inputs, calibration, rungs=rungs, warmup=warmup, iters=iters,
-                       budget_s=budget_s, meaningful_top1=weights != "random", progress=progress)
-    name = torch.cuda.get_devicename_of(dev) if dev.type == "cuda" else roofline.cpu_line()
+    chosen = select(rungs)
+    x, ref, steps, live, rounds = inputs.to(dev), None, [], [], iters
+    calibration = [c.to(dev) for c in (calibration or [x])]
+    torch._dynamo.reset()  # no compiled code left from earlier runs; the rungs' own stay
+    with torch._dynamo.config.patch(recompile_limit=64):  # every compiled rung keeps its code
+        for number, rung in chosen:
+            if progress:
+                progress(rung.key)
+            step = Step(rung, number)
+            fwd, out, per_call_s = warm_up(step, model, x, calibration, warmup=warmup)
+            if out is not None:
+                ref = out if ref is None else ref  # rung 0's logits (strict fp32): the reference
+                step.rel_error, step.top1_agreement = relative_error(out, ref), agreement(out, ref)
+                check(step, weights != "random")
+                live.append((step, fwd))
+                rounds = min(rounds, _iters_within(budget_s, per_call_s, iters))
+            steps.append(step)
+        time_rounds(live, dev, rounds)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else roofline.cpu_line()
     return LadderResult(dev, name, variant, weights, batch_size, image_size,
                         roofline.gflops_per_image(model, image_size), steps,
                         allocator=allocator.describe())

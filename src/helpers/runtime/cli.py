@@ -109,26 +109,25 @@ def parse_sizes(name: str, text: str) -> tuple[int, ...]:
 
 def cmd_ladder(args: argparse.Namespace) -> int:
     """The speed ladder: every rung's speed and error vs rung 0; table, JSON, chart."""
-    from helpers import env, ladder
-    from helpers.lessons import speed_ladder
+    from helpers import env, ladder, ladder_bench
 
     device = env.pick_device("auto" if args.device == "all" else args.device)
     sizes = parse_sizes("batch_sizes", args.batch_sizes or str(args.batch_size))
     rungs = tuple(r for r in (args.rungs or "").split(",") if r) or None
     ladder.select(rungs)  # names checked before any training or timing
-    model, info, kind = speed_ladder.model_for(args.weights, args.model, args.train_epochs,
+    model, info, kind = ladder_bench.model_for(args.weights, args.model, args.train_epochs,
                                                args.train_per_class, progress=not args.json)
     print(f"model: {args.model}, weights {kind} {info}")
-    results = [speed_ladder.held_out_ladder(model, device, b, args.image_size, weights=kind,
+    results = [ladder_bench.held_out_ladder(model, device, b, args.image_size, weights=kind,
                                             variant=args.model, rungs=rungs, warmup=args.warmup,
                                             iters=args.iters, budget_s=args.budget_s)
                for b in sizes]
     for r in results:
         print(f"\n{r.variant} batch {r.batch_size}, {r.device_name}:\n{r.table()}")
-    out = speed_ladder.write_benchmark(results, Path(args.out) if args.out else None)
+    out = ladder_bench.write_benchmark(results, Path(args.out) if args.out else None)
     print(f"\nwritten: {out}")
     if args.json:
-        print(f"json: {speed_ladder.write_json(results, Path(args.json))}")
+        print(f"json: {ladder_bench.write_json(results, Path(args.json))}")
     return 0
 
 
@@ -139,8 +138,7 @@ def ladder_both_mallocs(args: argparse.Namespace) -> int:
     import subprocess
     import time
 
-    from helpers import allocator, paths
-    from helpers.lessons import speed_ladder
+    from helpers import allocator, ladder_bench, paths
 
     if args.json:
         raise ValueError("--json is not allowed with --malloc both: each mode writes its own "
@@ -152,8 +150,8 @@ def ladder_both_mallocs(args: argparse.Namespace) -> int:
         print(f"\n== ladder with malloc mode {mode!r}, in its own process", flush=True)
         child = subprocess.run([sys.executable, "-m", "helpers", *args.argv, "--malloc", mode,
                                 "--out", str(out / f"malloc-{mode}")], check=False)
-        runs[mode] = speed_ladder.child_outcome(child.returncode, out / f"malloc-{mode}")
-    print(speed_ladder.write_both_mallocs(runs, out))
+        runs[mode] = ladder_bench.child_outcome(child.returncode, out / f"malloc-{mode}")
+    print(ladder_bench.write_both_mallocs(runs, out))
     return 0 if all(isinstance(r, Path) for r in runs.values()) else 1
 
 
