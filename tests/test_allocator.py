@@ -49,6 +49,7 @@ def test_usage_counts_the_pages_a_fresh_buffer_touches() -> None:
     assert delta.sys_s >= 0 and delta.user_s >= 0
 
 
+@pytest.mark.slow  # costly: B0 work or a subprocess
 def test_reuse_stops_the_fresh_pages_of_large_tensors() -> None:
     if reason := allocator.reuse_reason():
         pytest.skip(f"malloc='reuse' cannot run here: {reason}")

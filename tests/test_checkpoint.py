@@ -126,6 +126,7 @@ def fit_tiny(root: Path, epochs: int, ckpt: Path, resume: bool = False) -> train
     return train.fit(train.build_model("tiny"), tl, vl, config, progress=False)
 
 
+@pytest.mark.slow  # costly: B0 work or a subprocess
 def test_fit_resumes_in_process(shapes: Path, tmp_path: Path) -> None:
     straight = fit_tiny(shapes, 3, tmp_path / "a")
     fit_tiny(shapes, 2, tmp_path / "b")

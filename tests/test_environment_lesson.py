@@ -83,13 +83,12 @@ def test_gpu_rows_need_a_gpu_and_the_3090_axis(tmp_path: Path,
     assert row.verdict == "not comparable" and row.why.startswith("GPU: NVIDIA H200 here")
 
 
-def test_every_row_uses_the_verdict_set(tmp_path: Path) -> None:
-    for row in claims_for(tmp_path).values():
-        assert row.verdict in helpers.runtime.notebook.VERDICTS
-        assert row.verdict not in ("differs", "not comparable", "fact check") or row.why
-        assert row.verdict not in ("reproduced", "differs") or row.axes
+def test_environment_facts_name_what_is_installed() -> None:
+    import importlib.metadata
+    import importlib.util
+    import platform
 
-
-@pytest.mark.parametrize("name", ["os_name", "extras"])
-def test_environment_facts_are_strings(name: str) -> None:
-    assert isinstance(getattr(environment, name)(), str)
+    assert environment.os_name().startswith(platform.freedesktop_os_release()["NAME"])
+    assert f"torchvision {importlib.metadata.version('torchvision')}" in environment.extras()
+    assert ("no torchaudio" in environment.extras()) == (
+        importlib.util.find_spec("torchaudio") is None)

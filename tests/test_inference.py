@@ -28,6 +28,7 @@ def test_measure_move_on_cpu_reports_footprint() -> None:
     assert inference.random_weights_note(True) == ""
 
 
+@pytest.mark.slow  # costly: B0 work or a subprocess
 def test_compare_sweep_and_claims(run: helpers.NotebookRun) -> None:
     sizes = inference.sizes(run, batch_size=32, cpu_iters=8, gpu_iters=50, warmup=2)
     assert (sizes.batch_size, sizes.cpu_iters, sizes.sweep) == (2, 2, (1, 2))

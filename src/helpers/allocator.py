@@ -86,9 +86,8 @@ def reuse_reason() -> str | None:
 
 
 def reuse_memory() -> str:
-    """Make glibc keep freed memory for reuse (no mmap per large tensor, no heap trimming) for
-    the rest of the process; returns how the allocator now behaves. Raises RuntimeError where
-    it cannot (another C library), naming the fix."""
+    """Make glibc reuse freed memory (no mmap per large tensor, no trimming) from now on; how it
+    now behaves. RuntimeError, naming the fix, where it cannot (another C library)."""
     if reason := reuse_reason():
         raise RuntimeError(f"malloc='reuse' cannot be set: {reason}")
     libc = _glibc()

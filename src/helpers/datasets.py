@@ -76,13 +76,6 @@ def render(cls: str, size: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
-def _manifest(per_class_train: int, per_class_val: int, image_size: int, seed: int) -> dict:
-    """What a generated dataset was made from (to reuse it only when identical)."""
-    return {"generator": "helpers.datasets v1", "classes": list(CLASSES),
-            "per_class_train": per_class_train, "per_class_val": per_class_val,
-            "image_size": image_size, "seed": seed}
-
-
 def make_dataset(root: Path | None = None, per_class_train: int = 100, per_class_val: int = 30,
                  image_size: int = 64, *, seed: int = 0) -> Path:
     """Generate (or reuse, when identical) the shapes dataset in ImageFolder layout at root."""
@@ -90,9 +83,11 @@ def make_dataset(root: Path | None = None, per_class_train: int = 100, per_class
                     ("image_size", image_size)):
         params.positive_int(name, v)
     root = Path(root or default_root())
-    manifest = _manifest(per_class_train, per_class_val, image_size, seed)
-    if (root / "dataset.json").exists() and json.loads(
-            (root / "dataset.json").read_text()) == manifest:
+    manifest = {"generator": "helpers.datasets v1", "classes": list(CLASSES),  # reused if equal
+                "per_class_train": per_class_train, "per_class_val": per_class_val,
+                "image_size": image_size, "seed": seed}
+    stamp = root / "dataset.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == manifest:
         return root
     tmp = root.with_name(f".{root.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -110,8 +105,7 @@ def make_dataset(root: Path | None = None, per_class_train: int = 100, per_class
 
 def make_sized(per_class_train: int, per_class_val: int, image_size: int,
                seed: int = 0) -> Path:
-    """The generated set for these sizes in its own folder beside default_root()
-    (shapes-<px>px-<train>x<val>), so sets of different sizes never replace each other."""
+    """The generated set in a folder of its sizes: sets of other sizes never replace it."""
     root = default_root().with_name(f"shapes-{image_size}px-{per_class_train}x{per_class_val}")
     return make_dataset(root, per_class_train, per_class_val, image_size, seed=seed)
 
@@ -123,8 +117,8 @@ def check_imagefolder(data_dir: Path | str) -> dict[str, int]:
         raise ValueError(f"data_dir={str(data_dir)!r}: no such folder")
     counts = {}
     for split in ("train", "val"):
-        classes = [d for d in (root / split).iterdir() if d.is_dir()] if (
-            root / split).is_dir() else []
+        folder = root / split
+        classes = [d for d in folder.iterdir() if d.is_dir()] if folder.is_dir() else []
         if not classes:
             raise ValueError(f"data_dir={str(data_dir)!r} is not in ImageFolder layout: expected "
                              f"{split}/<class>/<image files> (e.g. Imagenette's train/ and val/)")
@@ -165,12 +159,11 @@ def loaders(data_dir: Path | str, image_size: int, batch_size: int, device: torc
               "persistent_workers": workers > 0}
     train = tv_datasets.ImageFolder(root / "train", transform(image_size, augment))
     val = tv_datasets.ImageFolder(root / "val", transform(image_size, False))
-    g = torch.Generator().manual_seed(seed)
-    if distributed or world_size > 1:  # each rank a 1/world_size share, reshuffled by set_epoch
-        sampler = DistributedSampler(train, world_size, rank, shuffle=True, seed=seed)
-        return (DataLoader(train, sampler=sampler, drop_last=True, generator=g, **common),
-                DataLoader(val, shuffle=False, **common))
-    return (DataLoader(train, shuffle=True, drop_last=True, generator=g, **common),
+    # each rank a 1/world_size share, reshuffled by set_epoch
+    sampler = (DistributedSampler(train, world_size, rank, shuffle=True, seed=seed)
+               if distributed or world_size > 1 else None)
+    return (DataLoader(train, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                       generator=torch.Generator().manual_seed(seed), **common),
             DataLoader(val, shuffle=False, **common))
 
 

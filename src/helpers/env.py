@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import re
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -161,8 +163,7 @@ def python_headers() -> bool:
 
 
 def compile_problem(device: torch.device | str = "cpu") -> str | None:
-    """Why torch.compile cannot build kernels for `device` here (a missing compiler or Python
-    headers, with the command that installs it), or None when it can."""
+    """Why torch.compile cannot build kernels for `device` here (and the fix), or None."""
     kind = torch.device(device).type
     if kind == "cuda" and c_compiler() is None:
         return ("no C compiler for Triton (gcc; or set CC): "
@@ -185,9 +186,8 @@ def wheel_index_for(driver_cuda: str | None) -> str | None:
 
 def _driver_too_old(r: EnvReport) -> str | None:
     """A sentence when the driver's CUDA is older than the wheel's, naming the index to use."""
-    if not (r.driver_cuda and r.cuda_build):
-        return None
-    if _version_tuple(r.driver_cuda) >= _version_tuple(r.cuda_build):
+    if not (r.driver_cuda and r.cuda_build) or \
+            _version_tuple(r.driver_cuda) >= _version_tuple(r.cuda_build):
         return None
     index = wheel_index_for(r.driver_cuda)
     fix = (f"reinstall torch for it: `make setup TORCH_INDEX={index} TORCH_REINSTALL=1`"
@@ -216,25 +216,22 @@ def format_cudnn(version: int | None) -> str | None:
     return f"{version // 1000}.{version // 100 % 10}.{version % 100}"
 
 
-def _cudnn() -> str | None:
-    """cuDNN version torch was built with, if it can be loaded."""
+def _or_none(read: Callable[[], str | None]) -> str | None:
+    """read()'s answer, or None when it raises (broken torchvision, unloadable cuDNN or NCCL)."""
     try:
-        return format_cudnn(torch.backends.cudnn.version())
-    except Exception:  # a CUDA build without loadable cuDNN libraries
+        return read()
+    except Exception:
         return None
 
 
 def _nccl() -> str | None:
     """NCCL version if torch.distributed has it."""
-    try:
-        import torch.distributed as dist
+    import torch.distributed as dist
 
-        if not (dist.is_available() and dist.is_nccl_available()):
-            return None
-        v = torch.cuda.nccl.version()
-        return ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
-    except Exception:
+    if not (dist.is_available() and dist.is_nccl_available()):
         return None
+    v = torch.cuda.nccl.version()
+    return ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
 
 def _nvml() -> tuple[str | None, str | None]:
@@ -256,27 +253,9 @@ def _nvml() -> tuple[str | None, str | None]:
 
 def _gpus() -> tuple[GpuInfo, ...]:
     """Visible GPUs as torch reports them."""
-    out = []
-    for i in range(_cuda_count()):
-        p = torch.cuda.get_device_properties(i)
-        out.append(GpuInfo(i, p.name, p.total_memory // 2**20, f"{p.major}.{p.minor}"))
-    return tuple(out)
-
-
-def _cpu() -> tuple[str, tuple[str, ...]]:
-    """(CPU model name, flags of interest) as helpers.cpuinfo reads them."""
-    info = cpu_info()
-    return info.model_name, tuple(f for f in CPU_FLAGS_OF_INTEREST if f in info.flags)
-
-
-def _torchvision() -> str | None:
-    """torchvision's version, or None when it is missing or broken."""
-    try:
-        import torchvision
-
-        return torchvision.__version__
-    except Exception:
-        return None
+    props = map(torch.cuda.get_device_properties, range(_cuda_count()))
+    return tuple(GpuInfo(i, p.name, p.total_memory // 2**20, f"{p.major}.{p.minor}")
+                 for i, p in enumerate(props))
 
 
 def find_mismatches(r: EnvReport) -> list[str]:
@@ -308,23 +287,23 @@ def find_mismatches(r: EnvReport) -> list[str]:
 def collect() -> EnvReport:
     """Read the environment now and return the report, mismatches included."""
     driver, driver_cuda = _nvml()
-    cpu_model, cpu_flags = _cpu()
+    cpu = cpu_info()
     report = EnvReport(
         python=sys.version.split()[0],
         os=f"{platform.system()} {platform.release()} ({platform.machine()})",
         torch=torch.__version__,
-        torchvision=_torchvision(),
+        torchvision=_or_none(lambda: importlib.import_module("torchvision").__version__),
         cuda_build=torch.version.cuda,
         cuda_available=torch.cuda.is_available(),
-        cudnn=_cudnn(),
-        nccl=_nccl(),
+        cudnn=_or_none(lambda: format_cudnn(torch.backends.cudnn.version())),
+        nccl=_or_none(_nccl),
         driver=driver,
         driver_cuda=driver_cuda,
         gpus=_gpus(),
-        cpu_model=cpu_model,
+        cpu_model=cpu.model_name,
         cpu_logical_cores=os.cpu_count() or 1,
         torch_threads=torch.get_num_threads(),
-        cpu_flags=cpu_flags,
+        cpu_flags=tuple(f for f in CPU_FLAGS_OF_INTEREST if f in cpu.flags),
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         cxx_compiler=cxx_compiler(),
         compile_problem=compile_problem("cuda" if torch.cuda.is_available() else "cpu"),

@@ -53,11 +53,10 @@ def plan_world(nproc: int, device: str = "auto") -> WorldPlan:
     """One process per GPU when there are GPUs enough; with 2+ GPUs but fewer than nproc, one
     per GPU; with 0 or 1 GPU (DDP needs a device per process), nproc CPU processes on gloo."""
     params.positive_int("nproc", nproc)
-    dev = pick_device(device)
-    gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
-    if dev.type == "cpu":
+    if pick_device(device).type == "cpu":
         return WorldPlan("cpu", nproc, "gloo", f"{nproc} CPU process(es) with gloo "
                          f"(device={device!r})")
+    gpus = torch.cuda.device_count()
     if gpus >= nproc:
         return WorldPlan("cuda", nproc, "nccl", f"{nproc} process(es), one per GPU, with NCCL")
     if gpus >= 2:
@@ -70,9 +69,8 @@ def plan_world(nproc: int, device: str = "auto") -> WorldPlan:
 
 def launch_command(nproc: int, program: list[str], device: str = "auto", *,
                    endpoint: str | None = None) -> list[str]:
-    """The torchrun command line for `program` (a script or `-m module`, then its arguments)
-    on this machine, its rendezvous at `endpoint` (host:port) or else `--standalone`; refused
-    before any process starts if wrong."""
+    """The torchrun command line for `program` (a script or `-m module`, then its arguments),
+    rendezvous at `endpoint` (host:port) or `--standalone`; refused before any process starts."""
     params.positive_int("nproc", nproc)
     dev = pick_device(device)
     if dev.type == "cuda" and nproc > torch.cuda.device_count():

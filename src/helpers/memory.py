@@ -75,37 +75,29 @@ def nvml_handle(pynvml: ModuleType, device: torch.device) -> object:
                            f"({device}): {e}") from e
 
 
-def _nvml_used_mib(device: torch.device) -> tuple[float, float | None]:
-    """(memory used on the whole GPU, memory used by this process or None if unseen), MiB."""
-    import pynvml
-
-    pynvml.nvmlInit()
-    try:
-        handle = nvml_handle(pynvml, device)
-        device_used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / MIB
-        mine = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-                if p.pid == os.getpid() and p.usedGpuMemory]  # PID namespaces can hide us
-    finally:
-        pynvml.nvmlShutdown()
-    return device_used, (mine[0] / MIB if mine else None)
-
-
 def nvml_process_mib(device: torch.device) -> tuple[float | None, str]:
     """(what nvidia-smi shows this process holding on `device` in MiB, how it was read): None
     with the reason when NVML is missing, fails, or cannot see this process by its PID."""
     try:
-        _, mine = _nvml_used_mib(torch.device("cuda", device.index or 0))
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = nvml_handle(pynvml, torch.device("cuda", device.index or 0))
+            mine = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+                    if p.pid == os.getpid() and p.usedGpuMemory]  # PID namespaces can hide us
+        finally:
+            pynvml.nvmlShutdown()
     except Exception as e:  # ImportError, NVMLError, RuntimeError: a reason, never a 0
         return None, f"NVML unavailable ({type(e).__name__}: {e})"
-    if mine is None:
+    if not mine:
         return None, "NVML lists no process with this PID (a PID namespace hides it)"
-    return mine, "NVML per-process total (what nvidia-smi shows)"
+    return mine[0] / MIB, "NVML per-process total (what nvidia-smi shows)"
 
 
 def cuda_memory_split(device: torch.device, load: Callable[[], torch.nn.Module]) -> dict:
-    """GPU memory after `load()`: the CUDA context (all this process holds outside PyTorch's
-    caching allocator) vs the weights the allocator holds, in MiB; the process total is None
-    (with `process_total_how` saying why) where NVML cannot read it."""
+    """GPU memory after `load()`, MiB: the CUDA context (all the process holds outside the
+    caching allocator) vs the weights; the total is None (and why) where NVML cannot read it."""
     if device.type != "cuda":
         raise ValueError(f"device={str(device)!r}: the CUDA memory split needs a CUDA device")
     device = torch.device("cuda", device.index or 0)

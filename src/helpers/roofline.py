@@ -153,10 +153,9 @@ def cpu_rate(precision: str, info: CpuInfo | None = None) -> tuple[float, str, s
     arch = microarch(info)
     if arch is None:
         return float("nan"), microarch_name(info), "no per-cycle rate without a table entry"
+    per_cycle, how = arch.rates.get(precision, arch.rates["fp32"])
     if precision not in arch.rates:
-        per_cycle, how = arch.rates["fp32"]
-        return per_cycle, arch.name, f"no native {precision}: the fp32 rate ({how})"
-    per_cycle, how = arch.rates[precision]
+        how = f"no native {precision}: the fp32 rate ({how})"
     return per_cycle, arch.name, how
 
 

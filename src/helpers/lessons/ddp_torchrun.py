@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from helpers import ddp, params, verdict
 from helpers.launcher import WorldPlan, check_endpoint, run_world
 from helpers.runtime.notebook import NotebookRun
@@ -141,9 +143,8 @@ def script_flags(args: dict) -> list[str]:
 
 def scaling(script: str | Path, plan: WorldPlan, *, batch_size: int, model: str,
             image_size: int, **more: object) -> dict[int, ScriptRun]:
-    """Launch `script` with torchrun on 1 and on plan.nproc processes with the same arguments
-    (the same global batch; `--device` the plan's); on a CPU every process of both runs gets
-    the same threads, as every process would own a GPU. World size -> what it printed."""
+    """World size -> what `script` printed under torchrun on 1 and plan.nproc processes, same
+    arguments (global batch, the plan's `--device`); on a CPU each process the same threads."""
     if params.positive_int("batch_size", batch_size) % plan.nproc:
         raise ValueError(f"batch_size={batch_size} does not split evenly over {plan.nproc} "
                          f"processes; use a multiple of {plan.nproc}")
@@ -211,30 +212,10 @@ IMAGENET_TRAIN_IMAGES = 1_281_167
 B4_EPOCHS_IN_12H = NVIDIA_B4_IMAGES_PER_SEC * 12 * 3600 / IMAGENET_TRAIN_IMAGES
 
 
-@dataclass(frozen=True)
-class RunShape:
-    """What the scaled run trained: model, data, image size (px), epochs, processes."""
-
-    model: str
-    dataset: str
-    image_size: int
-    epochs: int
-    nproc: int
-
-
 def model_label(model: str) -> str:
     """'efficientnet_b4' -> 'B4'; any other torchvision name as it is."""
     m = re.fullmatch(r"efficientnet_(b\d)", model)
     return m.group(1).upper() if m else model
-
-
-def _gpu_name(plan: WorldPlan) -> str:
-    """The GPU the processes used, or what they ran on instead."""
-    if plan.device != "cuda":
-        return f"{plan.nproc} CPU processes"
-    import torch
-
-    return torch.cuda.get_device_name(0)
 
 
 def _scaling_claim(run: NotebookRun, plan: WorldPlan, n: int, speed: float) -> None:
@@ -254,24 +235,25 @@ def _scaling_claim(run: NotebookRun, plan: WorldPlan, n: int, speed: float) -> N
     run.judged("Near-linear DDP scaling", article, measured, j)
 
 
-def _b4_claim(run: NotebookRun, plan: WorldPlan, shape: RunShape, speed: float) -> None:
+def _b4_claim(run: NotebookRun, plan: WorldPlan, results: dict[int, ScriptRun], dataset: str,
+              speed: float) -> None:
     """'B4 on 2x A100, 12 h -> 6.5 h': like for like only for B4 at 380 px on ImageNet, on
     two A100s, for about the epochs 12 h of one A100 holds."""
-    epochs = round(B4_EPOCHS_IN_12H)
+    n = max(results)
+    scaled, epochs = results[n], round(B4_EPOCHS_IN_12H)
     article = (f"1.85x (band {B4_SPEEDUP[0]}x to {B4_SPEEDUP[1]}x); 12 h on one A100 is about "
                f"{epochs} ImageNet epochs at NVIDIA's {NVIDIA_B4_IMAGES_PER_SEC} images/s")
-    gpu, name = _gpu_name(plan), model_label(shape.model)
+    gpu = torch.cuda.get_device_name(0) if plan.device == "cuda" else f"{plan.nproc} CPU processes"
+    name = model_label(scaled.args["model"])
     axes = [verdict.axis("model", "B4", name),
-            verdict.gpu_axis(gpu if plan.device == "cuda" else None, article="A100s",
-                             key="A100"),
-            verdict.axis("processes", "2", str(shape.nproc)),
-            verdict.axis("image size", "380 px", f"{shape.image_size} px"),
-            verdict.axis("dataset", "ImageNet", shape.dataset,
-                         "imagenet" in shape.dataset.lower()),
-            verdict.axis("epochs", f"about {epochs}", str(shape.epochs),
-                         shape.epochs >= epochs - 1)]
+            verdict.gpu_axis(gpu if plan.device == "cuda" else None, article="A100s", key="A100"),
+            verdict.axis("processes", "2", str(n)),
+            verdict.axis("image size", "380 px", f"{scaled.args['image_size']} px"),
+            verdict.axis("dataset", "ImageNet", dataset, "imagenet" in dataset.lower()),
+            verdict.axis("epochs", f"about {epochs}", str(scaled.epochs),
+                         scaled.epochs >= epochs - 1)]
     j = verdict.judge(speed, B4_SPEEDUP, axes, fmt="{:.2f}x".format)
-    ran = f"{name} on {shape.nproc} x {gpu}" if plan.device == "cuda" else f"{name} on {gpu}"
+    ran = f"{name} on {n} x {gpu}" if plan.device == "cuda" else f"{name} on {gpu}"
     measured = (f"not measured (this run: {ran})" if j.verdict == "not comparable" else
                 f"{speed:.2f}x ({ran})")
     run.judged("B4 training on 2x A100: 12 h -> 6.5 h", article, measured, j)
@@ -291,8 +273,7 @@ def record(run: NotebookRun, results: dict[int, ScriptRun], plan: WorldPlan, *,
                   "scaled_run_device": plan.device, "scaled_run_model": args["model"],
                   "first_run_ranks_identical": first.identical})
     _scaling_claim(run, plan, n, speed)
-    shape = RunShape(args["model"], dataset, args["image_size"], results[n].epochs, n)
-    _b4_claim(run, plan, shape, speed)
+    _b4_claim(run, plan, results, dataset, speed)
     runs = {"first run": first} | {f"{w} process{'es' if w > 1 else ''}": r
                                    for w, r in results.items()}
     same = all(r.identical for r in runs.values())

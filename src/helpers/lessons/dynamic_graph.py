@@ -171,8 +171,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def train_mlp(model: nn.Module, task: Task, steps: int = 300, batch_size: int = 64, *,
               train_fn: Callable[..., list[float]], lr: float = 0.05,
               device: torch.device | str = "cpu", seed: int = 0) -> dict:
-    """Run `train_fn` (the notebook's training loop) on the task's data on `device`; returns
-    per-step losses and train/val accuracy (eval mode)."""
+    """`train_fn` (the notebook's loop) on `device`: per-step losses, train/val accuracy."""
     params.positive_int("steps", steps)
     params.positive_int("batch_size", batch_size)
     model = model.to(device).train()
@@ -217,21 +216,15 @@ def captured_table(graphs: list) -> str:
 
 def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured: list,
            hist: dict) -> None:
-    """Turn notebook 01's measurements into metrics and article claims on `run`."""
-    run.metric(graph_nodes_train=len(graphs["train"]), graph_nodes_eval=len(graphs["eval"]),
+    """Notebook 01's metrics, and the article's four statements, each judged on its axes."""
+    train_n, eval_n = len(graphs["train"]), len(graphs["eval"])
+    run.metric(graph_nodes_train=train_n, graph_nodes_eval=eval_n,
                gradcheck_passed=grad_ok, compiled_graphs=len(captured),
                dropout_output_max_abs_diff=cmp["output_max_abs_diff"],
                dropout_grad_max_abs_diff=cmp["grad_max_abs_diff"],
                steps_run=len(hist["losses"]), loss_first=hist["losses"][0],
                loss_last=hist["losses"][-1],
                train_accuracy=hist["train_accuracy"], val_accuracy=hist["val_accuracy"])
-    _claims(run, graphs, grad_ok, captured=captured, hist=hist)
-
-
-def _claims(run: NotebookRun, graphs: dict, grad_ok: bool, *, captured: list,
-            hist: dict) -> None:
-    """The article's four statements, each judged on the axes it depends on."""
-    train_n, eval_n = len(graphs["train"]), len(graphs["eval"])
     branch = verdict.axis("forward", "the training branch with the mask",
                           "the training branch with the mask" if train_n > eval_n else
                           f"a training graph no larger than eval's ({train_n} vs {eval_n} nodes)")

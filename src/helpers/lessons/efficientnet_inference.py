@@ -87,8 +87,7 @@ PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp1
 
 def spec_for(model: torch.nn.Module, variant: str, device: str, batch_size: int, *,
              warmup: int, iters: int) -> bench.BenchSpec:
-    """What `model` is, read from the model itself: its dtype, layout and whether it is
-    compiled, so the results (and the verdicts) describe the model that was timed."""
+    """A BenchSpec read from `model` itself (dtype, layout, compiled): results describe it."""
     weight = next(p for p in model.parameters() if p.dim() == 4)  # the first convolution's
     nhwc = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     return bench.BenchSpec(variant, device, batch_size, PRECISIONS.get(weight.dtype, "fp32"),
@@ -110,16 +109,13 @@ def time_on(model: torch.nn.Module, spec: bench.BenchSpec, *,
 def compare_devices(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes,
                     *, time_fn: bench.TimeFn = bench.time_batches,
                     ) -> dict[str, bench.BenchResult | None]:
-    """The article's measurement of *your* model, timed by your `time_fn`: at
-    sizes.batch_size on the CPU and, when `device` is a GPU, there too."""
-    out: dict[str, bench.BenchResult | None] = {"cpu": None, "gpu": None}
-    for key, dev, iters in (("cpu", "cpu", sizes.cpu_iters), ("gpu", str(device),
-                                                               sizes.gpu_iters)):
-        if key == "gpu" and device.type != "cuda":
-            continue
+    """*Your* model timed by `time_fn` at sizes.batch_size on the CPU, and on a GPU `device`."""
+    def timed(dev: str, iters: int) -> bench.BenchResult:
         spec = spec_for(model, variant, dev, sizes.batch_size, warmup=sizes.warmup, iters=iters)
-        out[key] = time_on(model, spec, time_fn=time_fn)
-    return out
+        return time_on(model, spec, time_fn=time_fn)
+
+    return {"cpu": timed("cpu", sizes.cpu_iters),
+            "gpu": timed(str(device), sizes.gpu_iters) if device.type == "cuda" else None}
 
 
 def speedup(cmp: dict[str, bench.BenchResult | None]) -> float | None:
@@ -166,8 +162,7 @@ def sweep_sizes(device: torch.device, quick: bool) -> tuple[int, ...]:
 
 def time_at(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes, *,
             batch_size: int, time_fn: bench.TimeFn = bench.time_batches) -> bench.BenchResult:
-    """*Your* model at one batch size on `device`, timed by `time_fn` with the sweep's
-    warm-up and iterations."""
+    """*Your* model at one batch size on `device`, timed by `time_fn` as the sweep times."""
     spec = spec_for(model, variant, str(device), batch_size, warmup=sizes.warmup,
                     iters=sizes.sweep_iters)
     return time_on(model, spec, time_fn=time_fn)
@@ -175,8 +170,7 @@ def time_at(model: torch.nn.Module, device: torch.device, variant: str, sizes: S
 
 def batch_sweep(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes, *,
                 time_fn: bench.TimeFn = bench.time_batches) -> list[bench.BenchResult]:
-    """Throughput and latency of *your* model over sizes.sweep batch sizes, timed by
-    `time_fn`."""
+    """Throughput and latency of *your* model over sizes.sweep batch sizes, timed by `time_fn`."""
     return [time_at(model, device, variant, sizes, batch_size=b, time_fn=time_fn)
             for b in sizes.sweep]
 

@@ -92,8 +92,7 @@ def resume_proof(workdir: Path, *, state_fn: StateFn, save_fn: SaveFn, resume_fn
 
 
 def proof_table(proof: dict[str, float]) -> str:
-    """Markdown: what each resume restored and how far its final weights are from the
-    uninterrupted run's."""
+    """Markdown: how far each resume's final weights are from the uninterrupted run's."""
     rows = ["| resumed from | max abs weight difference vs never stopped | identical? |",
             "|---|---|---|"]
     rows += [f"| {way} | {d:.3g} | {'yes, bit for bit' if d == 0 else 'no'} |"

@@ -23,8 +23,6 @@ REAL_28_STACK = "PyTorch 2.8 wheels: CUDA 12.6 / 12.8 (12.9 experimental), cuDNN
 CUDA_BUILDS = {"2.1": "11.8, 12.1", "2.2": "11.8, 12.1", "2.3": "11.8, 12.1",
                "2.4": "11.8, 12.1, 12.4", "2.5": "11.8, 12.1, 12.4", "2.6": "11.8, 12.4, 12.6",
                "2.7": "11.8, 12.6, 12.8", "2.8": "12.6, 12.8, 12.9"}
-
-
 CUDNN_28 = "9.10"  # the cuDNN PyTorch 2.8's CUDA 12.x wheels depend on (nvidia-cudnn-cu12 9.10)
 CUDA12_DRIVER = "525.60"  # CUDA 12.x minor-version compatibility: the oldest driver that runs it
 # FP32 CUDA cores per SM by compute capability (NVIDIA's CUDA C++ Programming Guide, "Arithmetic
@@ -62,8 +60,7 @@ def check_devices(device: torch.device, test_fn: Callable[[torch.device], dict] 
     rows = []
     for dev in dict.fromkeys([torch.device("cpu"), device]):
         row = test_fn(dev)
-        missing = [k for k in SMOKE_KEYS if k not in row]
-        if missing:
+        if any(k not in row for k in SMOKE_KEYS):
             raise ValueError(f"test_fn returned {sorted(row)}; it must return {SMOKE_KEYS}")
         ok = row["max_rel_error"] < SMOKE_TOLERANCE
         rows.append({**row, "status": "ok" if ok else "WRONG RESULT"})
@@ -160,21 +157,18 @@ def _gpu_claims(run: NotebookRun, r: env.EnvReport) -> None:
         run.claim(claim, "yes (nvidia-smi shows it)", "no GPU visible", "needs a GPU")
         run.claim(CORES_CLAIM, "10,496", "no GPU visible", "needs a GPU")
         return
-    run.judged(claim, "yes (nvidia-smi shows it)", r.gpus[0].name,
+    gpu = r.gpus[0]
+    run.judged(claim, "yes (nvidia-smi shows it)", gpu.name,
                verdict.check(True, [verdict.gpus_flag_axis()], why_not=""))
-    name, sms, per_sm = r.gpus[0].name, *_sm_count(r.gpus[0])
-    cores = sms * per_sm if per_sm else None
-    measured = (f"{name}: {sms} SMs x {per_sm} = {cores:,}" if cores else
-                f"{name}: {sms} SMs, cores per SM unknown for sm {r.gpus[0].capability}")
-    run.judged(CORES_CLAIM, "10,496", measured,
-               verdict.judge(cores, (10496, 10496), [verdict.gpu_axis(name)], fmt="{:,.0f}".format,
-                             missing=f"cores per SM unknown for sm {r.gpus[0].capability}"))
-
-
-def _sm_count(gpu: env.GpuInfo) -> tuple[int, int | None]:
-    """(streaming multiprocessors, FP32 CUDA cores per SM by compute capability or None)."""
     sms = torch.cuda.get_device_properties(gpu.index).multi_processor_count
-    return sms, CORES_PER_SM.get(gpu.capability)
+    per_sm = CORES_PER_SM.get(gpu.capability)  # FP32 CUDA cores per SM
+    cores = sms * per_sm if per_sm else None
+    unknown = f"cores per SM unknown for sm {gpu.capability}"
+    measured = f"{gpu.name}: {sms} SMs x {per_sm} = {cores:,}" if cores else \
+        f"{gpu.name}: {sms} SMs, {unknown}"
+    run.judged(CORES_CLAIM, "10,496", measured,
+               verdict.judge(cores, (10496, 10496), [verdict.gpu_axis(gpu.name)],
+                             fmt="{:,.0f}".format, missing=unknown))
 
 
 def record(run: NotebookRun, r: env.EnvReport, smoke: list[dict]) -> None:

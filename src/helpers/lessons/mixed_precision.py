@@ -16,7 +16,6 @@ from helpers import datasets, env, memory, params, train, verdict
 from helpers.precision import autocast, resolve_precision
 from helpers.runtime.notebook import NotebookRun, labelled_table
 
-ARTICLE = {"throughput_gain": 0.25, "memory_saving": 0.30}
 THROUGHPUT_BAND = (0.15, 0.35)  # "+25%": reproduced only from +15% to +35%
 MEMORY_BAND = (0.25, 1.0)  # "over 30% less GPU memory": reproduced from 25% up
 # NVIDIA DeepLearningExamples, EfficientNet for PyTorch, 1x A100 80GB, 21.03 NGC container:
@@ -89,22 +88,15 @@ def plan(run: NotebookRun, *, data_dir: str = "", image_size: int | None = None,
     common = {"batch_size": params.positive_int("batch_size", batch_size),
               "lr": params.positive_float("lr", lr), "workers": default_workers(workers),
               "seed": seed, "channels_last": params.flag("channels_last", channels_last)}
-    b0_root = _prepare_data(data_dir, per_class, val, size, seed)
+    if data_dir:
+        datasets.check_imagefolder(data_dir)
+    b0_root = Path(data_dir) if data_dir else datasets.make_sized(per_class, val, size, seed)
     b0 = TrainSpec("b0", b0_root, size, run.scaled(epochs or (5 if gpu else 1), quick=1),
                  **common)
     small_root = datasets.make_sized(run.scaled(60, quick=12), run.scaled(20, quick=3), 32, seed)
     small = TrainSpec("tiny", small_root, 32, run.scaled(
         params.positive_int("small_epochs", small_epochs), quick=2), **common | {"lr": 3e-3})
     return b0, small
-
-
-def _prepare_data(data_dir: str, per_class: int, val_per_class: int, image_size: int,
-                 seed: int) -> Path:
-    """The given ImageFolder (checked), or the generated shapes set of these sizes."""
-    if data_dir:
-        datasets.check_imagefolder(data_dir)
-        return Path(data_dir)
-    return datasets.make_sized(per_class, val_per_class, image_size, seed)
 
 
 def autocast_table(device: torch.device, dtype: torch.dtype, image_size: int = 64) -> str:
