@@ -66,6 +66,14 @@ def test_lessons_do_not_import_each_other(name: str) -> None:
     assert not bad, f"{name} imports another notebook's plumbing: {bad}"
 
 
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if layer(n) == "lessons"))
+def test_lessons_reach_the_runtime_only_through_the_notebook_run(name: str) -> None:
+    """A lesson records into a NotebookRun; the runner, report and CLI are not its business."""
+    allowed = "helpers.runtime.notebook"
+    bad = sorted(m for m in GRAPH[name] if layer(m) == "runtime" and m != allowed)
+    assert not bad, f"{name} imports {bad}; a lesson may import only helpers.runtime.notebook"
+
+
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if layer(n) == "runtime"))
 def test_runtime_imports_no_lesson(name: str) -> None:
     """The CLI and the runner reach the ladder benchmark through the core (ladder_bench), not

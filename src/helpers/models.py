@@ -70,7 +70,8 @@ def state_for(variant: str, weights: str | os.PathLike) -> tuple[dict | None, st
                           f"Fetch once with `python -m helpers weights fetch {variant}`.",
                           RandomWeightsWarning, stacklevel=3)
             return None, "random init (offline, no cached weights)"
-        return _weights.load_state_dict(path, variant), f"ImageNet weights from {path}"
+        state = _weights.load_state_dict(path, variant, verified=True)  # fetch checked it
+        return state, f"ImageNet weights from {path}"
     return _weights.load_state_dict(Path(weights), variant), f"weights from {weights}"
 
 

@@ -94,13 +94,14 @@ def cached_or_fetched(variant: str) -> Path | None:
         return None
 
 
-def load_state_dict(path: Path, variant: str) -> dict[str, torch.Tensor]:
-    """Read a weights file safely (weights_only); a canonical name has its hash checked."""
+def load_state_dict(path: Path, variant: str, *, verified: bool = False) -> dict[str, torch.Tensor]:
+    """Read a weights file safely (weights_only); a canonical name has its hash checked unless
+    the caller just did (fetch)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"weights={str(path)!r}: no such file; allowed: 'auto', 'none' or "
                          "the path of a .pth state dict")
-    if path.name == cached_path(variant).name:
+    if path.name == cached_path(variant).name and not verified:
         verify(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -70,7 +70,7 @@ def picker_notebook(folder: Path) -> str:
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     end = next(i for i, c in enumerate(code) if "widgets.Dropdown(" in "".join(c["source"]))
     cells = code[:end + 1]
-    rungs = [c for c in cells if "".join(c["source"]).startswith("from helpers import ladder")]
+    rungs = [c for c in cells if c.get("id") == "nb06-l-rungs"]
     assert len(rungs) == 1, "06's `rungs = [...]` cell moved"
     rungs[0]["source"] = ("from helpers import ladder\n\nrungs = [ladder.rung(k, BUILDS[k]) "
                           "for k in ('eager', 'channels_last')]\n")
