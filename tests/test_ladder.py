@@ -445,9 +445,9 @@ def test_the_rung_picker_reruns_the_chosen_rung_beside_rung_0(tiny: torch.nn.Mod
     import helpers
 
     cpu = type("Run", (), {"device": torch.device("cpu")})()
-    s = speed_ladder.Sizes(batch_size=4, image_size=32, iters=2, warmup=0, calibration_batches=1,
-                           train_epochs=1, train_per_class=1, rungs=None, batch_rungs=(),
-                           quick=False, batch_sizes=(4,))
+    s = speed_ladder.LadderSizes(batch_size=4, image_size=32, iters=2, warmup=0,
+                                 calibration_batches=1, train_epochs=1, train_per_class=1,
+                                 rungs=None, batch_rungs=(), quick=False, batch_sizes=(4,))
     assert speed_ladder.batch_choices(s) == {"options": [1, 2, 4], "value": 4,
                                              "description": "batch size"}
     again = speed_ladder.rerun(cpu, tiny, s, "b0", weights="random")

@@ -14,6 +14,13 @@ from helpers.runtime import strip
 from .conftest import NOTEBOOKS
 
 COMMITTED = sorted(NOTEBOOKS.glob("*.ipynb"))
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"  # nbval compares this cell's output
+
+
+def source(cell: dict) -> str:
+    """A cell's source as one string (nbformat allows a list of lines)."""
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
 
 
 def code_cells(nb: dict) -> list[dict]:
@@ -23,7 +30,7 @@ def code_cells(nb: dict) -> list[dict]:
 
 def logic_lines(cell: dict) -> int:
     """Lines that are neither blank nor comments."""
-    return sum(1 for line in strip._source(cell).splitlines()
+    return sum(1 for line in source(cell).splitlines()
                if line.strip() and not line.strip().startswith("#"))
 
 
@@ -41,7 +48,7 @@ def test_committed_notebook_is_stripped(path: Path) -> None:
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
 def test_reference_cells_have_outputs(path: Path) -> None:
     cells = code_cells(strip.load(path))
-    marked = [c for c in cells if strip._source(c).lstrip().startswith(strip.CHECK_MARK)]
+    marked = [c for c in cells if source(c).lstrip().startswith(CHECK_MARK)]
     refs = [c for c in cells if strip.is_reference_cell(c)]
     assert refs, f"{path.name} needs at least one `# NBVAL_CHECK_OUTPUT` cell"
     assert marked == refs, "nbval's mark and nbstripout's keep_output tag go together"
@@ -55,7 +62,7 @@ def test_reference_cells_have_outputs(path: Path) -> None:
 def test_parameters_cell_first(path: Path) -> None:
     first = code_cells(strip.load(path))[0]
     assert first["metadata"].get("tags") == ["parameters"]
-    src = strip._source(first)
+    src = source(first)
     for name in ("device = \"auto\"", "quick = ", "results_dir = \"../outputs/latest\""):
         assert name in src
     assert "HELPERS_QUICK" in src
@@ -70,7 +77,7 @@ def line_budget(cell: dict) -> int:
     """How many logic lines this cell may hold: lesson cells teach, the rest stay thin."""
     if "lesson" not in cell["metadata"].get("tags", []):
         return PLUMBING_MAX_LINES
-    return SCRIPT_MAX_LINES if strip._source(cell).startswith("%%writefile") else LESSON_MAX_LINES
+    return SCRIPT_MAX_LINES if source(cell).startswith("%%writefile") else LESSON_MAX_LINES
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
@@ -81,7 +88,7 @@ def test_cells_stay_thin(path: Path) -> None:
         assert logic_lines(cell) <= budget, (
             f"{path.name}: over {budget} lines; teach less per cell or move plumbing into "
             f"helpers:\n{cell['source']}")
-    for line in strip._source(params_cell).splitlines():  # plain literals, one per line
+    for line in source(params_cell).splitlines():  # plain literals, one per line
         code = line.split("#")[0].strip()
         assert not code or code == "import os" or re.fullmatch(r"\w+ = .+", code), line
 
@@ -129,6 +136,6 @@ def test_papermill_sees_every_parameter(path: Path) -> None:
     """A comment with '=' or a two-line value hides a parameter from papermill."""
     import papermill
 
-    src = strip._source(code_cells(strip.load(path))[0])
+    src = source(code_cells(strip.load(path))[0])
     names = set(re.findall(r"^(\w+)\s*=", src, re.M))
     assert names <= set(papermill.inspect_notebook(str(path))), names

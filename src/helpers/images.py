@@ -38,13 +38,6 @@ def sample_image() -> Image.Image:
         return Image.open(f).convert("RGB")
 
 
-def image_batch(image: Image.Image, transform, batch_size: int = 1) -> torch.Tensor:
-    """One preprocessed image repeated into a (batch_size, 3, H, W) float batch."""
-    params.positive_int("batch_size", batch_size)
-    x = transform(image)
-    return x.unsqueeze(0).expand(batch_size, *x.shape).contiguous()
-
-
 def random_batch(batch_size: int, image_size: int = 224, seed: int = 0) -> torch.Tensor:
     """A normalised-looking N(0, 1) batch: what timing needs, identical for every run."""
     params.positive_int("batch_size", batch_size)

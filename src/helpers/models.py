@@ -105,11 +105,3 @@ def footprint(model: nn.Module) -> dict[str, float]:
     return {"params_millions": n_params / 1e6, "weights_mib": size / 2**20}
 
 
-def top5(loaded: LoadedModel, batch: torch.Tensor) -> list[tuple[str, float]]:
-    """The five most likely ImageNet categories for the first image, with probabilities."""
-    device = next(loaded.model.parameters()).device
-    with torch.inference_mode():
-        probs = loaded.model(batch[:1].to(device)).float().softmax(1)[0].cpu()
-    p, idx = probs.topk(5)
-    return [(loaded.categories[i], float(v)) for v, i in zip(p.tolist(), idx.tolist(),
-                                                             strict=True)]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import statistics
 from collections.abc import Callable
 
 import torch
 
 from helpers import env, verdict
 from helpers.runtime.notebook import NotebookRun
-from helpers.timing import make_clock
 
 # What the article says its "PyTorch-CUDA-v2.8" image holds (seed-article.md, section 2).
 ARTICLE_STACK = {"os": "Ubuntu 20.04", "torch": "2.8", "cuda": "12.1", "cudnn": "8.9",
@@ -35,28 +33,9 @@ SMOKE_KEYS = ("device", "max_rel_error", "tflops")
 SMOKE_TOLERANCE = 1e-2  # fp32 (or TF32) vs float64 on random 2048x2048 inputs: ~1e-6 (~1e-3)
 
 
-def smoke_test(device: torch.device, n: int = 2048, repeats: int = 5) -> dict:
-    """The default smoke test: an n x n fp32 matmul on `device` vs float64 on the CPU, timed
-    as the median of `repeats` calls."""
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-    ref = a.double() @ b.double()
-    da, db = a.to(device), b.to(device)
-    da @ db  # warm-up: the BLAS library picks its kernel and creates its handle here
-    clock = make_clock(device)  # kernels are asynchronous: this clock syncs before reading
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        out = da @ db
-        times.append(clock() - t0)
-    err = ((out.cpu().double() - ref).abs().max() / ref.abs().max()).item()
-    return {"device": str(device), "max_rel_error": err,
-            "tflops": 2 * n**3 / statistics.median(times) / 1e12}
-
-
-def check_devices(device: torch.device, test_fn: Callable[[torch.device], dict] = smoke_test,
-                  ) -> list[dict]:
-    """Run `test_fn` on the CPU and, when `device` is a GPU, there too; each row judged ok."""
+def check_devices(device: torch.device, *, test_fn: Callable[[torch.device], dict]) -> list[dict]:
+    """Run the notebook's `test_fn` on the CPU and, when `device` is a GPU, there too; each row
+    judged against SMOKE_TOLERANCE."""
     rows = []
     for dev in dict.fromkeys([torch.device("cpu"), device]):
         row = test_fn(dev)

@@ -20,7 +20,7 @@ QUICK_RUNGS = ("inference_mode", "channels_last", "bf16", "fp16")  # no compile:
 
 
 @dataclass(frozen=True)
-class Sizes:
+class LadderSizes:
     """The ladder's and the brief training's sizes for one run (images in px)."""
 
     batch_size: int
@@ -38,7 +38,7 @@ class Sizes:
 
 def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
                  *, train_per_class: int, weights: str = "trained",
-                 batch_sizes: list[int] | None = None, calibration_batches: int = 2) -> Sizes:
+                 batch_sizes: list[int] | None = None, calibration_batches: int = 2) -> LadderSizes:
     """Ladder and training sizes, rungs and batch sizes, each checked; quick mode shrinks them
     to a smoke test without compilation."""
     params.one_of("weights", weights, WEIGHTS)
@@ -48,15 +48,15 @@ def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: in
     gpu = run.device.type == "cuda"
     compiled = ("compile_fp16", "cudagraphs") if gpu else (
         "compile_bf16" if roofline.cpu_has_native_bf16() else "compile",)
-    return Sizes(batch_size=run.scaled(batch_size, quick=4),
-                 image_size=run.scaled(224, quick=64), iters=run.scaled(iters, quick=2),
-                 warmup=1, calibration_batches=calibration_batches,
-                 train_epochs=run.scaled(train_epochs, quick=1),
-                 train_per_class=run.scaled(train_per_class, quick=4),
-                 rungs=QUICK_RUNGS if run.quick else None,
-                 batch_rungs=("channels_last",) if run.quick else ("channels_last", *compiled),
-                 quick=run.quick, batch_sizes=(2,) if run.quick else tuple(
-                     batch_sizes or ((1, 8, 256) if gpu else (1, 8))))
+    return LadderSizes(
+        batch_size=run.scaled(batch_size, quick=4), image_size=run.scaled(224, quick=64),
+        iters=run.scaled(iters, quick=2), warmup=1, calibration_batches=calibration_batches,
+        train_epochs=run.scaled(train_epochs, quick=1),
+        train_per_class=run.scaled(train_per_class, quick=4),
+        rungs=QUICK_RUNGS if run.quick else None,
+        batch_rungs=("channels_last",) if run.quick else ("channels_last", *compiled),
+        quick=run.quick, batch_sizes=(2,) if run.quick else tuple(
+            batch_sizes or ((1, 8, 256) if gpu else (1, 8))))
 
 
 SIZE_LABELS = {"batch_size": "batch size of the ladder", "image_size": "image size, px",
@@ -80,7 +80,7 @@ def model_table(info: dict[str, Any]) -> str:
     return labelled_table(info, MODEL_LABELS, header=("the ladder's model", "this run"))
 
 
-def sizes_table(s: Sizes) -> str:
+def sizes_table(s: LadderSizes) -> str:
     """The run's sizes in words."""
     shown = {k: ", ".join(v) if isinstance(v, tuple) and v and isinstance(v[0], str) else
              "all" if v is None else v for k, v in asdict(s).items()}
@@ -93,7 +93,7 @@ def sizes_table(s: Sizes) -> str:
 
 
 
-def for_run(rungs: Rungs, s: Sizes) -> list[Rung]:
+def for_run(rungs: Rungs, s: LadderSizes) -> list[Rung]:
     """The rungs this run measures: all of them, or in quick mode only PyTorch's that neither
     compile nor quantize (seconds, not minutes)."""
     chosen = [as_rung(r) for r in rungs]
@@ -103,7 +103,7 @@ def for_run(rungs: Rungs, s: Sizes) -> list[Rung]:
     return chosen
 
 
-def measure(run: NotebookRun, model: torch.nn.Module, s: Sizes, variant: str,
+def measure(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str,
             *, weights: str, rungs: Rungs | None = None, batch_size: int | None = None,
             budget_s: float = 20.0) -> LadderResult:
     """The ladder of `rungs` (the notebook's, or the ladder's own) on held-out generated images
@@ -115,14 +115,14 @@ def measure(run: NotebookRun, model: torch.nn.Module, s: Sizes, variant: str,
                            calibration_batches=s.calibration_batches)
 
 
-def batch_choices(s: Sizes) -> dict[str, Any]:
+def batch_choices(s: LadderSizes) -> dict[str, Any]:
     """The rung picker's batch slider: powers of two up to the ladder's batch, starting there."""
     options = sorted({b for b in (1, 2, 4, 8, 16, 32) if b <= s.batch_size}
                      | {s.batch_size})
     return {"options": options, "value": s.batch_size, "description": "batch size"}
 
 
-def rerun(run: NotebookRun, model: torch.nn.Module, s: Sizes, variant: str, *,
+def rerun(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str, *,
           weights: str) -> Callable[[Rung, int], str]:
     """For the rung picker: (rung, batch size) -> one line, that rung measured again beside
     rung 0 at that batch (a compiled rung compiles again for a new batch size)."""
@@ -172,7 +172,7 @@ def first_calls(result: LadderResult) -> dict[str, str]:
 
 
 
-def batch_effects(run: NotebookRun, model: torch.nn.Module, s: Sizes, variant: str,
+def batch_effects(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str,
                   *, weights: str, rungs: Rungs | None = None) -> list[LadderResult]:
     """A few rungs (of `rungs`, by key; default the ladder's) at other batch sizes: small
     batches pay per-call overheads."""

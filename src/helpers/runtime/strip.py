@@ -11,16 +11,9 @@ from typing import Any
 import nbformat
 from nbstripout import strip_output
 
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"  # nbval compares this cell's output
 KEEP_TAG = "keep_output"  # nbstripout keeps this cell's output
 RUN_KEYS = ["metadata.papermill", "cell.metadata.papermill", "cell.metadata.execution",
             "cell.metadata.ExecuteTime"]  # what a run adds and a commit must not keep
-
-
-def _source(cell: dict[str, Any]) -> str:
-    """A cell's source as one string (nbformat allows a list of lines)."""
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
 
 
 def is_reference_cell(cell: dict[str, Any]) -> bool:
