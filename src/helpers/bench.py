@@ -109,9 +109,8 @@ def time_batches(model: torch.nn.Module, x: torch.Tensor, iters: int, warmup: in
                  ) -> list[float]:
     """The default TimeFn: inference_mode, `warmup` untimed calls, then the sync-aware clock
     around each of `iters` calls; seconds per call."""
-    clock = make_clock(x.device)
     with torch.inference_mode():
-        return list(timed_calls(lambda: model(x), clock, warmup, iters)[1])
+        return list(timed_calls(lambda: model(x), make_clock(x.device), warmup, iters)[1])
 
 
 def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
@@ -139,22 +138,18 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
     return result
 
 
-def ready(model: torch.nn.Module, spec: BenchSpec) -> tuple[torch.nn.Module, torch.Tensor]:
-    """The model in the spec's layout (and compiled if asked) and a random input batch."""
+def run(spec: BenchSpec, model: torch.nn.Module | None = None, *,
+        time_fn: TimeFn = time_batches) -> BenchResult:
+    """Measure one spec with `time_fn` on a random batch, the model in the spec's layout (and
+    compiled if asked); the EfficientNet is built (random weights: timing needs none) unless
+    a model is given."""
+    if model is None:
+        model = load_efficientnet(spec.variant, "none", "cpu").model
     device = pick_device(spec.device)
     fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.eval().to(device, memory_format=fmt)
     x = images.random_batch(spec.batch_size, spec.image_size).to(device, memory_format=fmt)
-    return (torch.compile(model) if spec.compile else model), x
-
-
-def run(spec: BenchSpec, model: torch.nn.Module | None = None, *,
-        time_fn: TimeFn = time_batches) -> BenchResult:
-    """Measure one spec with `time_fn`; the EfficientNet is built (random weights: timing
-    needs none) unless a model is given."""
-    if model is None:
-        model = load_efficientnet(spec.variant, "none", "cpu").model
-    return time_model(*ready(model, spec), spec, time_fn=time_fn)
+    return time_model(torch.compile(model) if spec.compile else model, x, spec, time_fn=time_fn)
 
 
 def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...], *,

@@ -31,25 +31,10 @@ def path_for(directory: Path, epoch: int) -> Path:
     return Path(directory) / f"ckpt-epoch{params.non_negative_int('epoch', epoch):04d}.pt"
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable: fsync the folder that holds it."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def checksum_path(path: Path | str) -> Path:
     """The sha256 file that sits beside a checkpoint (sha256sum's format)."""
     path = Path(path)
     return path.with_name(path.name + CHECKSUM_SUFFIX)
-
-
-def _write_atomic(final: Path, data: bytes) -> None:
-    """`data` into `final` through files.atomic_file: the old file or the new one."""
-    with atomic_file(final, "wb") as f:
-        f.write(data)
 
 
 def save(directory: Path | str, epoch: int, state: dict[str, Any], keep: int = 3) -> Path:
@@ -61,16 +46,20 @@ def save(directory: Path | str, epoch: int, state: dict[str, Any], keep: int = 3
     buf = io.BytesIO()
     torch.save({**state, "epoch": epoch}, buf)
     payload, final = buf.getvalue(), path_for(directory, epoch)
+    sums = f"{hashlib.sha256(payload).hexdigest()}  {final.name}\n".encode()
     # the checksum first: a data file that exists always has its checksum beside it
-    _write_atomic(checksum_path(final),
-                  f"{hashlib.sha256(payload).hexdigest()}  {final.name}\n".encode())
-    _write_atomic(final, payload)
-    _fsync_dir(directory)
+    for target, data in ((checksum_path(final), sums), (final, payload)):
+        with atomic_file(target, "wb") as f:  # the old file or the new one
+            f.write(data)
+    fd = os.open(directory, os.O_RDONLY)  # make the renames durable: fsync their folder
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     for old in checkpoints(directory)[:-keep]:
-        if old == final:  # a stale higher epoch from another run never costs the new file
-            continue
-        old.unlink(missing_ok=True)
-        checksum_path(old).unlink(missing_ok=True)
+        if old != final:  # a stale higher epoch from another run never costs the new file
+            old.unlink(missing_ok=True)
+            checksum_path(old).unlink(missing_ok=True)
     return final
 
 

@@ -141,16 +141,14 @@ def _write(out: str | None, rank: int, world: int, r: train.FitResult,
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "digest": digest}))
     if rank == 0:
-        result = {**r.to_dict(), "world_size": world, "weights_digest": digest,
-                  "images_per_sec_per_rank": r.images_per_sec,
-                  # ranks step in lockstep on equal shards: global = world x rank 0's rate
-                  "images_per_sec": r.images_per_sec * world}
-        write_json_atomic(folder / "result.json", result)
+        rate = r.images_per_sec * world  # ranks step in lockstep on equal shards: world x rank 0
+        write_json_atomic(folder / "result.json", {
+            **r.to_dict(), "world_size": world, "weights_digest": digest,
+            "images_per_sec_per_rank": r.images_per_sec, "images_per_sec": rate})
         torch.save(model.state_dict(), folder / "weights.pt")
-        print(f"world {world}: {r.images_per_sec * world:.1f} images/s, "
-              f"{sum(r.epoch_s):.1f} s, "
-              f"val accuracy {r.val_accuracy[-1]:.1%}, resumed from epoch "
-              f"{r.resumed_from_epoch}", flush=True)
+        print(f"world {world}: {rate:.1f} images/s, {sum(r.epoch_s):.1f} s, "
+              f"val accuracy {r.val_accuracy[-1]:.1%}, resumed from epoch {r.resumed_from_epoch}",
+              flush=True)
 
 
 def parser() -> argparse.ArgumentParser:

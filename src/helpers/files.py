@@ -14,9 +14,8 @@ from typing import IO, Any
 @contextmanager
 def atomic_file(path: Path, mode: str = "w", *,
                 check: Callable[[Path], None] | None = None) -> Iterator[IO]:
-    """A file that appears at `path` whole or not at all: written beside it, flushed, fsynced,
-    checked by `check(temp_path)` if given, then renamed over `path`; on any error the temp
-    file is removed and `path` keeps what it held."""
+    """A file that appears at `path` whole or not at all: written beside it, fsynced, checked by
+    `check(temp_path)` if given, renamed over `path`; on any error `path` keeps what it held."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

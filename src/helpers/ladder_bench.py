@@ -21,12 +21,12 @@ from helpers.ladder_result import Row
 from helpers.verdict import Target, targets_markdown
 
 TRAIN_SIZE = 64  # pixels: the brief training's images (the ladder itself runs at 224)
-
-
 TARGET_BATCH = 32  # the CPU targets are set at the article's batch, 224 px
-
-
 GPU_TARGET_IPS, GPU_TARGET_MS = 20_000, 3.0  # H100: batch 256 images/s, batch 32 ms
+PEER_GOAL = 1.15  # CPU: the best correct PyTorch rung over the best correct peer rung
+MALLOC_TARGET = "ratios over rung 0 with malloc as it comes and with memory reused, CPU"
+VECTOR_FLAGS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
+                          "amx_bf16", "amx_int8"})
 
 
 def labelled_batch(n: int, image_size: int, seed: int = 0,
@@ -254,28 +254,18 @@ def _both_target(rows: dict[str, dict[str, Row]]) -> Target:
     return Target(MALLOC_TARGET, "both reported", measured, True)
 
 
-VECTOR_FLAGS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
-                          "amx_bf16", "amx_int8"})
-
-
-MALLOC_TARGET = "ratios over rung 0 with malloc as it comes and with memory reused, CPU"
-
-
-PEER_GOAL = 1.15  # CPU: the best correct PyTorch rung over the best correct peer rung
-
-
 def _vs_peer(result: LadderResult, precision: str | None) -> Target:
     """One CPU target: the best correct PyTorch rung (of `precision`, or any) over the best
     correct exported-runtime rung of the same, as images/s measured side by side."""
-    what = f"{precision} " if precision else ""
-    target = f"best correct {what}PyTorch rung vs best {what}peer (ONNX Runtime, OpenVINO), CPU"
-    ours, peer = result.best(peer=False, precision=precision), result.best(peer=True,
-                                                                          precision=precision)
-    target, goal = f"{target}, batch {TARGET_BATCH}", f">= {PEER_GOAL:.2f}x"
+    what, goal = f"{precision} " if precision else "", f">= {PEER_GOAL:.2f}x"
+    target = (f"best correct {what}PyTorch rung vs best {what}peer (ONNX Runtime, OpenVINO), "
+              f"CPU, batch {TARGET_BATCH}")
+    ours = result.best(peer=False, precision=precision)
+    peer = result.best(peer=True, precision=precision)
     if not ours or not peer:
         missing = "no correct PyTorch rung" if not ours else "no correct peer rung"
-        return Target(target, goal, missing, None, _why_missing(result, precision,
-                                                                peer=bool(ours)))
+        return Target(target, goal, missing, None,
+                      _why_missing(result, precision, peer=bool(ours)))
     ratio = ours.images_per_sec / peer.images_per_sec
     measured = (f"{ratio:.2f}x: {ours.key} {ours.images_per_sec:.1f} vs {peer.key} "
                 f"{peer.images_per_sec:.1f} images/s, {torch.get_num_threads()} threads each")
@@ -323,8 +313,7 @@ def targets(result: LadderResult, batches: list[LadderResult]) -> list[Target]:
 def _gpu_targets(result: LadderResult | None, batches: list[LadderResult]) -> list[Target]:
     """The H100 targets: >= 20,000 images/s at batch 256 and <= 3 ms per batch of 32 (not
     run without a GPU; measured but not judged on another GPU)."""
-    ok = [(res.batch_size, r) for res in [result, *batches] if res for r in res.rows()
-          if r.ok]
+    ok = [(res.batch_size, r) for res in [result, *batches] if res for r in res.rows() if r.ok]
     ips = max((r.images_per_sec for b, r in ok if b == 256), default=None)
     ms = min((r.median_ms_per_batch for b, r in ok if b == 32), default=None)
     where = result.device_name if result else "needs a GPU"

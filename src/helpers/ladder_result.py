@@ -1,4 +1,5 @@
-"""What a speed ladder measured: one Step per rung, and the whole run as rows, tables and JSON.
+"""The speed ladder's values: a Rung (switches, tolerance, code), the Step it measured, and
+the whole run as typed Rows, tables and JSON.
 
 Kept apart from `helpers.ladder` (which builds and times the rungs) so the derived numbers
 (speedup, its range over rounds, spread, % of the rung's own precision's peak) live in one place.

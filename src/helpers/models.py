@@ -89,9 +89,8 @@ def load_efficientnet(variant: str = "b0", weights: str | os.PathLike = "auto",
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
             raise ValueError(f"weights={str(weights)!r} does not fit efficientnet_{variant}: "
-                             f"{first}") from e
+                             f"{str(e).strip().splitlines()[0]}") from e
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.eval().to(dev, memory_format=fmt)
     return LoadedModel(model, variant, state is not None, source,

@@ -58,28 +58,14 @@ def variant(name: str, value: Any) -> str:
 
 # Knobs shared by several notebooks, checked by name wherever they appear.
 KNOWN: dict[str, Callable[[str, Any], Any]] = {
-    "quick": flag,
-    "variant": variant,
-    "seed": non_negative_int,
-    "hidden": positive_int,
-    "p": probability,
-    "steps": positive_int,
-    "epochs": positive_int,
-    "batch_size": positive_int,
-    "iters": positive_int,
-    "cpu_iters": positive_int,
-    "gpu_iters": positive_int,
-    "warmup": non_negative_int,
-    "lr": positive_float,
-    "image_size": positive_int,
-    "workers": non_negative_int,
-    "train_per_class": positive_int,
-    "val_per_class": positive_int,
-    "matmul_size": positive_int,
+    "quick": flag, "variant": variant, "p": probability, "lr": positive_float,
+    **dict.fromkeys(("seed", "warmup", "workers"), non_negative_int),
+    **dict.fromkeys(("hidden", "steps", "epochs", "batch_size", "iters", "cpu_iters",
+                     "gpu_iters", "image_size", "train_per_class", "val_per_class",
+                     "matmul_size"), positive_int),
 }
 
 
 def check_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
-    """Validate every knob whose name is known; None ('size it to the device') and unknown
-    names pass through as given."""
+    """Validate the knobs known by name; None ('size it to the device') and unknown ones pass."""
     return {k: KNOWN[k](k, v) if k in KNOWN and v is not None else v for k, v in knobs.items()}

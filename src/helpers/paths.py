@@ -39,8 +39,6 @@ def output_dir() -> Path:
 
 def table() -> list[tuple[str, str, str]]:
     """(variable, value in effect, where it came from) for the three folders."""
-    rows = []
-    for var, fn in (("DATA_DIR", data_dir), ("CHECKPOINT_DIR", checkpoint_dir),
-                    ("OUTPUT_DIR", output_dir)):
-        rows.append((var, str(fn()), "environment" if os.environ.get(var) else "default"))
-    return rows
+    return [(var, str(fn()), "environment" if os.environ.get(var) else "default")
+            for var, fn in (("DATA_DIR", data_dir), ("CHECKPOINT_DIR", checkpoint_dir),
+                            ("OUTPUT_DIR", output_dir))]

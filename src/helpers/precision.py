@@ -28,25 +28,19 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContext
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def _tf32_switches() -> tuple[tuple[object, str, object, object], ...]:
-    """(backend, attribute, value for on, value for off) of the installed torch's TF32 switches:
-    `fp32_precision` where torch has it (2.9+), else the older `allow_tf32` flags."""
+def set_tf32(enabled: bool) -> tuple[tuple[object, str, object], ...]:
+    """TF32 for cuBLAS matmuls and cuDNN convs on or off, the old state for restore_tf32: by
+    `fp32_precision` where torch has it (2.9+), else `allow_tf32`: no warnings either way."""
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     conv = getattr(cudnn, "conv", None)
     if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
-        return ((matmul, "fp32_precision", "tf32", "ieee"),
-                (conv, "fp32_precision", "tf32", "ieee"))
-    return ((matmul, "allow_tf32", True, False), (cudnn, "allow_tf32", True, False))
-
-
-def set_tf32(enabled: bool) -> tuple[tuple[object, str, object], ...]:
-    """TF32 for cuBLAS matmuls and cuDNN convs on or off; returns the old state for
-    restore_tf32 (one API, whichever the installed torch offers, so no warnings)."""
-    old = []
-    for backend, attr, on, off in _tf32_switches():
-        old.append((backend, attr, getattr(backend, attr)))
-        setattr(backend, attr, on if enabled else off)
-    return tuple(old)
+        backends, attr, value = (matmul, conv), "fp32_precision", "tf32" if enabled else "ieee"
+    else:
+        backends, attr, value = (matmul, cudnn), "allow_tf32", bool(enabled)
+    old = tuple((backend, attr, getattr(backend, attr)) for backend in backends)
+    for backend in backends:
+        setattr(backend, attr, value)
+    return old
 
 
 def restore_tf32(state: tuple[tuple[object, str, object], ...]) -> None:
@@ -58,7 +52,7 @@ def restore_tf32(state: tuple[tuple[object, str, object], ...]) -> None:
 @contextmanager
 def tf32(enabled: bool) -> Iterator[None]:
     """TF32 for cuDNN convs and cuBLAS matmuls on or off inside the block, restored after."""
-    old = set_tf32(enabled)  # fp32_precision on torch 2.9+, allow_tf32 before
+    old = set_tf32(enabled)
     try:
         yield
     finally:

@@ -59,8 +59,7 @@ class FitResult:
 
 @contextmanager
 def saved_bytes() -> Iterator[Callable[[], int]]:
-    """Count the bytes autograd saves for backward inside the block (what autocast shrinks):
-    yields a function that returns the count so far."""
+    """Yields a function: the bytes autograd saved for backward so far (what autocast shrinks)."""
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -114,9 +113,8 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 class Recorder:
-    """Watches a training loop it does not own: times the steps after each epoch's first
-    `skip_steps` (sync-aware clock), keeps the losses, peak memory, the MiB the first step
-    saves for backward, accuracy per epoch and the scaler's last scale, as a FitResult."""
+    """Watches a loop it does not own: times the steps after each epoch's first `skip_steps`
+    (sync-aware); losses, peak memory, saved MiB, accuracy and scale into a FitResult."""
 
     def __init__(self, device: torch.device, precision: str, *, skip_steps: int = 3,
                  progress: bool = True) -> None:

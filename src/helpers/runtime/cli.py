@@ -61,15 +61,6 @@ def cmd_strip(args: argparse.Namespace) -> int:
     return 1 if (args.check and dirty) else 0
 
 
-def bench_devices(device: str) -> list[str]:
-    """'all' means the CPU and, when there is one, the first GPU; else the one asked for."""
-    from helpers import env
-
-    if device != "all":
-        return [str(env.pick_device(device))]
-    return ["cpu"] + (["cuda:0"] if env.pick_device("auto").type == "cuda" else [])
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     """Benchmark EfficientNet inference and print a table (and JSON with --json)."""
     from helpers import allocator, bench, env
@@ -80,7 +71,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"memory allocator: {allocator.set_mode(args.malloc)}")  # before any tensor exists
     if args.ladder:
         return cmd_ladder(args)
-    devices = bench_devices(args.device)
+    # 'all' means the CPU and, when there is one, the first GPU; else the one asked for
+    devices = ([str(env.pick_device(args.device))] if args.device != "all" else
+               ["cpu"] + (["cuda:0"] if env.pick_device("auto").type == "cuda" else []))
     specs = [bench.BenchSpec(args.model, d, args.batch_size, args.precision, args.channels_last,
                              args.compile, args.warmup, args.iters, args.image_size)
              for d in devices]  # every spec is validated before anything runs
@@ -132,9 +125,8 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def ladder_both_mallocs(args: argparse.Namespace) -> int:
-    """The ladder twice, each in a fresh process (malloc's mode is fixed at start-up): with
-    malloc as it comes, then reusing memory; the speedups over rung 0 side by side. A child
-    that dies is reported with its signal, never silently."""
+    """The ladder per malloc mode, each in a fresh process (the mode is fixed at start-up),
+    speedups over rung 0 side by side; a child that dies is reported with its signal."""
     import subprocess
     import time
 
@@ -276,15 +268,6 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def add_weights_parser(sub: argparse._SubParsersAction) -> None:
-    """`weights`: the pretrained-weights cache."""
-    p = sub.add_parser("weights", help="fetch / import / list pretrained weights (data/weights)")
-    p.add_argument("action", choices=("fetch", "import", "list"))
-    p.add_argument("variant", nargs="*", help="b0..b7 (fetch: default b0; import: one)")
-    p.add_argument("--file", help="with import: the .pth file downloaded elsewhere")
-    p.set_defaults(func=cmd_weights)
-
-
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
     """`run`: every notebook headless with papermill, then report.md and report.html."""
     p = sub.add_parser("run", help="execute the notebooks headless (papermill) and write a report")
@@ -330,7 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     add_bench_parser(sub)
-    add_weights_parser(sub)
+    p = sub.add_parser("weights", help="fetch / import / list pretrained weights (data/weights)")
+    p.add_argument("action", choices=("fetch", "import", "list"))
+    p.add_argument("variant", nargs="*", help="b0..b7 (fetch: default b0; import: one)")
+    p.add_argument("--file", help="with import: the .pth file downloaded elsewhere")
+    p.set_defaults(func=cmd_weights)
     add_train_parsers(sub)
 
     p = sub.add_parser("strip", help="strip notebook outputs (NBVAL_CHECK_OUTPUT cells kept)")

@@ -23,14 +23,6 @@ class RunData:
     claims: dict[tuple[str, str], str]
 
 
-def _read(path: Path) -> Any:
-    """A JSON file, or a ValueError naming it."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable JSON file: {e}") from e
-
-
 def environment_line(environment: dict[str, Any]) -> str:
     """'NVIDIA H100 | torch 2.8.0' from a full (env.collect) or short (results file) block."""
     gpus = environment.get("gpus") or []
@@ -65,7 +57,10 @@ def load(path: Path) -> RunData:
     claims: dict[tuple[str, str], str] = {}
     envs: list[dict[str, Any]] = []
     for f in files:
-        doc = _read(f)
+        try:
+            doc = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{f} is not a readable JSON file: {e}") from e
         if not isinstance(doc, dict):
             continue
         if "notebook" in doc:  # a notebook's results file
@@ -83,12 +78,6 @@ def load(path: Path) -> RunData:
     return RunData(path, environment_line(full[0]), metrics, claims)
 
 
-def _number(value: Any) -> float | None:
-    """The value as a float when it is a plain number (not a bool)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return float(value) if ok else None
-
-
 def _show(value: Any) -> str:
     """A value for a Markdown cell: 4 significant digits, '-' when absent, pipes escaped."""
     if value is None:
@@ -99,13 +88,13 @@ def _show(value: Any) -> str:
 
 def ratio(a: Any, b: Any) -> str:
     """B / A for two numbers ('-' when either is missing, not a number, or A is 0)."""
-    x, y = _number(a), _number(b)
-    return "-" if x is None or y is None or x == 0 else f"{y / x:.3g}x"
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b)) or a == 0:
+        return "-"
+    return f"{float(b) / float(a):.3g}x"
 
 
 def table(a: RunData, b: RunData) -> str:
-    """One Markdown table: every metric and claim of either run, A and B side by side,
-    grouped by notebook (metrics first)."""
+    """Every metric and claim of either run as Markdown, A beside B, by notebook, metrics first."""
     rows = [(k[0], 0, _show(k[1]), a.metrics.get(k), b.metrics.get(k))
             for k in a.metrics.keys() | b.metrics.keys()]
     rows += [(k[0], 1, f"claim: {_show(k[1])}", a.claims.get(k), b.claims.get(k))

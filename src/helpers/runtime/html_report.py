@@ -69,26 +69,22 @@ def to_html(markdown_text: str, title: str) -> str:
             f"<body>\n{body}\n</body></html>\n")
 
 
-def packages_block(names: Sequence[str]) -> str:
-    """The exact package set in a collapsible <details> (Markdown passes it through escaped)."""
-    items = html.escape("\n".join(names))
-    return (f"<details><summary>Installed packages ({len(names)}, as pip freeze lists them; "
-            f"also in packages.txt)</summary><pre>{items}</pre></details>")
-
-
 def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = (),
                       not_run: Sequence[str] = ()) -> Path:
     """run_dir/report.html: the report with figures embedded, packages, links to notebooks."""
     run_dir = Path(run_dir)
     names = packages()
-    (run_dir / "packages.txt").write_text("\n".join(names) + "\n")
+    listing = "\n".join(names)
+    (run_dir / "packages.txt").write_text(listing + "\n")
     text = render(load_results(run_dir), f"{env_table}\n{PACKAGES_SLOT}\n", failures, not_run,
                   figure_src=lambda name: embed(run_dir, name), times=run_times(run_dir))
-    exported = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*.html"))
-    links = "\n".join(f"- [{n.removesuffix('.html')}]({n})" for n in exported)
+    links = "\n".join(f"- [{p.stem}]({p.name})" for p in sorted(run_dir.glob("[0-9][0-9]_*.html")))
     page = to_html(text + ("\n## Executed notebooks\n\n" + links + "\n" if links else ""),
                    title=f"Run report {run_dir.name}")
-    page = page.replace(f"<p>{PACKAGES_SLOT}</p>", packages_block(names), 1)
+    # the exact package set in a collapsible <details> (Markdown would have escaped it)
+    details = (f"<details><summary>Installed packages ({len(names)}, as pip freeze lists them; "
+               f"also in packages.txt)</summary><pre>{html.escape(listing)}</pre></details>")
+    page = page.replace(f"<p>{PACKAGES_SLOT}</p>", details, 1)
     path = run_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

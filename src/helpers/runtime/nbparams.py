@@ -12,8 +12,7 @@ RUNNER_SET = {"device": "--device", "quick": "--quick", "results_dir": "--output
 
 @dataclass(frozen=True)
 class Assignment:
-    """One `-p`: a parameter name, its parsed value, and the notebook prefix it targets
-    (None: every selected notebook that declares it)."""
+    """One `-p`: name, parsed value, notebook prefix targeted (None: each selected declaring it)."""
 
     name: str
     value: Any
@@ -48,16 +47,12 @@ def parse(pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> tuple[A
     return tuple(out)
 
 
-def declared(notebook: Path) -> tuple[str, ...]:
-    """The names in a notebook's `parameters` cell, as papermill infers them."""
-    import papermill as pm
-
-    return tuple(pm.inspect_notebook(str(notebook)))
-
-
 def resolve(notebooks: list[Path], assignments: tuple[Assignment, ...]) -> dict[str, dict]:
     """Per notebook (by file name), the `-p` values it declares; refuse what none declares."""
-    names = {nb.name: declared(nb) for nb in notebooks}
+    import papermill as pm
+
+    # the names in each notebook's `parameters` cell, as papermill infers them
+    names = {nb.name: tuple(pm.inspect_notebook(str(nb))) for nb in notebooks}
     chosen: dict[str, dict] = {nb: {} for nb in names}
     for a in assignments:
         targets = [nb for nb in names if a.notebook is None or nb.startswith(a.notebook)]

@@ -30,8 +30,7 @@ def labelled_table(values: dict[str, Any], labels: dict[str, str], *, read: str 
                    header: tuple[str, str] = ("quantity", "value")) -> str:
     """kv_table in words: each key shown by its label (a key without one is refused, so no
     snake_case reaches the reader), then one line on how to read the table."""
-    missing = sorted(set(values) - set(labels))
-    if missing:
+    if missing := sorted(set(values) - set(labels)):
         raise ValueError(f"no label for {missing}: give every key a label a reader understands")
     table = kv_table({labels[k]: v for k, v in values.items()}, header)
     return table + (f"\n\n{read}" if read else "")
@@ -39,9 +38,8 @@ def labelled_table(values: dict[str, Any], labels: dict[str, str], *, read: str 
 
 def show_on_change(shown: Any, line_for: Callable[[Any], str], *, what: str,
                    doing: str = "measuring") -> Callable[[dict], None]:
-    """A widget's `observe` callback: the line for the new value, in place of the last one in
-    the Output widget `shown` (an error is shown there too: a callback's exception would only
-    reach Lab's log)."""
+    """A widget's `observe` callback: the new value's line replaces the last in Output `shown`
+    (an error's too: a callback's exception would only reach Lab's log)."""
     def on_change(change: dict) -> None:
         shown.outputs = ()
         shown.append_stdout(f"{doing} {what} {change['new']}...\n")
@@ -127,16 +125,12 @@ class NotebookRun:
 
     def to_dict(self) -> dict[str, Any]:
         """The results file's content (see NOTEBOOKS.md)."""
-        return {
-            "notebook": self.name,
-            "title": self.title,
-            "environment": env.short_env(self.device),
-            "parameters": {**self.parameters, "quick": self.quick},
-            "claims": [c.to_dict() for c in self.claims],
-            "targets": [t.to_dict() for t in self.targets],
-            "metrics": self.metrics,
-            "figures": self.figures,
-        }
+        return {"notebook": self.name, "title": self.title,
+                "environment": env.short_env(self.device),
+                "parameters": {**self.parameters, "quick": self.quick},
+                "claims": [c.to_dict() for c in self.claims],
+                "targets": [t.to_dict() for t in self.targets],
+                "metrics": self.metrics, "figures": self.figures}
 
     def save(self) -> Path:
         """Write `results_dir/<name>.json` atomically and return its path."""
@@ -144,8 +138,7 @@ class NotebookRun:
 
 
 def short_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
-    """A warning as one line, `Category: message`, without the file path and source line of
-    the helper or the Jupyter frame that raised it."""
+    """A warning as one line, `Category: message`, without the raising frame's path and line."""
     return f"{category.__name__}: {message}\n"
 
 

@@ -68,19 +68,12 @@ def all_claims_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + f"\n\nVerdicts: {summary}.\n"
 
 
-def targets_table(results: list[dict[str, Any]]) -> str:
-    """The project's own targets over all notebooks (they are not article claims)."""
-    rows = [(r["notebook"][:2], Target.from_dict(t)) for r in results for t in r.get("targets", [])]
-    return targets_markdown([t for _, t in rows], [nb for nb, _ in rows]) + "\n" if rows else ""
-
-
 def notebook_section(r: dict[str, Any], figure_src: Callable[[str], str] = str) -> str:
     """A notebook's parameters, metrics table and figures (linked as figure_src(name))."""
     params = ", ".join(f"`{k}={v}`" for k, v in r.get("parameters", {}).items())
     lines = [f"## {r['notebook'][:2]} · {r.get('title', r['notebook'])}", "",
              f"Parameters: {params or 'defaults'}", ""]
-    metrics = r.get("metrics", {})
-    if metrics:
+    if metrics := r.get("metrics", {}):
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_cell(v)} |" for k, v in metrics.items()]
         lines.append("")
@@ -102,8 +95,7 @@ def failed_section(failures: Sequence[Failure], not_run: Sequence[str]) -> str:
 
 
 def run_times(run_dir: Path) -> dict[str, float]:
-    """Seconds each executed notebook in run_dir took, as papermill recorded it (kernel start
-    to last cell); a notebook without that record is left out."""
+    """Seconds each executed notebook in run_dir took, kernel start to last cell (papermill)."""
     times = {}
     for nb in sorted(Path(run_dir).glob("[0-9][0-9]_*.ipynb")):
         try:
@@ -117,26 +109,27 @@ def run_times(run_dir: Path) -> dict[str, float]:
 
 def times_table(times: dict[str, float]) -> str:
     """How long each notebook took on this machine, and in all, as Markdown."""
-    lines = ["| notebook | seconds | minutes |", "|---|---|---|"]
-    lines += [f"| {name} | {s:.0f} | {s / 60:.1f} |" for name, s in times.items()]
-    total = sum(times.values())
-    return "\n".join([*lines, f"| all | {total:.0f} | {total / 60:.1f} |"]) + "\n"
+    rows = [*times.items(), ("all", sum(times.values()))]
+    lines = [f"| {name} | {s:.0f} | {s / 60:.1f} |" for name, s in rows]
+    return "\n".join(["| notebook | seconds | minutes |", "|---|---|---|", *lines]) + "\n"
 
 
 def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Failure] = (),
            not_run: Sequence[str] = (), *, figure_src: Callable[[str], str] = str,
            times: dict[str, float] | None = None) -> str:
-    """The whole report as Markdown; failures first, figures linked as figure_src(name), then
-    how long each notebook took where `times` are given."""
+    """The whole report as Markdown: failures first, figures linked as figure_src(name)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"# Run report ({stamp})", ""]
     if failures:
         parts.append(failed_section(failures, not_run))
     parts += ["## This machine", "", env_table]
     parts += ["## The article vs this machine", "", all_claims_table(results)]
-    targets = targets_table(results)
+    # the project's own targets, over all notebooks (they are not article claims)
+    targets = [(r["notebook"][:2], Target.from_dict(t)) for r in results
+               for t in r.get("targets", [])]
     if targets:
-        parts += ["## The project's own targets", "", targets]
+        parts += ["## The project's own targets", "",
+                  targets_markdown([t for _, t in targets], [nb for nb, _ in targets]) + "\n"]
     parts += [notebook_section(r, figure_src) for r in results]
     if times:
         parts += ["## How long each notebook took here", "", times_table(times)]
@@ -145,8 +138,7 @@ def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Fai
 
 def write_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = (),
                  not_run: Sequence[str] = ()) -> Path:
-    """Render run_dir's results into run_dir/report.md (and the notebooks' run times into
-    run_times.json) and return its path."""
+    """run_dir/report.md from run_dir's results (run times also to run_times.json); its path."""
     path, times = Path(run_dir) / "report.md", run_times(run_dir)
     write_json_atomic(Path(run_dir) / "run_times.json", {"seconds": times})
     path.write_text(render(load_results(run_dir), env_table, failures, not_run, times=times))

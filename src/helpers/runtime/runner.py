@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -72,11 +73,9 @@ def new_run_dir(output_root: Path) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(100):
         path = Path(output_root) / (stamp if i == 0 else f"{stamp}-{i}")
-        try:
+        with contextlib.suppress(FileExistsError):
             path.mkdir(parents=True)
             return path
-        except FileExistsError:
-            continue
     raise RuntimeError(f"could not create a run folder under {output_root}")
 
 
@@ -132,26 +131,20 @@ def execute(nb: Path, out_nb: Path, spec: RunSpec, run_dir: Path, *,
     )
 
 
-def show_papermill_log() -> None:
-    """Send papermill's log (each cell's start and its output, --log-output) to stderr."""
-    log = logging.getLogger("papermill")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-
-
 def run_all(spec: RunSpec) -> RunOutcome:
-    """Execute the chosen notebooks in order; stop at the first failure unless keep_going;
-    always write the reports."""
+    """Run the chosen notebooks in order (stop at a failure unless keep_going), then report."""
     from tqdm.auto import tqdm
 
     env.pick_device(spec.device)  # a bad device fails here, before any kernel starts
     notebooks = discover(spec.notebooks_dir, spec.only)
     values = nbparams.resolve(notebooks, spec.parameters)  # a bad -p fails here too
-    if spec.verbose:
-        show_papermill_log()
+    if spec.verbose:  # papermill's log (each cell's start and its output) to stderr
+        log = logging.getLogger("papermill")
+        if not log.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(handler)
+        log.setLevel(logging.INFO)
     run_dir = new_run_dir(spec.output_root)
     point_latest(run_dir)
     failures: list[Failure] = []

@@ -22,10 +22,9 @@ def is_reference_cell(cell: dict[str, Any]) -> bool:
 
 
 def strip(nb: dict[str, Any]) -> dict[str, Any]:
-    """Notebook without outputs, counts or run metadata (nbstripout); reference cells keep
-    their output and get a count (nbval refuses an output without one: 'Unrun reference cell'),
-    their place among the code cells, so stripping twice changes nothing. Cell ids are kept
-    (adopt_references matches cells by id)."""
+    """Notebook without outputs, counts or run metadata (nbstripout; ids kept for adoption);
+    reference cells keep their output and get their place among code cells as count (nbval:
+    'Unrun reference cell' without one), so stripping twice changes nothing."""
     out = json.loads(json.dumps(strip_output(
         nbformat.from_dict(copy.deepcopy(nb)), keep_output=False, keep_count=False,
         keep_id=True, extra_keys=RUN_KEYS)))
@@ -58,10 +57,8 @@ def save(path: Path, nb: dict[str, Any]) -> None:
 
 def strip_files(paths: list[Path], check: bool = False,
                 adopt_from: Path | None = None) -> list[Path]:
-    """Strip notebooks in place (or, with check, only report); returns those that changed.
-
-    With adopt_from (a run folder), reference cells first take that run's outputs.
-    """
+    """Strip notebooks in place (with check, only report) and return those that changed;
+    with adopt_from (a run folder), reference cells first take that run's outputs."""
     dirty = []
     for path in paths:
         committed = load(path)
