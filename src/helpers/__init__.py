@@ -7,8 +7,8 @@ from a notebook it reads from the cells tagged `export` (`helpers.cells`). Layer
 
 - the core (this package's top-level modules: env, cpuinfo, verdict, precision, timing, memory,
   models, weights, images, datasets, train, checkpoint, bench, ladder, ladder_result,
-  ladder_bench, roofline, quant, allocator, files, params, paths, cells, ddp, launcher) is
-  reusable and never imports the two below;
+  ladder_bench, roofline, quant, allocator, files, markdown, params, paths, cells, ddp,
+  launcher) is reusable and never imports the two below;
 - `helpers.runtime`: a notebook's run and claims, the papermill runner, the report, the
   stripping tool and the CLI (`python -m helpers`);
 - `helpers.lessons`: one module per notebook, holding only that notebook's plumbing.
@@ -21,7 +21,7 @@ from typing import Any
 
 # The facade's names, imported on first use (PEP 562), so `import helpers.params` or
 # `import helpers.cpuinfo` loads neither torch nor the runtime layer.
-LAZY = {"NotebookRun": "helpers.runtime.notebook", "kv_table": "helpers.runtime.notebook",
+LAZY = {"NotebookRun": "helpers.runtime.notebook", "kv_table": "helpers.markdown",
         "start": "helpers.runtime.notebook", "show_widget": "helpers.runtime.notebook",
         "show_on_change": "helpers.runtime.notebook", "pick_device": "helpers.env"}
 __all__ = sorted(LAZY)

@@ -13,27 +13,10 @@ import torch
 
 from helpers import env, params
 from helpers.files import write_json_atomic
+from helpers.markdown import kv_table, labelled_table, md_table
 from helpers.verdict import VERDICTS, Claim, Judgement, Target, band_verdict, targets_markdown
 
 __all__ = ["VERDICTS", "NotebookRun", "band_verdict", "kv_table", "labelled_table", "start"]
-
-
-def kv_table(values: dict[str, Any], header: tuple[str, str] = ("quantity", "value")) -> str:
-    """A two-column Markdown table; floats shown with 4 significant digits."""
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-              for k, v in values.items()]
-    return "\n".join(lines)
-
-
-def labelled_table(values: dict[str, Any], labels: dict[str, str], *, read: str = "",
-                   header: tuple[str, str] = ("quantity", "value")) -> str:
-    """kv_table in words: each key shown by its label (a key without one is refused, so no
-    snake_case reaches the reader), then one line on how to read the table."""
-    if missing := sorted(set(values) - set(labels)):
-        raise ValueError(f"no label for {missing}: give every key a label a reader understands")
-    table = kv_table({labels[k]: v for k, v in values.items()}, header)
-    return table + (f"\n\n{read}" if read else "")
 
 
 def show_on_change(shown: Any, line_for: Callable[[Any], str], *, what: str,
@@ -115,9 +98,8 @@ class NotebookRun:
 
     def claims_table(self) -> str:
         """The 'article vs this machine' rows recorded so far, as Markdown."""
-        lines = ["| claim | article | measured here | verdict |", "|---|---|---|---|"]
-        lines += [f"| {c.claim} | {c.article} | {c.measured} | {c.text()} |" for c in self.claims]
-        return "\n".join(lines)
+        return md_table(("claim", "article", "measured here", "verdict"),
+                        ((c.claim, c.article, c.measured, c.text()) for c in self.claims))
 
     def targets_table(self) -> str:
         """The project's own targets recorded so far, as Markdown."""
