@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from helpers.cpuinfo import cpu_info
+from helpers.markdown import md_table
 
 MIN_TORCH = (2, 8)
 DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -24,13 +25,11 @@ DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 TORCH_CUDA_INDEXES = ("11.8", "12.1", "12.4", "12.6", "12.8", "12.9", "13.0")
 CXX_HINT = ("install g++: `apt-get install g++` (Debian/Ubuntu, or build-essential), "
             "`dnf install gcc-c++` (Fedora), `xcode-select --install` (macOS)")
-CPU_FLAGS_OF_INTEREST = (
-    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
-)
+CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
+                         "amx_bf16", "amx_int8")
 
 
 def _cuda_count() -> int:
-    """Number of CUDA devices torch can use (0 when CUDA is unusable)."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
@@ -40,22 +39,17 @@ def pick_device(device: str = "auto") -> torch.device:
         device = str(device)
     if not isinstance(device, str):
         raise ValueError(f"device={device!r} is not a string; allowed: {DEVICE_CHOICES}")
-    spec = device.strip().lower()
-    count = _cuda_count()
-    if spec == "auto":
-        return torch.device("cuda:0" if count else "cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
+    spec, count = device.strip().lower(), _cuda_count()
+    if spec in ("auto", "cpu"):
+        return torch.device("cuda:0" if spec == "auto" and count else "cpu")
     match = re.fullmatch(r"cuda(?::(\d+))?", spec)
     if not match:
         raise ValueError(f"device={device!r} is not a known device; allowed: {DEVICE_CHOICES}")
     index = int(match.group(1) or 0)
     if index >= count:
         exists = f"cuda:0..cuda:{count - 1}, cpu" if count else "only 'cpu' (no usable CUDA GPU)"
-        raise ValueError(
-            f"device={device!r}: no such device; this machine has {count} CUDA device(s), "
-            f"so what exists is {exists}"
-        )
+        raise ValueError(f"device={device!r}: no such device; this machine has {count} CUDA "
+                         f"device(s), so what exists is {exists}")
     return torch.device(f"cuda:{index}")
 
 
@@ -97,11 +91,11 @@ class EnvReport:
         """Plain JSON-ready dict (GPU list as dicts)."""
         return asdict(self)
 
-    def rows(self) -> list[tuple[str, str]]:
-        """(item, value) rows for a human-readable table."""
+    def table(self) -> str:
+        """Markdown table of the report, warnings listed after it."""
         gpus = "; ".join(f"{g.index}: {g.name} ({g.memory_mib} MiB, sm {g.capability})"
                          for g in self.gpus) or "none usable"
-        return [
+        rows = [
             ("Python", self.python),
             ("OS", self.os),
             ("PyTorch", self.torch),
@@ -120,22 +114,16 @@ class EnvReport:
              else repr(self.cuda_visible_devices)),
             ("C++ compiler (torch.compile)", self.cxx_compiler or "none found"),
         ]
-
-    def table(self) -> str:
-        """Markdown table of the report, warnings listed after it."""
-        lines = ["| item | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in self.rows()]
-        lines += [""] + [f"- **warning:** {w}" for w in self.warnings]
-        return "\n".join(lines).rstrip() + "\n"
+        warnings = [f"- **warning:** {w}" for w in self.warnings]
+        return "\n".join([md_table(("item", "value"), rows), "", *warnings]).rstrip() + "\n"
 
 
 def _compiler_works(name: str | None) -> str | None:
     """The full path of a compiler that answers `--version`, or None."""
     path = shutil.which(name) if name else None
-    if path is None:
-        return None
     try:
-        subprocess.run([path, "--version"], capture_output=True, check=True, timeout=20)
+        if path:
+            subprocess.run([path, "--version"], capture_output=True, check=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return None
     return path
@@ -145,10 +133,8 @@ def cxx_compiler() -> str | None:
     """The C++ compiler torch.compile's CPU backend (inductor) would use, or None."""
     import torch._inductor.config as inductor_config
 
-    for name in inductor_config.cpp.cxx:  # None there means "install one via conda": not here
-        if path := _compiler_works(name):
-            return path
-    return None
+    # None in inductor's list means "install one via conda": not here
+    return next(filter(None, map(_compiler_works, inductor_config.cpp.cxx)), None)
 
 
 def c_compiler() -> str | None:
@@ -225,7 +211,6 @@ def _or_none(read: Callable[[], str | None]) -> str | None:
 
 
 def _nccl() -> str | None:
-    """NCCL version if torch.distributed has it."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_nccl_available()):
@@ -249,13 +234,6 @@ def _nvml() -> tuple[str | None, str | None]:
         return None, None
     driver = driver.decode() if isinstance(driver, bytes) else str(driver)
     return driver, f"{cuda // 1000}.{cuda % 1000 // 10}"
-
-
-def _gpus() -> tuple[GpuInfo, ...]:
-    """Visible GPUs as torch reports them."""
-    props = map(torch.cuda.get_device_properties, range(_cuda_count()))
-    return tuple(GpuInfo(i, p.name, p.total_memory // 2**20, f"{p.major}.{p.minor}")
-                 for i, p in enumerate(props))
 
 
 def find_mismatches(r: EnvReport) -> list[str]:
@@ -287,7 +265,7 @@ def find_mismatches(r: EnvReport) -> list[str]:
 def collect() -> EnvReport:
     """Read the environment now and return the report, mismatches included."""
     driver, driver_cuda = _nvml()
-    cpu = cpu_info()
+    cpu, props = cpu_info(), map(torch.cuda.get_device_properties, range(_cuda_count()))
     report = EnvReport(
         python=sys.version.split()[0],
         os=f"{platform.system()} {platform.release()} ({platform.machine()})",
@@ -299,7 +277,8 @@ def collect() -> EnvReport:
         nccl=_or_none(_nccl),
         driver=driver,
         driver_cuda=driver_cuda,
-        gpus=_gpus(),
+        gpus=tuple(GpuInfo(i, p.name, p.total_memory // 2**20, f"{p.major}.{p.minor}")
+                   for i, p in enumerate(props)),
         cpu_model=cpu.model_name,
         cpu_logical_cores=os.cpu_count() or 1,
         torch_threads=torch.get_num_threads(),
