@@ -1,11 +1,4 @@
-"""Verdicts earned like for like: every axis a claim depends on is checked before its band.
-
-`reproduced` and `differs` say the article's number was measured again here: they need the
-list of axes (device class, batch, image size, precision, model, the quantity measured) that
-were compared in code, and every one must match. One that does not makes the row
-`not comparable`, and the reason names it. Facts (versions, "2.8 needs CUDA 12.1") are a
-`fact check`, so `differs` keeps one meaning.
-"""
+"""Verdicts earned like for like: every axis a claim depends on is checked before its band."""
 
 from __future__ import annotations
 
@@ -13,15 +6,17 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from helpers import params
 from helpers.cpuinfo import CpuInfo, cpu_info
+from helpers.markdown import md_table
 
-# reproduced: like for like on every axis, inside the band shown beside the claim; differs: like
-# for like, outside it; not comparable: an axis differs (named in the why); needs a GPU: the
-# claim is about a GPU and none is here; fact check: a statement of fact checked against the
-# published record (the row's `holds` says whether it is right).
+# reproduced: like for like on every axis (device class, batch, size, precision, model, quantity
+# measured), inside the band shown beside the claim; differs: like for like, outside it; not
+# comparable: an axis differs (named in the why); needs a GPU: a GPU claim and none is here; fact
+# check: a statement of fact ("2.8 needs CUDA 12.1") checked against the published record (the
+# row's `holds` says whether it is right), so `differs` keeps one meaning.
 VERDICTS = ("reproduced", "differs", "not comparable", "needs a GPU", "fact check")
 MEASURED = ("reproduced", "differs")
 NEEDS_WHY = ("differs", "not comparable", "fact check")
@@ -36,19 +31,10 @@ class Axis:
     here: str
     matches: bool
 
-    def mismatch(self) -> str:
-        """'<name>: <here> here vs <article> in the article'."""
-        return f"{self.name}: {self.here} here vs {self.article} in the article"
-
 
 def axis(name: str, article: str, here: str, matches: bool | None = None) -> Axis:
     """An Axis; `matches` defaults to the two descriptions being equal."""
     return Axis(name, article, here, article == here if matches is None else matches)
-
-
-def not_comparable(axes: Sequence[Axis]) -> str | None:
-    """The reason naming every axis that differs, or None when all match."""
-    return "; ".join(a.mismatch() for a in axes if not a.matches) or None
 
 
 def band_verdict(value: float, low: float, high: float) -> str:
@@ -56,15 +42,6 @@ def band_verdict(value: float, low: float, high: float) -> str:
     if low > high:
         raise ValueError(f"band ({low}, {high}) is not allowed: low must be <= high")
     return "reproduced" if low <= value <= high else "differs"
-
-
-def band_why(value: float, low: float, high: float, fmt: Callable[[float], str]) -> str | None:
-    """Why a value is outside its band, from the numbers themselves (None inside it)."""
-    if low <= value <= high:
-        return None
-    if value < low:
-        return f"{fmt(value)} is below the band's low end, {fmt(low)}"
-    return f"{fmt(value)} is above the band's high end, {fmt(high)}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +57,8 @@ def _unlike(axes: Sequence[Axis]) -> Judgement | None:
     """'not comparable' naming the axes that differ, or None when every axis matches."""
     if not axes:
         raise ValueError("axes=[]: a measured verdict needs the axes it was compared on")
-    reason = not_comparable(axes)
+    reason = "; ".join(f"{a.name}: {a.here} here vs {a.article} in the article"
+                       for a in axes if not a.matches)
     return Judgement("not comparable", reason, tuple(a.name for a in axes)) if reason else None
 
 
@@ -93,7 +71,11 @@ def judge(value: float | None, band: tuple[float, float], axes: Sequence[Axis], 
         return unlike
     if value is None:
         return Judgement("not comparable", missing, names)
-    return Judgement(band_verdict(value, *band), band_why(value, *band, fmt), names)
+    (low, high), word = band, band_verdict(value, *band)
+    why = (None if word == "reproduced" else  # the reason, from the numbers themselves
+           f"{fmt(value)} is below the band's low end, {fmt(low)}" if value < low else
+           f"{fmt(value)} is above the band's high end, {fmt(high)}")
+    return Judgement(word, why, names)
 
 
 def check(holds: bool, axes: Sequence[Axis], *, why_not: str) -> Judgement:
@@ -104,35 +86,27 @@ def check(holds: bool, axes: Sequence[Axis], *, why_not: str) -> Judgement:
                      tuple(a.name for a in axes))
 
 
-def check_row(claim: str, verdict: str, *, why: str | None, axes: Sequence[str] | None,
-              holds: bool | None) -> None:
-    """Reject a row that breaks the rules: unknown verdict, no why, unchecked axes, bare fact."""
-    params.one_of("verdict", verdict, VERDICTS)
-    if verdict in NEEDS_WHY and not why:
-        raise ValueError(f"claim {claim!r}: verdict {verdict!r} needs a `why`")
-    if verdict in MEASURED and not axes:
-        raise ValueError(f"claim {claim!r}: verdict {verdict!r} needs the `axes` it was "
-                         "checked on (like for like); without them it is 'not comparable'")
-    if (verdict == "fact check") != (holds is not None):
-        raise ValueError(f"claim {claim!r}: `holds` (True/False) goes with verdict "
-                         f"'fact check' and only with it; got verdict {verdict!r}, holds={holds}")
+R = TypeVar("R", bound="_Row")
 
 
-def _plain(row: Any) -> dict[str, Any]:
-    """A Claim or Target as its results-file dict: the optional keys only when they are set."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(row).items()
-            if v not in (None, (), "") or k == "met"}
+class _Row:
+    """A Claim's or Target's results-file form: the optional keys only when they are set."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The results file's form of the row (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
+                if v not in (None, (), "") or k == "met"}
 
-def _read(cls: type, d: dict[str, Any]) -> Any:
-    """A Claim or Target from its results-file dict (a key it lacks reads as None)."""
-    got = {f.name: d.get(f.name) for f in fields(cls)}
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in got.items()})
+    @classmethod
+    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
+        """A row read back from a results file (a key it lacks reads as None)."""
+        got = {f.name: d.get(f.name) for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in got.items()})
 
 
 @dataclass(frozen=True)
-class Claim:
-    """One 'article vs this machine' row; built only if it keeps the rules of check_row."""
+class Claim(_Row):
+    """One 'article vs this machine' row; refused if it breaks the verdict rules."""
 
     claim: str
     article: str
@@ -143,8 +117,17 @@ class Claim:
     holds: bool | None = None  # a fact check's answer
 
     def __post_init__(self) -> None:
-        """Refuse a row that breaks the verdict rules."""
-        check_row(self.claim, self.verdict, why=self.why, axes=self.axes, holds=self.holds)
+        """Refuse an unknown verdict, a missing why, unchecked axes, a bare fact."""
+        claim, verdict = self.claim, params.one_of("verdict", self.verdict, VERDICTS)
+        if verdict in NEEDS_WHY and not self.why:
+            raise ValueError(f"claim {claim!r}: verdict {verdict!r} needs a `why`")
+        if verdict in MEASURED and not self.axes:
+            raise ValueError(f"claim {claim!r}: verdict {verdict!r} needs the `axes` it was "
+                             "checked on (like for like); without them it is 'not comparable'")
+        if (verdict == "fact check") != (self.holds is not None):
+            raise ValueError(f"claim {claim!r}: `holds` (True/False) goes with verdict "
+                             "'fact check' and only with it; "
+                             f"got verdict {verdict!r}, holds={self.holds}")
 
     def text(self) -> str:
         """The verdict as shown: 'fact check: wrong (why)', 'differs (why)', 'reproduced'."""
@@ -152,18 +135,9 @@ class Claim:
                                ": right" if self.holds else ": wrong")
         return word + (f" ({self.why})" if self.why else "")
 
-    def to_dict(self) -> dict[str, Any]:
-        """The results file's form of the row."""
-        return _plain(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Claim:
-        """A row read back from a results file."""
-        return _read(cls, d)
-
 
 @dataclass(frozen=True)
-class Target:
+class Target(_Row):
     """One of the project's own targets (not an article claim); met=None: not run here."""
 
     target: str
@@ -172,26 +146,17 @@ class Target:
     met: bool | None
     why: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The results file's form of the target."""
-        return _plain(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Target:
-        """A target read back from a results file."""
-        return _read(cls, d)
-
 
 def targets_markdown(targets: Sequence[Target], notebooks: Sequence[str] | None = None) -> str:
-    """Targets as a Markdown table: goal, measured, met (yes / no / not run) and why; with
-    `notebooks` (one per target), a notebook column first."""
-    head = (["notebook"] if notebooks else []) + ["target", "goal", "measured", "met"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, t in enumerate(targets):
-        met = {True: "yes", False: "no", None: "not run"}[t.met] + (f" ({t.why})" if t.why else "")
-        cells = ([notebooks[i]] if notebooks else []) + [t.target, t.goal, t.measured, met]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """Targets as Markdown: goal, measured, met (yes/no/not run) and why; `notebooks` go first."""
+    met = {True: "yes", False: "no", None: "not run"}
+    head = ["target", "goal", "measured", "met"]
+    rows = [[t.target, t.goal, t.measured, met[t.met] + (f" ({t.why})" if t.why else "")]
+            for t in targets]
+    if notebooks:
+        head = ["notebook", *head]
+        rows = [[nb, *row] for nb, row in zip(notebooks, rows, strict=True)]
+    return md_table(head, rows)
 
 
 # The article's hardware: its CPU row says "Intel Xeon, 8 cores"; its table names no GPU, and
@@ -213,26 +178,22 @@ def gpu_axis(name: str | None, *, article: str = ARTICLE_GPU, key: str = "3090")
     return Axis("GPU", article, name or "no GPU", bool(name) and key in (name or ""))
 
 
-OFFICIAL_28 = "pytorch/pytorch:2.8"  # the official PyTorch 2.8 images' tag prefix
-
-
 def in_container() -> bool:
     """Whether this process runs in a Docker or Podman container (their marker files)."""
     return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
 
 
 def image_axis() -> Axis:
-    """The image: like for like only inside this project's image built on an official
-    PyTorch 2.8 image (docker/Dockerfile records its base in HELPERS_BASE_IMAGE)."""
-    base, boxed = os.environ.get("HELPERS_BASE_IMAGE", ""), in_container()
+    """The image: like for like only in this project's image on an official PyTorch 2.8 one."""
+    base, boxed = os.environ.get("HELPERS_BASE_IMAGE", ""), in_container()  # docker/Dockerfile
     here = (f"this project's image on {base}" if base and boxed else
             "a container of another image" if boxed else "no container (a local env)")
-    return Axis("image", "a PyTorch 2.8 image", here, boxed and base.startswith(OFFICIAL_28))
+    return Axis("image", "a PyTorch 2.8 image", here,
+                boxed and base.startswith("pytorch/pytorch:2.8"))  # the official images' tag
 
 
 def gpus_flag_axis() -> Axis:
-    """Whether GPUs were given by `docker run --gpus` (the NVIDIA runtime sets
-    NVIDIA_VISIBLE_DEVICES inside the container) rather than seen on a bare host."""
+    """Whether GPUs came by `docker run --gpus` (its NVIDIA runtime sets NVIDIA_VISIBLE_DEVICES)."""
     given, boxed = os.environ.get("NVIDIA_VISIBLE_DEVICES"), in_container()
     here = (f"a container with NVIDIA_VISIBLE_DEVICES={given}" if boxed and given
             else "a container without --gpus" if boxed else "no container")
