@@ -1,11 +1,8 @@
-"""The package's one reader of /proc/cpuinfo: model, vendor, family/model numbers, flags, cores.
-
-Where the file is absent (macOS, Windows) the answer still comes, with unknowns: no flags, no
-family/model, the model name Python's `platform` reports and the core count `os.cpu_count()`.
-"""
+"""The package's one /proc/cpuinfo reader (where it is absent: `platform` and os.cpu_count())."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -29,67 +26,50 @@ class CpuInfo:
     physical_cores: int  # distinct (physical id, core id) pairs: SMT siblings count once
 
 
-def _blocks(text: str) -> list[dict[str, str]]:
-    """One {key: value} dict per blank-line-separated entry of a cpuinfo text."""
-    blocks: list[dict[str, str]] = [{}]
+def _int(value: str) -> int | None:
+    """A decimal (or 0x-prefixed) integer field, None when absent ('') or malformed."""
+    try:
+        return int(value, 16) if value.lower().startswith("0x") else int(value)
+    except ValueError:
+        return None
+
+
+def parse(text: str) -> CpuInfo:
+    """A CpuInfo from a cpuinfo text; what the text lacks comes from `platform`/`os.cpu_count()`."""
+    blocks: list[dict[str, str]] = [{}]  # one {key: value} per blank-line-separated entry
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if not line.strip():
             blocks.append({})
         elif sep:
             blocks[-1][key.strip()] = value.strip()
-    return [b for b in blocks if b]
-
-
-def _int(value: str | None) -> int | None:
-    """A decimal (or 0x-prefixed) integer field, None when absent or malformed."""
-    try:
-        if value is None:
-            return None
-        return int(value, 16) if value.lower().startswith("0x") else int(value)
-    except ValueError:
-        return None
-
-
-def _max_mhz(procs: list[dict[str, str]]) -> float | None:
-    """The highest `cpu MHz` any processor entry reports, MHz (None when none does)."""
-    mhz = []
-    for p in procs:
-        try:
-            mhz.append(float(p["cpu MHz"]))
-        except (KeyError, ValueError):
-            continue
-    return max(mhz) if mhz else None
-
-
-def parse(text: str) -> CpuInfo:
-    """A CpuInfo from a cpuinfo text; what the text lacks comes from `platform`/`os.cpu_count()`."""
-    blocks = _blocks(text)
+    blocks = [b for b in blocks if b]
     procs = [b for b in blocks if "processor" in b] or blocks
     first = procs[0] if procs else {}
     logical = len([b for b in blocks if "processor" in b]) or os.cpu_count() or 1
     pairs = {(p["physical id"], p["core id"]) for p in procs
              if "physical id" in p and "core id" in p}
+    mhz = []
+    for p in procs:
+        with contextlib.suppress(KeyError, ValueError):
+            mhz.append(float(p["cpu MHz"]))
     flags = first.get("flags", first.get("Features", ""))  # Features: ARM's name for them
     return CpuInfo(
         model_name=first.get("model name") or platform.processor() or platform.machine()
         or "unknown CPU",
         vendor=first.get("vendor_id") or "unknown",
-        family=_int(first.get("cpu family")),
-        model=_int(first.get("model")),
+        family=_int(first.get("cpu family", "")),
+        model=_int(first.get("model", "")),
         flags=frozenset(flags.split()),
-        max_mhz=_max_mhz(procs),
+        max_mhz=max(mhz, default=None),
         logical_cores=logical,
         physical_cores=len(pairs) or logical,
     )
 
 
 @functools.cache
-def _this_machine() -> CpuInfo:
-    """This machine's CpuInfo, read once per process."""
-    return parse(CPUINFO.read_text(errors="replace") if CPUINFO.exists() else "")
-
-
 def cpu_info(text: str | None = None) -> CpuInfo:
-    """The CpuInfo of a given cpuinfo text (for tests), else of this machine (cached)."""
-    return parse(text) if text is not None else _this_machine()
+    """The CpuInfo of a given cpuinfo text (for tests), else of this machine (read once)."""
+    if text is None:
+        text = CPUINFO.read_text(errors="replace") if CPUINFO.exists() else ""
+    return parse(text)
