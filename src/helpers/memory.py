@@ -11,7 +11,6 @@ from types import ModuleType
 import torch
 
 MIB = 2**20
-# What each PeakMemory kind is, in words, for tables a learner reads.
 KIND_WORDS = {"cuda_allocator_peak": "CUDA allocator peak",
               "process_rss_delta": "growth of the process's resident memory"}
 
@@ -57,27 +56,24 @@ class PeakMemory:
 
 
 def nvml_handle(pynvml: ModuleType, device: torch.device) -> object:
-    """NVML's handle for torch's CUDA device, matched by UUID (else PCI bus id): NVML ignores
-    CUDA_VISIBLE_DEVICES and orders GPUs by PCI bus, so torch's index N can be another GPU."""
+    """NVML's handle for torch's CUDA device, matched by UUID, else by PCI bus id."""
+    # NVML ignores CUDA_VISIBLE_DEVICES and orders GPUs by PCI bus: index N can be another GPU
     props = torch.cuda.get_device_properties(device)
     uuid = str(props.uuid)
     names = [uuid] if uuid.startswith(("GPU-", "MIG-")) else [f"GPU-{uuid}", f"MIG-{uuid}"]
-    for name in names:
-        try:
-            return pynvml.nvmlDeviceGetHandleByUUID(name)
-        except pynvml.NVMLError:
-            continue
     bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
-    try:
-        return pynvml.nvmlDeviceGetHandleByPciBusId(bus)
-    except pynvml.NVMLError as e:
-        raise RuntimeError(f"NVML knows no GPU with torch's UUID {uuid} or PCI bus {bus} "
-                           f"({device}): {e}") from e
+    tries = [(pynvml.nvmlDeviceGetHandleByUUID, n) for n in names]
+    for get, key in [*tries, (pynvml.nvmlDeviceGetHandleByPciBusId, bus)]:
+        try:
+            return get(key)
+        except pynvml.NVMLError as e:
+            error = e
+    raise RuntimeError(f"NVML knows no GPU with torch's UUID {uuid} or PCI bus {bus} "
+                       f"({device}): {error}") from error
 
 
 def nvml_process_mib(device: torch.device) -> tuple[float | None, str]:
-    """(what nvidia-smi shows this process holding on `device` in MiB, how it was read): None
-    with the reason when NVML is missing, fails, or cannot see this process by its PID."""
+    """(MiB nvidia-smi shows this process holding on `device`, how read); None and why if not."""
     try:
         import pynvml
 
@@ -96,8 +92,7 @@ def nvml_process_mib(device: torch.device) -> tuple[float | None, str]:
 
 
 def cuda_memory_split(device: torch.device, load: Callable[[], torch.nn.Module]) -> dict:
-    """GPU memory after `load()`, MiB: the CUDA context (all the process holds outside the
-    caching allocator) vs the weights; the total is None (and why) where NVML cannot read it."""
+    """GPU memory after `load()`, MiB: CUDA context (outside the caching allocator) vs weights."""
     if device.type != "cuda":
         raise ValueError(f"device={str(device)!r}: the CUDA memory split needs a CUDA device")
     device = torch.device("cuda", device.index or 0)
