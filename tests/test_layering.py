@@ -141,7 +141,8 @@ def test_importing_a_core_module_loads_neither_torch_nor_the_runtime() -> None:
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('helpers.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
-    assert pyast.literal_eval(out) == ["helpers.cpuinfo", "helpers.params", "helpers.verdict"]
+    assert pyast.literal_eval(out) == ["helpers.cpuinfo", "helpers.markdown", "helpers.params",
+                                       "helpers.verdict"]
 
 
 def test_the_facade_re_exports_respect_the_layers() -> None:

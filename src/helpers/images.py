@@ -13,15 +13,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def preprocess(resize: int = 256, crop: int = 224) -> v2.Compose:
-    """The weights' pipeline: Resize(256, bicubic) -> CenterCrop(224) -> ImageNet Normalize.
-
-    This equals `EfficientNet_B0_Weights.DEFAULT.transforms()`. The article's Resize(256) is
-    bilinear (torchvision's default), which B0's weights were not trained with; notebook 02
-    measures the difference.
-    """
+    """The B0 weights' pipeline (= their transforms()): bicubic Resize, CenterCrop, Normalize."""
     params.positive_int("resize", resize)
     params.positive_int("crop", crop)
     return v2.Compose([
+        # the article's bilinear (torchvision's default) is not what B0 was trained with: see 02
         v2.Resize(resize, interpolation=InterpolationMode.BICUBIC, antialias=True),
         v2.CenterCrop(crop),
         v2.PILToTensor(),

@@ -1,5 +1,4 @@
-"""Models the notebooks use: a small CNN for tests and torchvision's EfficientNet (01's MLP is
-its notebook's cell: `helpers.cells.module("01").DynamicMLP`)."""
+"""The notebooks' models: TinyCNN for tests, torchvision's EfficientNet (01's MLP is 01's cell)."""
 
 from __future__ import annotations
 
@@ -79,10 +78,9 @@ def load_efficientnet(variant: str = "b0", weights: str | os.PathLike = "auto",
                       device: str | torch.device = "cpu",
                       channels_last: bool = False) -> LoadedModel:
     """torchvision EfficientNet-<variant> in eval mode on `device`; weights 'auto'|'none'|path."""
-    params.variant("variant", variant)
+    meta = _weights.weights_enum(variant)  # refuses an unknown variant
     dev = pick_device(device)
     params.flag("channels_last", channels_last)
-    meta = _weights.weights_enum(variant)
     model = tv_models.get_model(f"efficientnet_{variant}", weights=None)
     state, source = state_for(variant, weights)
     if state is not None:

@@ -29,8 +29,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContext
 
 
 def set_tf32(enabled: bool) -> tuple[tuple[object, str, object], ...]:
-    """TF32 for cuBLAS matmuls and cuDNN convs on or off, the old state for restore_tf32: by
-    `fp32_precision` where torch has it (2.9+), else `allow_tf32`: no warnings either way."""
+    """TF32 for cuBLAS matmuls and cuDNN convs on or off; returns the old state for restore_tf32."""
+    # `fp32_precision` where torch has it (2.9+), else `allow_tf32`: no warnings either way
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     conv = getattr(cudnn, "conv", None)
     if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):

@@ -1,5 +1,4 @@
-"""Pretrained EfficientNet weights: torch.hub downloads and checks them (the sha256 prefix in
-torchvision's file name) into a local cache, usable offline."""
+"""Pretrained EfficientNet weights in a local cache, downloaded and hash-checked by torch.hub."""
 
 from __future__ import annotations
 
@@ -51,13 +50,12 @@ def verify(path: Path) -> Path:
 def _copy(src_url: str, dst: Path, timeout_s: float) -> Path:
     """torch.hub's download (temp file, hash check, rename): a bad hash leaves nothing."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    before = socket.getdefaulttimeout()
+    before, prefix = socket.getdefaulttimeout(), _hash_prefix(dst)
     socket.setdefaulttimeout(timeout_s)  # torch.hub takes no timeout; an offline box hangs
     try:
-        torch.hub.download_url_to_file(src_url, str(dst), hash_prefix=_hash_prefix(dst),
-                                       progress=False)
+        torch.hub.download_url_to_file(src_url, str(dst), hash_prefix=prefix, progress=False)
     except RuntimeError as e:  # torch.hub: 'invalid hash value (expected ..., got ...)'
-        raise ValueError(f"{src_url}: sha256 does not start with {_hash_prefix(dst)}: it is "
+        raise ValueError(f"{src_url}: sha256 does not start with {prefix}: it is "
                          f"corrupted or not this model's file ({e})") from e
     finally:
         socket.setdefaulttimeout(before)
@@ -95,8 +93,7 @@ def cached_or_fetched(variant: str) -> Path | None:
 
 
 def load_state_dict(path: Path, variant: str, *, verified: bool = False) -> dict[str, torch.Tensor]:
-    """Read a weights file safely (weights_only); a canonical name has its hash checked unless
-    the caller just did (fetch)."""
+    """A weights file read with weights_only; the cache's name is hash-checked unless `verified`."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"weights={str(path)!r}: no such file; allowed: 'auto', 'none' or "
