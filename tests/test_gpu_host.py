@@ -106,9 +106,8 @@ def test_tf32_uses_fp32_precision_when_torch_has_it(monkeypatch: pytest.MonkeyPa
         assert (matmul.fp32_precision, cudnn.conv.fp32_precision) == ("ieee", "ieee")
         assert cudnn.allow_tf32 is True  # the old flag is never touched
     assert (matmul.fp32_precision, cudnn.conv.fp32_precision) == ("none", "tf32")
-    old = precision.set_tf32(True)
-    assert (matmul.fp32_precision, cudnn.conv.fp32_precision) == ("tf32", "tf32")
-    precision.restore_tf32(old)
+    with precision.tf32(True):
+        assert (matmul.fp32_precision, cudnn.conv.fp32_precision) == ("tf32", "tf32")
     assert (matmul.fp32_precision, cudnn.conv.fp32_precision) == ("none", "tf32")
 
 
@@ -124,7 +123,7 @@ def test_tf32_falls_back_to_allow_tf32_on_older_torch(monkeypatch: pytest.Monkey
 def test_tf32_on_the_installed_torch_warns_nothing() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        old = precision.set_tf32(True)
-        precision.restore_tf32(old)
+        with precision.tf32(True):
+            pass
         with precision.tf32(False):
             pass

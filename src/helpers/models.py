@@ -60,13 +60,18 @@ def state_for(variant: str, weights: str | os.PathLike) -> tuple[dict | None, st
     """(state dict or None for random init, a sentence saying where it came from)."""
     if weights == "none":
         return None, "random init (weights='none')"
-    if weights == "auto":
-        path = _weights.cached_or_fetched(variant)
+    if weights == "auto":  # the verified cached file, else a download (10 s), else random init
+        cache = _weights.cached_path(variant)
+        offline = os.environ.get(_weights.OFFLINE_ENV) in ("1", "true") and not cache.exists()
+        try:
+            path = None if offline else _weights.fetch(variant, timeout_s=10.0)
+        except RuntimeError:  # no network, or the download failed
+            path = None
         if path is None:
             warnings.warn(f"no ImageNet weights for efficientnet_{variant} (offline, nothing "
-                          f"cached in {_weights.cached_path(variant).parent}): using random "
-                          "init. Predictions are meaningless; timings are still valid. "
-                          f"Fetch once with `python -m helpers weights fetch {variant}`.",
+                          f"cached in {cache.parent}): using random init. Predictions are "
+                          "meaningless; timings are still valid. Fetch once with "
+                          f"`python -m helpers weights fetch {variant}`.",
                           RandomWeightsWarning, stacklevel=3)
             return None, "random init (offline, no cached weights)"
         state = _weights.load_state_dict(path, variant, verified=True)  # fetch checked it

@@ -28,8 +28,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContext
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def set_tf32(enabled: bool) -> tuple[tuple[object, str, object], ...]:
-    """TF32 for cuBLAS matmuls and cuDNN convs on or off; returns the old state for restore_tf32."""
+@contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for cuDNN convs and cuBLAS matmuls on or off inside the block, restored after."""
     # `fp32_precision` where torch has it (2.9+), else `allow_tf32`: no warnings either way
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     conv = getattr(cudnn, "conv", None)
@@ -37,23 +38,11 @@ def set_tf32(enabled: bool) -> tuple[tuple[object, str, object], ...]:
         backends, attr, value = (matmul, conv), "fp32_precision", "tf32" if enabled else "ieee"
     else:
         backends, attr, value = (matmul, cudnn), "allow_tf32", bool(enabled)
-    old = tuple((backend, attr, getattr(backend, attr)) for backend in backends)
+    old = [getattr(backend, attr) for backend in backends]
     for backend in backends:
         setattr(backend, attr, value)
-    return old
-
-
-def restore_tf32(state: tuple[tuple[object, str, object], ...]) -> None:
-    """Put back the TF32 settings set_tf32 returned."""
-    for backend, attr, value in state:
-        setattr(backend, attr, value)
-
-
-@contextmanager
-def tf32(enabled: bool) -> Iterator[None]:
-    """TF32 for cuDNN convs and cuBLAS matmuls on or off inside the block, restored after."""
-    old = set_tf32(enabled)
     try:
         yield
     finally:
-        restore_tf32(old)
+        for backend, was in zip(backends, old, strict=True):
+            setattr(backend, attr, was)

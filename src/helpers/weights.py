@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 from pathlib import Path
 
@@ -80,16 +79,6 @@ def import_file(variant: str, src: Path) -> Path:
     if not Path(src).is_file():
         raise ValueError(f"file={str(src)!r}: no such file")
     return _copy(Path(src).resolve().as_uri(), cached_path(variant), 30.0)
-
-
-def cached_or_fetched(variant: str) -> Path | None:
-    """The verified cached file, else a download (10 s), else None (offline or unreachable)."""
-    if not cached_path(variant).exists() and os.environ.get(OFFLINE_ENV) in ("1", "true"):
-        return None
-    try:
-        return fetch(variant, timeout_s=10.0)
-    except RuntimeError:
-        return None
 
 
 def load_state_dict(path: Path, variant: str, *, verified: bool = False) -> dict[str, torch.Tensor]:
