@@ -6,7 +6,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -153,7 +153,7 @@ def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...], *,
           time_fn: TimeFn = time_batches) -> list[BenchResult]:
     """The same spec at several batch sizes, one model for all."""
     model = load_efficientnet(spec.variant, "none", "cpu").model
-    return [run(BenchSpec(**{**asdict(spec), "batch_size": b}), model, time_fn=time_fn)
+    return [run(replace(spec, batch_size=b), model, time_fn=time_fn)
             for b in batch_sizes]
 
 

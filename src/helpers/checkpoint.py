@@ -1,5 +1,4 @@
-"""Checkpoints that survive: atomic writes, a sha256 file beside each, the newest K kept,
-resume from the newest valid one; `torch.load(path, weights_only=True)` reads them."""
+"""Checkpoints that survive: atomic, a sha256 beside each, newest K kept, weights_only-safe."""
 
 from __future__ import annotations
 

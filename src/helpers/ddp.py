@@ -44,14 +44,13 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 def ddp_setup(device: str, backend: str, timeout_s: float,
               threads: int = 0) -> tuple[torch.device, bool]:
-    """Pick this rank's device (GPU = LOCAL_RANK, set *before* init), join the group; a CPU
-    process gets `threads` threads (0: with several processes, its share of the cores)."""
+    """This rank's device (GPU: LOCAL_RANK, set before init) and whether it joined a group."""
     _, local_rank, world = ranks()
     dev = pick_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)  # before init_process_group: one GPU per process
-    elif threads or world > 1:  # N processes share the CPU: give each its share of the cores
+    elif threads or world > 1:  # N processes share the CPU: `threads` each, 0: a fair share
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // int(
             os.environ.get("LOCAL_WORLD_SIZE", world))))
     if world == 1:

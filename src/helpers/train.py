@@ -202,20 +202,19 @@ def _restore(state: dict, model: nn.Module, opt: torch.optim.Optimizer,
 
 @dataclass(frozen=True)
 class FitConfig:
-    """fit's settings, checked when built: clip_norm a max L2 norm (None: off), skip_steps
-    untimed per epoch, the newest `keep` checkpoints kept (DDP: written by rank 0 alone)."""
+    """fit's settings, checked when built: clip_norm a max L2 norm (None: off), newest `keep`."""
 
     epochs: int = 1
     lr: float = 1e-3
     precision: str = "fp32"
     clip_norm: float | None = 1.0
     _: KW_ONLY
-    skip_steps: int = 3
+    skip_steps: int = 3  # untimed at the start of each epoch
     channels_last: bool = False
     checkpoint_dir: str | Path | None = None
     resume: bool = False
     keep: int = 3
-    write_checkpoints: bool = True
+    write_checkpoints: bool = True  # DDP: rank 0 alone writes
 
     def __post_init__(self) -> None:
         params.positive_int("epochs", self.epochs)
