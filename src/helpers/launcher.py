@@ -69,8 +69,7 @@ def launch_command(nproc: int, program: list[str], device: str = "auto", *,
                    endpoint: str | None = None) -> list[str]:
     """torchrun's command for `program` (script or -m module, args) at endpoint or standalone."""
     params.positive_int("nproc", nproc)
-    dev = pick_device(device)
-    if dev.type == "cuda" and nproc > torch.cuda.device_count():
+    if pick_device(device).type == "cuda" and nproc > torch.cuda.device_count():
         raise ValueError(f"nproc={nproc} is more than the {torch.cuda.device_count()} GPU(s) "
                          "here: one process per GPU")
     if not program:
