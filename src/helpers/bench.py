@@ -6,12 +6,13 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from helpers import images, params
 from helpers.env import compile_problem, pick_device
+from helpers.markdown import md_table
 from helpers.memory import PeakMemory, kind_words, nvml_process_mib
 from helpers.models import load_efficientnet
 from helpers.precision import autocast, resolve_precision
@@ -35,7 +36,6 @@ class BenchSpec:
     image_size: int = 224
 
     def __post_init__(self) -> None:
-        """Refuse bad values at construction, each named."""
         params.variant("variant", self.variant)
         params.positive_int("batch_size", self.batch_size)
         params.non_negative_int("warmup", self.warmup)
@@ -100,15 +100,14 @@ class BenchResult:
                 "warnings": self.warnings()}
 
 
-# A timing function: (model, input batch, timed iterations, warm-up iterations) -> the
-# seconds of each timed call. Notebook 02 writes its own and passes it in.
+# (model, input batch, timed iterations, warm-up iterations) -> seconds of each timed call;
+# notebook 02 writes its own and passes it in.
 TimeFn = Callable[[torch.nn.Module, torch.Tensor, int, int], Sequence[float]]
 
 
 def time_batches(model: torch.nn.Module, x: torch.Tensor, iters: int, warmup: int,
                  ) -> list[float]:
-    """The default TimeFn: inference_mode, `warmup` untimed calls, then the sync-aware clock
-    around each of `iters` calls; seconds per call."""
+    """The default TimeFn: under inference_mode, seconds of each call on the sync-aware clock."""
     with torch.inference_mode():
         return list(timed_calls(lambda: model(x), make_clock(x.device), warmup, iters)[1])
 
@@ -140,9 +139,7 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
 
 def run(spec: BenchSpec, model: torch.nn.Module | None = None, *,
         time_fn: TimeFn = time_batches) -> BenchResult:
-    """Measure one spec with `time_fn` on a random batch, the model in the spec's layout (and
-    compiled if asked); the EfficientNet is built (random weights: timing needs none) unless
-    a model is given."""
+    """Time one spec on a random batch: `model`, else the EfficientNet with random weights."""
     if model is None:
         model = load_efficientnet(spec.variant, "none", "cpu").model
     device = pick_device(spec.device)
@@ -156,19 +153,17 @@ def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...], *,
           time_fn: TimeFn = time_batches) -> list[BenchResult]:
     """The same spec at several batch sizes, one model for all."""
     model = load_efficientnet(spec.variant, "none", "cpu").model
-    return [run(BenchSpec(**{**asdict(spec), "batch_size": b}), model, time_fn=time_fn)
+    return [run(replace(spec, batch_size=b), model, time_fn=time_fn)
             for b in batch_sizes]
 
 
 def table(results: list[BenchResult]) -> str:
     """Markdown table: median ms, p10/p90, images/s and peak memory per result."""
-    lines = ["| device | model | precision | layout | compiled | batch | median ms | p10 ms | "
-             "p90 ms | images/s | peak MiB (kind) |", "|" + "---|" * 11]
-    for r in results:
-        s = r.spec
-        lines.append(
-            f"| {r.device_name} | {s.variant} | {s.precision} | "
-            f"{'NHWC' if s.channels_last else 'NCHW'} | {'yes' if s.compile else 'no'} | "
-            f"{s.batch_size} | {r.median_ms:.1f} | {r.ms(0.1):.1f} | {r.ms(0.9):.1f} | "
-            f"{r.images_per_sec:.1f} | {r.peak_memory_mib:.0f} ({kind_words(r.memory_kind)}) |")
-    return "\n".join(lines)
+    header = ("device", "model", "precision", "layout", "compiled", "batch", "median ms",
+              "p10 ms", "p90 ms", "images/s", "peak MiB (kind)")
+    rows = [(r.device_name, r.spec.variant, r.spec.precision,
+             "NHWC" if r.spec.channels_last else "NCHW", "yes" if r.spec.compile else "no",
+             r.spec.batch_size, f"{r.median_ms:.1f}", f"{r.ms(0.1):.1f}", f"{r.ms(0.9):.1f}",
+             f"{r.images_per_sec:.1f}", f"{r.peak_memory_mib:.0f} ({kind_words(r.memory_kind)})")
+            for r in results]
+    return md_table(header, rows)

@@ -1,6 +1,4 @@
-"""Checkpoints that survive: atomic writes, a sha256 file beside each, last K kept, resume
-from the newest valid one. Files are plain `torch.save` output of tensors and Python values
-(RNG states included), so `torch.load(path, weights_only=True)` reads them."""
+"""Checkpoints that survive: atomic, a sha256 beside each, newest K kept, weights_only-safe."""
 
 from __future__ import annotations
 
@@ -19,7 +17,6 @@ from helpers import params
 from helpers.files import atomic_file
 
 NAME = re.compile(r"^ckpt-epoch(\d{4})\.pt$")
-CHECKSUM_SUFFIX = ".sha256"  # `sha256sum -c ckpt-epoch0001.pt.sha256` checks it too
 
 
 class CorruptCheckpoint(ValueError):
@@ -32,24 +29,20 @@ def path_for(directory: Path, epoch: int) -> Path:
 
 
 def checksum_path(path: Path | str) -> Path:
-    """The sha256 file that sits beside a checkpoint (sha256sum's format)."""
-    path = Path(path)
-    return path.with_name(path.name + CHECKSUM_SUFFIX)
+    """The sha256 file beside a checkpoint: `sha256sum -c ckpt-epoch0001.pt.sha256` checks it."""
+    return Path(f"{path}.sha256")
 
 
 def save(directory: Path | str, epoch: int, state: dict[str, Any], keep: int = 3) -> Path:
-    """Write state atomically with its sha256 beside it; keep only the newest `keep` (by
-    epoch), never the file just written."""
+    """Write state atomically, its sha256 beside it; prune to the newest `keep`, never the new."""
     params.positive_int("keep", keep)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save({**state, "epoch": epoch}, buf)
     payload, final = buf.getvalue(), path_for(directory, epoch)
     sums = f"{hashlib.sha256(payload).hexdigest()}  {final.name}\n".encode()
     # the checksum first: a data file that exists always has its checksum beside it
     for target, data in ((checksum_path(final), sums), (final, payload)):
-        with atomic_file(target, "wb") as f:  # the old file or the new one
+        with atomic_file(target, "wb") as f:  # the old file or the new one; makes the folder
             f.write(data)
     fd = os.open(directory, os.O_RDONLY)  # make the renames durable: fsync their folder
     try:
@@ -70,8 +63,7 @@ def checkpoints(directory: Path | str) -> list[Path]:
 
 
 def load(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read one checkpoint, check its sha256, torch.load it with weights_only=True;
-    CorruptCheckpoint names the file and what is wrong."""
+    """Read one checkpoint, check its sha256, load it weights_only; else CorruptCheckpoint."""
     path, sums = Path(path), checksum_path(path)
     if not sums.is_file():
         raise CorruptCheckpoint(f"checkpoint {path} has no {sums.name} beside it: not written "

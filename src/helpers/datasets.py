@@ -21,11 +21,6 @@ CLASSES = ("circle", "square", "triangle", "cross", "ring",
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
-def default_root() -> Path:
-    """Where the generated dataset goes: <data_dir>/shapes."""
-    return paths.data_dir() / "shapes"
-
-
 def _shape(draw: ImageDraw.ImageDraw, cls: str, box: tuple[float, ...], colour: tuple) -> None:
     """Draw one class's object into box (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = box
@@ -62,8 +57,7 @@ def render(cls: str, size: int, rng: np.random.Generator) -> Image.Image:
     bg, fg = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     while np.abs(fg - bg).sum() < 200:  # keep the object visible against its background
         fg = rng.integers(0, 256, 3)
-    img = np.empty((size, size, 3), np.float32)
-    img[:] = bg
+    img = np.full((size, size, 3), bg, np.float32)
     if cls in CLASSES[5:]:
         _texture(img, cls, fg, max(2, int(size * rng.uniform(0.06, 0.15))), int(rng.integers(8)))
     else:
@@ -82,7 +76,7 @@ def make_dataset(root: Path | None = None, per_class_train: int = 100, per_class
     for name, v in (("per_class_train", per_class_train), ("per_class_val", per_class_val),
                     ("image_size", image_size)):
         params.positive_int(name, v)
-    root = Path(root or default_root())
+    root = Path(root or paths.data_dir() / "shapes")
     manifest = {"generator": "helpers.datasets v1", "classes": list(CLASSES),  # reused if equal
                 "per_class_train": per_class_train, "per_class_val": per_class_val,
                 "image_size": image_size, "seed": seed}
@@ -103,10 +97,9 @@ def make_dataset(root: Path | None = None, per_class_train: int = 100, per_class
     return root
 
 
-def make_sized(per_class_train: int, per_class_val: int, image_size: int,
-               seed: int = 0) -> Path:
+def make_sized(per_class_train: int, per_class_val: int, image_size: int, seed: int = 0) -> Path:
     """The generated set in a folder of its sizes: sets of other sizes never replace it."""
-    root = default_root().with_name(f"shapes-{image_size}px-{per_class_train}x{per_class_val}")
+    root = paths.data_dir() / f"shapes-{image_size}px-{per_class_train}x{per_class_val}"
     return make_dataset(root, per_class_train, per_class_val, image_size, seed=seed)
 
 
@@ -137,17 +130,12 @@ def transform(image_size: int, train: bool) -> v2.Compose:
                        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def loaders(data_dir: Path | str, image_size: int, batch_size: int, device: torch.device,
-            *, workers: int = 2, seed: int = 0, augment: bool = True,
-            rank: int = 0, world_size: int = 1,
-            distributed: bool = False) -> tuple[DataLoader, DataLoader]:
-    """Train/val DataLoaders over an ImageFolder; pinned memory when feeding a GPU; with
-    world_size > 1 (or distributed, e.g. one rank of DDP), a DistributedSampler gives this rank
-    its share (batch_size per rank): the same global order whatever the world size.
-
-    In a container, DataLoader workers share tensors through /dev/shm: start it with
-    `--ipc=host` or a large `--shm-size`, or workers die with a bus error.
-    """
+def loaders(data_dir: Path | str, image_size: int, batch_size: int, device: torch.device, *,
+            workers: int = 2, seed: int = 0, augment: bool = True, rank: int = 0,
+            world_size: int = 1, distributed: bool = False) -> tuple[DataLoader, DataLoader]:
+    """Train/val DataLoaders over an ImageFolder (batch_size per rank, pinned for a GPU)."""
+    # In a container, workers share tensors through /dev/shm: start it with `--ipc=host` or a
+    # large `--shm-size`, or workers die with a bus error.
     counts = check_imagefolder(data_dir)
     params.positive_int("image_size", image_size)
     params.non_negative_int("workers", workers)
@@ -159,7 +147,7 @@ def loaders(data_dir: Path | str, image_size: int, batch_size: int, device: torc
               "persistent_workers": workers > 0}
     train = tv_datasets.ImageFolder(root / "train", transform(image_size, augment))
     val = tv_datasets.ImageFolder(root / "val", transform(image_size, False))
-    # each rank a 1/world_size share, reshuffled by set_epoch
+    # DDP: each rank a 1/world_size share of one global order, reshuffled by set_epoch
     sampler = (DistributedSampler(train, world_size, rank, shuffle=True, seed=seed)
                if distributed or world_size > 1 else None)
     return (DataLoader(train, shuffle=sampler is None, sampler=sampler, drop_last=True,
@@ -173,16 +161,14 @@ def preview(data_dir: Path | str, per_class: int = 4):
 
     root = Path(data_dir) / "train"
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 1.1,
-                                                               len(classes) * 1.1))
-    for r, cls in enumerate(classes):
-        files = sorted((root / cls).iterdir())[:per_class]
-        for c in range(per_class):
-            ax = axes[r][c]
-            ax.axis("off")
-            if c < len(files):
-                ax.imshow(Image.open(files[c]))
-        axes[r][0].set_title(cls, fontsize=7, loc="left")
+    fig, axes = plt.subplots(len(classes), per_class, squeeze=False,
+                             figsize=(per_class * 1.1, len(classes) * 1.1))
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, cls in zip(axes, classes, strict=True):
+        for ax, file in zip(row, sorted((root / cls).iterdir()), strict=False):
+            ax.imshow(Image.open(file))
+        row[0].set_title(cls, fontsize=7, loc="left")
     fig.tight_layout()
     return fig
 

@@ -2,11 +2,10 @@
 
     torchrun --standalone --nproc_per_node=2 -m helpers.ddp --data-dir data/shapes --epochs 2
 
-The hardened version of notebook 04's `train_ddp.py` (the lesson; this is the production
-path of the CLI and the multi-node commands): DDP is detected from
-RANK/LOCAL_RANK/WORLD_SIZE, so the same command runs without torchrun; nccl on GPUs, gloo on
-CPUs; a process-group timeout; checkpoints and `--resume` for torchrun's `--max-restarts`;
-per-rank weight digests. Rank 0 alone logs, writes results and checkpoints.
+Notebook 04's `train_ddp.py` hardened for the CLI and multi-node runs: DDP detected from
+RANK/LOCAL_RANK/WORLD_SIZE (so it runs without torchrun too); nccl on GPUs, gloo on CPUs; a
+process-group timeout; checkpoints and `--resume` for torchrun's `--max-restarts`; per-rank
+weight digests. Rank 0 alone logs, writes results and checkpoints.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
-from helpers import datasets, train
+from helpers import datasets, params, train
 from helpers.env import pick_device
 from helpers.files import write_json_atomic
 
@@ -37,8 +36,7 @@ def ranks() -> tuple[int, int, int]:
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """'auto' -> nccl on CUDA, gloo on CPU; refuses what cannot work."""
-    if backend not in ("auto", "gloo", "nccl"):
-        raise ValueError(f"backend={backend!r} is not allowed; choose auto, gloo or nccl")
+    params.one_of("backend", backend, ("auto", "gloo", "nccl"))
     if backend == "nccl" and device.type != "cuda":
         raise ValueError("backend='nccl' needs CUDA GPUs; on a CPU use 'gloo' (or 'auto')")
     return backend if backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
@@ -46,14 +44,13 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 def ddp_setup(device: str, backend: str, timeout_s: float,
               threads: int = 0) -> tuple[torch.device, bool]:
-    """Pick this rank's device (GPU = LOCAL_RANK, set *before* init), join the group; a CPU
-    process gets `threads` threads (0: with several processes, its share of the cores)."""
+    """This rank's device (GPU: LOCAL_RANK, set before init) and whether it joined a group."""
     _, local_rank, world = ranks()
     dev = pick_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)  # before init_process_group: one GPU per process
-    elif threads or world > 1:  # N processes share the CPU: give each its share of the cores
+    elif threads or world > 1:  # N processes share the CPU: `threads` each, 0: a fair share
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // int(
             os.environ.get("LOCAL_WORLD_SIZE", world))))
     if world == 1:
@@ -64,16 +61,13 @@ def ddp_setup(device: str, backend: str, timeout_s: float,
 
 
 def _init_group(backend: str, timeout: timedelta) -> None:
-    """init_process_group on torchrun's store, under a prefix per restart attempt.
-
-    torchrun's agent keeps one store for the whole job, and `env://` does not prefix its keys
-    per attempt: after a `--max-restarts` restart, gloo may read a dead worker's address from
-    the last attempt and fail with "Connection refused" (seen with torch 2.14 without it).
-    """
+    """init_process_group on torchrun's store, under a prefix per restart attempt."""
     env, (rank, _, world) = os.environ, ranks()
     agent_store = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun hosts it
     store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world,
                           is_master=rank == 0 and not agent_store, timeout=timeout)
+    # torchrun's one store outlives a `--max-restarts` restart and `env://` does not prefix keys:
+    # gloo could read a dead worker's address and fail "Connection refused" (seen, torch 2.14)
     attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
     dist.init_process_group(backend, store=dist.PrefixStore(f"helpers/attempt{attempt}", store),
                             rank=rank, world_size=world, timeout=timeout)
@@ -157,19 +151,15 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True, help="ImageFolder with train/ and val/")
     p.add_argument("--model", default="tiny", help="b0..b7, tiny or tiny-gn")
-    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32, help="global batch, split over ranks")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--precision", default="fp32")
-    p.add_argument("--device", default="auto")
+    for flag, default in (("--epochs", 2), ("--image-size", 32), ("--lr", 3e-3), ("--workers", 0),
+                          ("--seed", 0), ("--precision", "fp32"), ("--device", "auto")):
+        p.add_argument(flag, type=type(default), default=default)
     p.add_argument("--backend", default="auto", help="auto, gloo or nccl")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds a collective may wait for a lost peer before failing")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads per process (0: the cores / processes on this node)")
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--out", help="folder for result.json and per-rank weight digests")

@@ -1,5 +1,4 @@
-"""Launch a training program with torchrun: the command line, checked before any process
-starts, and a run that streams its output and stops every process it started."""
+"""Launch a program with torchrun: its command line checked first, its output streamed."""
 
 from __future__ import annotations
 
@@ -50,8 +49,7 @@ class WorldPlan:
 
 
 def plan_world(nproc: int, device: str = "auto") -> WorldPlan:
-    """One process per GPU when there are GPUs enough; with 2+ GPUs but fewer than nproc, one
-    per GPU; with 0 or 1 GPU (DDP needs a device per process), nproc CPU processes on gloo."""
+    """One process per GPU (all of 2+ if fewer than nproc); else nproc CPU processes on gloo."""
     params.positive_int("nproc", nproc)
     if pick_device(device).type == "cpu":
         return WorldPlan("cpu", nproc, "gloo", f"{nproc} CPU process(es) with gloo "
@@ -69,11 +67,9 @@ def plan_world(nproc: int, device: str = "auto") -> WorldPlan:
 
 def launch_command(nproc: int, program: list[str], device: str = "auto", *,
                    endpoint: str | None = None) -> list[str]:
-    """The torchrun command line for `program` (a script or `-m module`, then its arguments),
-    rendezvous at `endpoint` (host:port) or `--standalone`; refused before any process starts."""
+    """torchrun's command for `program` (script or -m module, args) at endpoint or standalone."""
     params.positive_int("nproc", nproc)
-    dev = pick_device(device)
-    if dev.type == "cuda" and nproc > torch.cuda.device_count():
+    if pick_device(device).type == "cuda" and nproc > torch.cuda.device_count():
         raise ValueError(f"nproc={nproc} is more than the {torch.cuda.device_count()} GPU(s) "
                          "here: one process per GPU")
     if not program:
@@ -93,8 +89,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def stream(cmd: list[str], timeout_s: float = 600, show: bool = True,
            env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run cmd in its own process group, printing its output line by line as it comes;
-    (exit code, all output). Past timeout_s, or on an interrupt, the whole group is killed."""
+    """(exit code, output) of cmd, shown as it comes; its process group dies past timeout_s."""
     lines, late = [], threading.Event()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1, env=env, start_new_session=True)
@@ -118,8 +113,7 @@ def stream(cmd: list[str], timeout_s: float = 600, show: bool = True,
 
 def run_world(nproc: int, program: list[str], *, device: str = "auto", threads: int = 0,
               show: bool = True, timeout_s: float = 600) -> str:
-    """Run `program` under torchrun with nproc processes, the rendezvous bound to 127.0.0.1
-    on a free port (CPU: `threads` threads per process, 0 = torchrun's default); its output."""
+    """Output of `program` under torchrun on 127.0.0.1 (threads per CPU process, 0: default)."""
     params.non_negative_int("threads", threads)
     cmd = launch_command(nproc, program, device, endpoint=f"127.0.0.1:{free_port()}")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None

@@ -1,5 +1,4 @@
-"""Training for every precision (fp32, bf16 autocast, fp16 autocast + GradScaler): the AMP
-recipe's step, the Recorder that watches any loop, and `fit`, the CLI's loop."""
+"""Training in fp32, bf16 or fp16 + GradScaler: the AMP step, a Recorder for any loop, `fit`."""
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ from helpers.timing import make_clock
 
 
 def build_model(variant: str = "b0", num_classes: int = 10, seed: int = 0) -> nn.Module:
-    """A randomly initialised EfficientNet-<variant> (or 'tiny' / 'tiny-gn': models.TinyCNN
-    with batch / group norm) with a num_classes head."""
+    """A random EfficientNet-<variant> (or 'tiny'/'tiny-gn': TinyCNN, batch/group norm)."""
     params.positive_int("num_classes", num_classes)
     torch.manual_seed(seed)
     if variant in ("tiny", "tiny-gn"):
@@ -98,8 +96,8 @@ StepFn = Callable[..., torch.Tensor]
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                opt: torch.optim.Optimizer, *, scaler: torch.amp.GradScaler,
                dtype: torch.dtype | None, clip_norm: float | None) -> torch.Tensor:
-    """One step in the AMP recipe's order (notebook 03 shows it in a cell); dtype None = fp32.
-    A disabled scaler makes scale/unscale_/step/update plain calls, so no `if amp:` here."""
+    """One step in the AMP recipe's order (notebook 03's cell); dtype None = fp32."""
+    # a disabled scaler makes scale/unscale_/step/update plain calls, so no `if amp:` here
     with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
         loss = nn.functional.cross_entropy(model(x), y)  # forward and loss only
     opt.zero_grad(set_to_none=True)
@@ -113,8 +111,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 class Recorder:
-    """Watches a loop it does not own: times the steps after each epoch's first `skip_steps`
-    (sync-aware); losses, peak memory, saved MiB, accuracy and scale into a FitResult."""
+    """Watches a loop it does not own (steps after each epoch's first `skip_steps` timed)."""
 
     def __init__(self, device: torch.device, precision: str, *, skip_steps: int = 3,
                  progress: bool = True) -> None:
@@ -181,8 +178,7 @@ class Recorder:
 
 def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
               loader: DataLoader, out: FitResult, config: dict) -> dict:
-    """Everything exact resume needs: weights, optimizer, scaler, RNGs (notebook 05's
-    rng_state), data order, history."""
+    """Everything exact resume needs: weights, optimizer, scaler, RNGs, data order, history."""
     gen = loader.generator
     return {"model": model.state_dict(), "optimizer": opt.state_dict(),
             "scaler": scaler.state_dict(), "rng": cells.module("05").rng_state(),
@@ -206,23 +202,21 @@ def _restore(state: dict, model: nn.Module, opt: torch.optim.Optimizer,
 
 @dataclass(frozen=True)
 class FitConfig:
-    """fit's settings, checked when built: clip_norm a max L2 norm (None: off), skip_steps
-    untimed per epoch, the newest `keep` checkpoints kept (DDP: written by rank 0 alone)."""
+    """fit's settings, checked when built: clip_norm a max L2 norm (None: off), newest `keep`."""
 
     epochs: int = 1
     lr: float = 1e-3
     precision: str = "fp32"
     clip_norm: float | None = 1.0
     _: KW_ONLY
-    skip_steps: int = 3
+    skip_steps: int = 3  # untimed at the start of each epoch
     channels_last: bool = False
     checkpoint_dir: str | Path | None = None
     resume: bool = False
     keep: int = 3
-    write_checkpoints: bool = True
+    write_checkpoints: bool = True  # DDP: rank 0 alone writes
 
     def __post_init__(self) -> None:
-        """Refuse a bad value when the config is built, naming it and what is allowed."""
         params.positive_int("epochs", self.epochs)
         params.positive_float("lr", self.lr)
         params.one_of("precision", self.precision, PRECISIONS)
@@ -238,8 +232,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
         config: FitConfig = FitConfig(), *, device: str | torch.device = "cpu",
         optimizer: torch.optim.Optimizer | None = None, step_fn: StepFn = train_step,
         progress: bool = True) -> FitResult:
-    """Train as `config` says with `step_fn` (the AMP recipe), AdamW unless an optimizer is
-    given, exact resume from checkpoints; under DDP a DistributedSampler is re-seeded per epoch."""
+    """Train as `config` says with `step_fn` (AdamW unless given `optimizer`); exact resume."""
     c, dev = config, pick_device(device)
     fmt = torch.channels_last if c.channels_last else torch.contiguous_format
     dtype = resolve_precision(c.precision, dev)
