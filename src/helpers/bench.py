@@ -46,7 +46,7 @@ class BenchSpec:
         resolve_precision(self.precision, pick_device(self.device))
         if self.compile and (problem := compile_problem(pick_device(self.device))):
             raise ValueError(f"compile=True is not possible here: {problem}; "
-                             "run without compile (--compile)")
+                             "leave compile off (drop --compile)")
 
 
 @dataclass(frozen=True)
