@@ -18,9 +18,9 @@ from helpers.runtime.notebook import NotebookRun
 
 THROUGHPUT_BAND = (0.15, 0.35)  # "+25%": reproduced only from +15% to +35%
 MEMORY_BAND = (0.25, 1.0)  # "over 30% less GPU memory": reproduced from 25% up
-# NVIDIA DeepLearningExamples, EfficientNet for PyTorch (training performance results), 1x A100
-# 80GB, 21.03 NGC container: B0 trains at 1078 img/s in TF32 and 2489 img/s with AMP. The
-# baseline is TF32, not fp32.
+# NVIDIA DeepLearningExamples, EfficientNet for PyTorch, 1x A100 80GB, 21.03 NGC container: B0
+# trains at 1078 img/s in TF32 and 2489 img/s with AMP (the baseline is TF32, not fp32), from
+# https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Classification/ConvNets/efficientnet#training-performance-results
 NVIDIA_B0_AMP_OVER_TF32 = 2489 / 1078
 
 
