@@ -1,5 +1,4 @@
-"""Notebook 04: launch the learner's train_ddp.py with torchrun (1 vs N processes), read what
-it printed, diff it against the hardened helpers.ddp, plot the scaling, judge the claims."""
+"""Notebook 04's plumbing: train_ddp.py under torchrun on 1 vs N processes, read, diffed, judged."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ import torch
 
 from helpers import ddp, params, verdict
 from helpers.launcher import WorldPlan, check_endpoint, run_world
+from helpers.markdown import md_table
 from helpers.runtime.notebook import NotebookRun
 
 NEAR_LINEAR = (0.85, 1.05)  # "near-linear": scaling efficiency inside this band
@@ -27,12 +27,15 @@ RESULT = re.compile(r"rank (\d+) of (\d+): batch (\d+), ([0-9.]+) ms a step, los
                     r"weights checksum ([-+0-9.eE]+|nan|-?inf)")
 FIRST = re.compile(r"rank (\d+) epoch (\d+): first samples (\[[^\]]*\])")
 PRINTED = "rank R of W: batch B, T ms a step, loss L, weights checksum C"
+# What "12 h" implies: NVIDIA's B4 (DeepLearningExamples, EfficientNet for PyTorch) trains at
+# about 331 images/s on one A100 80GB with AMP; 12 h of that is ~11 epochs of ImageNet-1k.
+NVIDIA_B4_IMAGES_PER_SEC = 331
+B4_EPOCHS_IN_12H = NVIDIA_B4_IMAGES_PER_SEC * 12 * 3600 / 1_281_167  # ImageNet's train images
 
 
 @dataclass(frozen=True)
 class ScriptRun:
-    """One torchrun launch of train_ddp.py: rank 0's step time, batch and loss (the ranks
-    step in lockstep), every rank's weights checksum and first samples per epoch."""
+    """One launch of train_ddp.py: rank 0's step, batch, loss; every rank's checksum, samples."""
 
     world_size: int
     batch_size: int  # global: images per step over all processes
@@ -60,12 +63,10 @@ class ScriptRun:
     def table(self) -> str:
         """Markdown: per rank, the first samples of each epoch and the final checksum."""
         epochs = sorted({e for _, e in self.first_samples})
-        rows = ["| rank | " + " | ".join(f"epoch {e}: first samples" for e in epochs)
-                + " | weights checksum |", "|---" * (len(epochs) + 2) + "|"]
-        for r, digest in sorted(self.checksums.items()):
-            cells = [self.first_samples.get((r, e), "") for e in epochs]
-            rows.append(f"| {r} | " + " | ".join(cells) + f" | {digest} |")
-        return "\n".join(rows)
+        return md_table(["rank", *(f"epoch {e}: first samples" for e in epochs),
+                         "weights checksum"],
+                        ([r, *(self.first_samples.get((r, e), "") for e in epochs), digest]
+                         for r, digest in sorted(self.checksums.items())))
 
 
 def read_output(text: str, world: int) -> ScriptRun:
@@ -87,14 +88,13 @@ def read_log(log: Path, world: int = 2) -> ScriptRun:
 
 
 def torchrun_on_path() -> str:
-    """Put this kernel's Python's bin folder first on PATH, so a cell's `!torchrun` is this
-    torch's (a kernel started without its venv activated would otherwise miss it)."""
+    """This kernel's bin folder first on PATH, so `!torchrun` is this torch's; its path."""
+    # a kernel started without its venv activated would otherwise miss it
     bindir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if path.split(os.pathsep)[0] != bindir:
         os.environ["PATH"] = bindir + os.pathsep + path
-    found = shutil.which("torchrun")
-    if found is None:
+    if (found := shutil.which("torchrun")) is None:
         raise RuntimeError(f"no torchrun on PATH (looked first in {bindir}); reinstall torch "
                            f"into this environment: {sys.executable} -m pip install torch")
     return found
@@ -109,15 +109,12 @@ def model_name(model: str, quick: bool) -> str:
 
 
 def _functions(source: str) -> dict[str, str]:
-    """Top-level function name -> its source text."""
-    tree = ast.parse(source)
-    return {n.name: ast.get_source_segment(source, n) or "" for n in tree.body
+    return {n.name: ast.get_source_segment(source, n) or "" for n in ast.parse(source).body
             if isinstance(n, ast.FunctionDef)}
 
 
 def worker_diff(script: Path, names: tuple[str, ...] = ("ddp_setup", "_init_group")) -> str:
-    """Markdown: a unified diff per function, the learner's script -> the hardened helpers.ddp
-    (a function only the worker has shows as all added)."""
+    """Markdown: a unified diff per function, the learner's script -> the hardened helpers.ddp."""
     mine, theirs = _functions(Path(script).read_text()), _functions(inspect.getsource(ddp))
     blocks = []
     for name in names:
@@ -143,14 +140,13 @@ def script_flags(args: dict) -> list[str]:
 
 def scaling(script: str | Path, plan: WorldPlan, *, batch_size: int, model: str,
             image_size: int, **more: object) -> dict[int, ScriptRun]:
-    """World size -> what `script` printed under torchrun on 1 and plan.nproc processes, same
-    arguments (global batch, the plan's `--device`); on a CPU each process the same threads."""
+    """World size -> `script`'s run under torchrun on 1 and plan.nproc processes, same args."""
     if params.positive_int("batch_size", batch_size) % plan.nproc:
         raise ValueError(f"batch_size={batch_size} does not split evenly over {plan.nproc} "
                          f"processes; use a multiple of {plan.nproc}")
     args = {"batch_size": batch_size, "model": model, "image_size": image_size, **more,
             "device": plan.device}
-    program = [str(script), *script_flags(args)]
+    program = [str(script), *script_flags(args)]  # on a CPU, each process the same threads
     return {n: replace(read_output(run_world(n, program, device=plan.device,
                                              threads=cpu_threads(plan)), n), args=args)
             for n in sorted({1, plan.nproc})}
@@ -164,14 +160,14 @@ def _speedups(results: dict[int, ScriptRun]) -> dict[int, float]:
 
 def scaling_table(results: dict[int, ScriptRun]) -> str:
     """Markdown: batch, step time, images/s and scaling efficiency per world size."""
-    rows = ["| processes | images per step (per process) | step time ms (median) | images/s "
-            "| speedup | efficiency |", "|---|---|---|---|---|---|"]
-    for n, speed in _speedups(results).items():
-        r = results[n]
-        rows.append(f"| {n} | {r.batch_size} ({r.batch_size // n}) | {r.step_time_ms:.1f} | "
-                    f"{r.images_per_sec:.1f} | {speed:.2f}x | {speed / n:.0%} |")
-    return "\n".join(rows) + ("\n\nSpeedup: images/s over the 1-process run's; efficiency: the "
-                              "speedup / processes (100% is linear scaling).")
+    speeds = _speedups(results)
+    table = md_table(("processes", "images per step (per process)", "step time ms (median)",
+                      "images/s", "speedup", "efficiency"),
+                     ((n, f"{r.batch_size} ({r.batch_size // n})", f"{r.step_time_ms:.1f}",
+                       f"{r.images_per_sec:.1f}", f"{speeds[n]:.2f}x", f"{speeds[n] / n:.0%}")
+                      for n, r in results.items()))
+    return table + ("\n\nSpeedup: images/s over the 1-process run's; efficiency: the speedup / "
+                    "processes (100% is linear scaling).")
 
 
 def scaling_figure(results: dict[int, ScriptRun], where: str):
@@ -205,13 +201,6 @@ def multinode_commands(nnodes: int = 2, nproc: int = 8, endpoint: str = "node0.e
             f"--checkpoint-dir /shared/ckpt --resume" for r in range(nnodes)]
 
 
-# What "12 h" implies: NVIDIA's B4 (DeepLearningExamples, EfficientNet for PyTorch) trains at
-# about 331 images/s on one A100 80GB with AMP; 12 h of that is ~11 epochs of ImageNet-1k.
-NVIDIA_B4_IMAGES_PER_SEC = 331
-IMAGENET_TRAIN_IMAGES = 1_281_167
-B4_EPOCHS_IN_12H = NVIDIA_B4_IMAGES_PER_SEC * 12 * 3600 / IMAGENET_TRAIN_IMAGES
-
-
 def model_label(model: str) -> str:
     """'efficientnet_b4' -> 'B4'; any other torchvision name as it is."""
     m = re.fullmatch(r"efficientnet_(b\d)", model)
@@ -237,8 +226,7 @@ def _scaling_claim(run: NotebookRun, plan: WorldPlan, n: int, speed: float) -> N
 
 def _b4_claim(run: NotebookRun, plan: WorldPlan, results: dict[int, ScriptRun], dataset: str,
               speed: float) -> None:
-    """'B4 on 2x A100, 12 h -> 6.5 h': like for like only for B4 at 380 px on ImageNet, on
-    two A100s, for about the epochs 12 h of one A100 holds."""
+    """'B4 on 2x A100, 12 h -> 6.5 h': like for like only for B4, 380 px, ImageNet, 2 A100s."""
     n = max(results)
     scaled, epochs = results[n], round(B4_EPOCHS_IN_12H)
     article = (f"1.85x (band {B4_SPEEDUP[0]}x to {B4_SPEEDUP[1]}x); 12 h on one A100 is about "

@@ -1,5 +1,4 @@
-"""Notebook 05's plumbing: the in-process resume proof (driven by the notebook's own snapshot,
-save and resume functions), a real SIGKILL-and-resume, a damaged checkpoint, GPU pinning."""
+"""Notebook 05's plumbing: the resume proof over the cells' functions, SIGKILL, GPU pinning."""
 
 from __future__ import annotations
 
@@ -17,8 +16,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import cells, checkpoint, params, paths, train, verdict
+from helpers.launcher import stream
+from helpers.markdown import labelled_table, md_table
 from helpers.models import TinyCNN
-from helpers.runtime.notebook import NotebookRun, labelled_table
+from helpers.runtime.notebook import NotebookRun
 
 StateFn = Callable[..., dict]  # (model, opt, scaler, loader, epoch) -> the full-state dict
 SaveFn = Callable[[dict, Path], Path]  # (state, path) -> path, written atomically
@@ -62,8 +63,7 @@ def max_weight_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
 
 def resume_proof(workdir: Path, *, state_fn: StateFn, save_fn: SaveFn, resume_fn: ResumeFn,
                  epochs: int = 4, at: int = 2) -> dict[str, float]:
-    """Train straight; train `at` epochs, save, resume in fresh objects three ways and finish.
-    Max |weight difference| from the straight run for each way (0.0 is bit-identical)."""
+    """Max |weight difference| from a straight run of runs stopped at `at`, resumed three ways."""
     params.positive_int("epochs", epochs)
     if not isinstance(at, int) or not 1 <= at < epochs:
         raise ValueError(f"at={at!r} is not allowed; it must be in 1..{epochs - 1}")
@@ -93,11 +93,9 @@ def resume_proof(workdir: Path, *, state_fn: StateFn, save_fn: SaveFn, resume_fn
 
 def proof_table(proof: dict[str, float]) -> str:
     """Markdown: how far each resume's final weights are from the uninterrupted run's."""
-    rows = ["| resumed from | max abs weight difference vs never stopped | identical? |",
-            "|---|---|---|"]
-    rows += [f"| {way} | {d:.3g} | {'yes, bit for bit' if d == 0 else 'no'} |"
-             for way, d in proof.items()]
-    return "\n".join(rows)
+    return md_table(("resumed from", "max abs weight difference vs never stopped", "identical?"),
+                    ((way, f"{d:.3g}", "yes, bit for bit" if d == 0 else "no")
+                     for way, d in proof.items()))
 
 
 def train_command(data_dir: Path, ckpt_dir: Path, epochs: int, resume: bool = False) -> list[str]:
@@ -117,13 +115,11 @@ def _child_env() -> dict[str, str]:
 
 
 def run_to_end(cmd: list[str], timeout_s: float = 300) -> str:
-    """Run a command to completion; its output, or a RuntimeError with the tail of it."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                          env=_child_env())
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[2:5])} failed ({proc.returncode}): "
-                           f"{proc.stderr[-1500:]}")
-    return proc.stdout
+    """Run a command to completion; its output (stdout and stderr), or a RuntimeError."""
+    code, out = stream(cmd, timeout_s, show=False, env=_child_env())
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd[2:5])} failed ({code}): {out[-1500:]}")
+    return out
 
 
 def kill_after(cmd: list[str], ckpt_dir: Path, epoch: int, timeout_s: float = 300) -> float:
@@ -223,8 +219,7 @@ def save_cost(variant: str, workdir: Path) -> dict[str, float]:
 
 
 def visible_gpus(values: tuple[str | None, ...] | None = None) -> list[tuple[str, int]]:
-    """torch.cuda.device_count() in a child process for each CUDA_VISIBLE_DEVICES value
-    (labelled 'unset', 'empty' or the value); default: unset, empty, 0, and 1 on 2+ GPUs."""
+    """(label, GPUs torch sees in a child process) per CUDA_VISIBLE_DEVICES value; None: unset."""
     if values is None:
         values = (None, "", "0", *(("1",) if torch.cuda.device_count() >= 2 else ()))
     out = []
@@ -269,8 +264,8 @@ def record(run: NotebookRun, demo: dict, corrupt: tuple[str, str], proof: dict[s
 
 
 def _pinning_claim(run: NotebookRun, gpus: list[tuple[str, int]]) -> None:
-    """'One GPU per container': judged only in a container given GPUs by --gpus, with 2+ GPUs
-    on the host; CUDA_VISIBLE_DEVICES in a subprocess is a stand-in for it."""
+    """'One GPU per container': judged only in a container given --gpus, on a 2+ GPU host."""
+    # CUDA_VISIBLE_DEVICES in a subprocess stands in for the container's --gpus
     seen = dict(gpus)
     total = seen.get("unset", 0)
     claim, article = "One GPU per container (--gpus device=0)", "one job per GPU"
@@ -288,5 +283,4 @@ def _pinning_claim(run: NotebookRun, gpus: list[tuple[str, int]]) -> None:
 
 def paths_markdown() -> str:
     """The data/checkpoint/output folders in effect and where each came from."""
-    rows = ["| variable | folder | from |", "|---|---|---|"]
-    return "\n".join(rows + [f"| `{v}` | {p} | {s} |" for v, p, s in paths.table()])
+    return md_table(("variable", "folder", "from"), ((f"`{v}`", p, s) for v, p, s in paths.table()))

@@ -1,5 +1,4 @@
-"""Notebook 03's plumbing: sizes, data, the per-layer dtype table, running the notebook's own
-training loop once per precision under a Recorder, tables, plots and the article's claims."""
+"""Notebook 03's plumbing: sizes, dtype tables, the notebook's loop run per precision, claims."""
 
 from __future__ import annotations
 
@@ -13,16 +12,16 @@ import torch
 from torch import nn
 
 from helpers import datasets, env, memory, params, train, verdict
+from helpers.markdown import labelled_table, md_table
 from helpers.precision import autocast, resolve_precision
-from helpers.runtime.notebook import NotebookRun, labelled_table
+from helpers.runtime.notebook import NotebookRun
 
 THROUGHPUT_BAND = (0.15, 0.35)  # "+25%": reproduced only from +15% to +35%
 MEMORY_BAND = (0.25, 1.0)  # "over 30% less GPU memory": reproduced from 25% up
-# NVIDIA DeepLearningExamples, EfficientNet for PyTorch, 1x A100 80GB, 21.03 NGC container:
-# B0 training 1078 img/s in TF32 vs 2489 img/s with AMP (2.3x). The baseline is TF32, not fp32.
-NVIDIA_B0 = {"tf32_images_per_sec": 1078, "amp_images_per_sec": 2489, "gpu": "A100 80GB",
-             "source": "https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/"
-                       "Classification/ConvNets/efficientnet#training-performance-results"}
+# NVIDIA DeepLearningExamples, EfficientNet for PyTorch, 1x A100 80GB, 21.03 NGC container: B0
+# trains at 1078 img/s in TF32 and 2489 img/s with AMP (the baseline is TF32, not fp32), from
+# https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Classification/ConvNets/efficientnet#training-performance-results
+NVIDIA_B0_AMP_OVER_TF32 = 2489 / 1078
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,7 @@ Loop = Callable[[TrainSpec, torch.dtype | None, train.Recorder], object]
 
 
 def mixed_precision(device: torch.device, mixed: str = "auto") -> str:
-    """'auto' -> fp16 on a GPU, bf16 on a CPU; 'bf16' or 'fp16' as given (fp16 on a CPU runs,
-    slowly, so the scaler can be watched there too; bf16 on a GPU that lacks it is refused)."""
+    """'auto': fp16 on a GPU, bf16 on a CPU; else as given (fp16 runs on a CPU, slowly)."""
     if mixed == "auto":
         return "fp16" if device.type == "cuda" else "bf16"
     if params.one_of("mixed", mixed, ("bf16", "fp16")) == "bf16":
@@ -64,29 +62,23 @@ def mixed_precision(device: torch.device, mixed: str = "auto") -> str:
     return mixed
 
 
-def default_workers(workers: int | None) -> int:
-    """DataLoader workers: as given, else 1 on a machine of 2 cores or fewer, else 4."""
-    return workers if workers is not None else (1 if (os.cpu_count() or 1) <= 2 else 4)
-
-
 def plan(run: NotebookRun, *, data_dir: str = "", image_size: int | None = None,
          epochs: int | None = None, train_per_class: int | None = None,
          val_per_class: int = 10, batch_size: int = 32, lr: float = 2e-3,
          workers: int | None = None, seed: int = 0, channels_last: bool = True,
          small_epochs: int = 8) -> tuple[TrainSpec, TrainSpec]:
-    """(B0's run, the small CNN's run), sized once for this device; tiny in quick mode.
-
-    On a CPU, B0 is a timing run (64 px, 1 epoch, 24 images per class): from scratch it would
-    need far more epochs than a 2-core CPU can spend to leave chance. The small CNN trains 8
-    epochs on 32 px shapes beside it, so the loss curves of both precisions visibly fall.
-    On a GPU B0 itself learns: 128 px, 5 epochs, 100 images per class.
-    """
+    """(B0's run, the small CNN's run), sized for this device; tiny in quick mode."""
+    # On a CPU B0 only times (64 px, 1 epoch): from scratch it would need more epochs than a
+    # 2-core CPU can spend to leave chance, so the small CNN (32 px, 8 epochs) shows the loss
+    # falling in both precisions. On a GPU B0 itself learns (128 px, 5 epochs).
     gpu = run.device.type == "cuda"
+    if workers is None:  # 1 on a machine of 2 cores or fewer, else 4
+        workers = 1 if (os.cpu_count() or 1) <= 2 else 4
     size = run.scaled(image_size or (128 if gpu else 64), quick=32)
     per_class = run.scaled(train_per_class or (100 if gpu else 24), quick=7)
     val = run.scaled(params.positive_int("val_per_class", val_per_class), quick=3)
     common = {"batch_size": params.positive_int("batch_size", batch_size),
-              "lr": params.positive_float("lr", lr), "workers": default_workers(workers),
+              "lr": params.positive_float("lr", lr), "workers": workers,
               "seed": seed, "channels_last": params.flag("channels_last", channels_last)}
     if data_dir:
         datasets.check_imagefolder(data_dir)
@@ -100,12 +92,11 @@ def plan(run: NotebookRun, *, data_dir: str = "", image_size: int | None = None,
 
 
 def autocast_table(device: torch.device, dtype: torch.dtype, image_size: int = 64) -> str:
-    """Markdown: the dtype each kind of B0 layer outputs under autocast, the loss's, and the
-    dtype of the weights and of batch norm's running statistics."""
+    """Markdown: the dtype of each B0 layer kind's output under autocast, the loss, the weights."""
     model, seen = train.build_model("b0").to(device).train(), {}
 
     def hook(mod: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        seen.setdefault(type(mod).__name__, str(out.dtype).replace("torch.", ""))
+        seen.setdefault(type(mod).__name__, _dtypes([out]))
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, nn.Conv2d | nn.BatchNorm2d | nn.SiLU | nn.Linear |
@@ -116,22 +107,18 @@ def autocast_table(device: torch.device, dtype: torch.dtype, image_size: int = 6
     for h in handles:
         h.remove()
     bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    rows = ["| layer (output) | dtype under autocast |", "|---|---|"]
-    rows += [f"| {k} | {v} |" for k, v in sorted(seen.items())]
-    rows += [f"| cross_entropy (the loss) | {str(loss.dtype).replace('torch.', '')} |",
-             f"| weights (every parameter) | {_dtypes(model.parameters())} |",
-             f"| BatchNorm2d running mean/var | {_dtypes([bn.running_mean, bn.running_var])} |"]
-    return "\n".join(rows)
+    return md_table(("layer (output)", "dtype under autocast"), [
+        *sorted(seen.items()), ("cross_entropy (the loss)", _dtypes([loss])),
+        ("weights (every parameter)", _dtypes(model.parameters())),
+        ("BatchNorm2d running mean/var", _dtypes([bn.running_mean, bn.running_var]))])
 
 
 def _dtypes(tensors: Iterable[torch.Tensor]) -> str:
-    """The distinct dtypes of some tensors, comma-separated."""
     return ", ".join(sorted({str(t.dtype).replace("torch.", "") for t in tensors}))
 
 
 def gradient_underflow(data_root: Path, image_size: int, scale: float = 2.0**16) -> dict:
-    """Real B0 gradients from one fp32 step: the share that rounds to zero in fp16, scaled
-    (by GradScaler's starting scale) or not."""
+    """Real B0 gradients from one fp32 step: the share that is 0 in fp16, unscaled or x scale."""
     loader, _ = datasets.loaders(data_root, image_size, 8, torch.device("cpu"), workers=0)
     model = train.build_model("b0", len(loader.dataset.classes))
     x, y = next(iter(loader))
@@ -162,8 +149,7 @@ def underflow_table(underflow: dict) -> str:
 def compare(run: NotebookRun, loop: Loop, spec: TrainSpec,
             dtypes: dict[str, torch.dtype | None], *,
             progress: bool = True) -> dict[str, train.FitResult]:
-    """Run the notebook's loop once per precision ({"fp32": None, "bf16": torch.bfloat16}),
-    each under its own Recorder: the loop builds its data, model, optimizer and scaler."""
+    """The notebook's loop run once per precision ({"fp32": None, "bf16": ...}), each recorded."""
     if "fp32" not in dtypes:
         raise ValueError(f"dtypes={list(dtypes)}: include 'fp32' (None), the baseline")
     for name, dtype in dtypes.items():
@@ -182,25 +168,20 @@ def compare(run: NotebookRun, loop: Loop, spec: TrainSpec,
     return out
 
 
-def _scaler_words(r: train.FitResult) -> str:
-    """The run's GradScaler in words: off, or its scale at the end."""
-    return "no GradScaler" if r.scaler_final_scale is None else \
-        f"GradScaler, scale at the end {r.scaler_final_scale:g}"
-
-
 def compare_table(results: dict[str, train.FitResult]) -> str:
     """Markdown: images/s, memory, first and final loss and val accuracy per precision."""
-    rows = ["| precision (scaler) | images/s | saved activations MiB | peak memory MiB (kind) | "
-            "loss, first 5 steps -> last 5 | val accuracy |", "|---|---|---|---|---|---|"]
+    rows = []
     for p, r in results.items():
-        first, last = sum(r.losses[:5]) / len(r.losses[:5]), sum(r.losses[-5:]) / len(
-            r.losses[-5:])
+        first, last = (sum(v) / len(v) for v in (r.losses[:5], r.losses[-5:]))
+        scaler = "no GradScaler" if r.scaler_final_scale is None else \
+            f"GradScaler, scale at the end {r.scaler_final_scale:g}"
         act = "-" if r.saved_activations_mib is None else f"{r.saved_activations_mib:.0f}"
-        rows.append(f"| {p} ({_scaler_words(r)}) | {r.images_per_sec:.1f} | {act} | "
-                    f"{r.peak_memory_mib:.0f} "
-                    f"({memory.kind_words(r.memory_kind)}) | {first:.3f} -> {last:.3f} | "
-                    f"{r.val_accuracy[-1]:.1%} |")
-    return "\n".join(rows)
+        rows.append((f"{p} ({scaler})", f"{r.images_per_sec:.1f}", act,
+                     f"{r.peak_memory_mib:.0f} ({memory.kind_words(r.memory_kind)})",
+                     f"{first:.3f} -> {last:.3f}", f"{r.val_accuracy[-1]:.1%}"))
+    return md_table(("precision (scaler)", "images/s", "saved activations MiB",
+                     "peak memory MiB (kind)", "loss, first 5 steps -> last 5", "val accuracy"),
+                    rows)
 
 
 def plot_losses(runs: dict[str, dict[str, train.FitResult]]):
@@ -218,23 +199,15 @@ def plot_losses(runs: dict[str, dict[str, train.FitResult]]):
 
 
 def gains(results: dict[str, train.FitResult], on_gpu: bool) -> tuple[float, float, str]:
-    """(throughput gain, memory saving, what memory) of the mixed run over fp32, as fractions.
-
-    On a GPU memory is the CUDA allocator's peak (the article does not say how it measured GPU
-    memory); on a CPU it is the bytes autograd saves for backward (the process's RSS cannot
-    compare two runs in one process).
-    """
-    mixed = next(p for p in results if p != "fp32")
-    fp32_r, mixed_r = results["fp32"], results[mixed]
+    """(throughput gain, memory saving, what memory) of the mixed run over fp32, as fractions."""
+    # GPU: the CUDA allocator's peak (the article does not say how it measured); CPU: the bytes
+    # autograd saves for backward (the process's RSS cannot compare two runs in one process)
+    fp32_r, mixed_r = results["fp32"], next(r for p, r in results.items() if p != "fp32")
     speed = mixed_r.images_per_sec / fp32_r.images_per_sec - 1
     if on_gpu:
         return speed, 1 - mixed_r.peak_memory_mib / fp32_r.peak_memory_mib, "CUDA peak memory"
-    return speed, 1 - _activation_ratio(results, mixed), "saved activations"
-
-
-def _activation_ratio(results: dict[str, train.FitResult], mixed: str) -> float:
-    """Saved-for-backward bytes of the mixed run's first step over fp32's."""
-    return results[mixed].saved_activations_mib / results["fp32"].saved_activations_mib
+    return (speed, 1 - mixed_r.saved_activations_mib / fp32_r.saved_activations_mib,
+            "saved activations")
 
 
 def speed_why(speed: float, mixed: str, device: torch.device,
@@ -242,10 +215,9 @@ def speed_why(speed: float, mixed: str, device: torch.device,
     """What this device brings to the mixed run's gain: its bf16/fp16 units, from its flags."""
     if device.type == "cuda":
         tf32 = torch.backends.cudnn.allow_tf32
-        nvidia = NVIDIA_B0["amp_images_per_sec"] / NVIDIA_B0["tf32_images_per_sec"]
         return (f"{torch.cuda.get_device_name(device)}: {mixed} {speed:+.0%} over fp32 convs "
                 f"run {'in TF32 (cudnn.allow_tf32)' if tf32 else 'in full fp32'}; NVIDIA "
-                f"measured {nvidia:.1f}x over TF32 for B0 on an {NVIDIA_B0['gpu']}")
+                f"measured {NVIDIA_B0_AMP_OVER_TF32:.1f}x over TF32 for B0 on an A100 80GB")
     units = (f"avx512_{mixed}", f"amx_{mixed}")
     fast = [f for f in units if f in cpu_flags]
     if not fast:
@@ -285,15 +257,15 @@ def record(run: NotebookRun, results: dict[str, train.FitResult], underflow: dic
     mixed = next(p for p in results if p != "fp32")
     flags = env.collect().cpu_flags if cpu_flags is None and not on_gpu else cpu_flags or ()
     axes = amp_axes(run.device, mixed, spec)
-    low, high = THROUGHPUT_BAND
     j = verdict.judge(speed, THROUGHPUT_BAND, axes, fmt="{:+.0%}".format)
     run.judged(f"AMP training throughput, B0 ({mixed} vs fp32, {run.device.type})",
-               f"about +25% (band {low:+.0%} to {high:+.0%})", f"{speed:+.0%}",
+               "about +25% (band {:+.0%} to {:+.0%})".format(*THROUGHPUT_BAND), f"{speed:+.0%}",
                _context(j, speed_why(speed, mixed, run.device, flags)))
     quantity = verdict.axis("quantity", "GPU memory, how measured not stated", kind,
                             kind == "CUDA peak memory")
     j = verdict.judge(saving, MEMORY_BAND, [*axes, quantity], fmt="{:.0%}".format)
-    context = (f"activations shrank {1 - _activation_ratio(results, mixed):.0%}; "
+    act = results[mixed].saved_activations_mib / results["fp32"].saved_activations_mib
+    context = (f"activations shrank {1 - act:.0%}; "
                "weights, AdamW's moments and the allocator's cache stay fp32-sized")
     run.judged("AMP saves GPU memory", f"over 30% less (band {MEMORY_BAND[0]:.0%} or more)",
                f"{kind}: {saving:.0%} less", _context(j, context))
