@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.files import write_json_atomic
+from helpers.markdown import md_table
 from helpers.verdict import VERDICTS, Claim, Target, targets_markdown
 
 
@@ -48,24 +50,21 @@ def load_results(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _cell(value: Any) -> str:
-    """A value formatted for a Markdown table cell."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+def cell(value: Any) -> str:
+    """A value for a Markdown table cell: floats to 4 significant digits, pipes escaped."""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def all_claims_table(results: list[dict[str, Any]]) -> str:
     """One 'article vs this machine' table over all notebooks, with a verdict count."""
-    lines = ["| notebook | claim | article | measured here | verdict |", "|---|---|---|---|---|"]
-    counts = dict.fromkeys(VERDICTS, 0)
-    for r in results:
-        for c in map(Claim.from_dict, r.get("claims", [])):
-            counts[c.verdict] += 1
-            row = (r["notebook"][:2], c.claim, c.article, c.measured, c.text())
-            lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
-    return "\n".join(lines) + f"\n\nVerdicts: {summary}.\n"
+    claims = [(r["notebook"][:2], Claim.from_dict(c)) for r in results for c in r.get("claims", [])]
+    counts = Counter(c.verdict for _, c in claims)
+    table = md_table(("notebook", "claim", "article", "measured here", "verdict"),
+                     ([cell(v) for v in (nn, c.claim, c.article, c.measured, c.text())]
+                      for nn, c in claims))
+    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICTS)
+    return f"{table}\n\nVerdicts: {summary}.\n"
 
 
 def notebook_section(r: dict[str, Any], figure_src: Callable[[str], str] = str) -> str:
@@ -74,9 +73,7 @@ def notebook_section(r: dict[str, Any], figure_src: Callable[[str], str] = str) 
     lines = [f"## {r['notebook'][:2]} · {r.get('title', r['notebook'])}", "",
              f"Parameters: {params or 'defaults'}", ""]
     if metrics := r.get("metrics", {}):
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_cell(v)} |" for k, v in metrics.items()]
-        lines.append("")
+        lines += [md_table(("metric", "value"), ((k, cell(v)) for k, v in metrics.items())), ""]
     lines += [f"![{f}]({figure_src(f)})" for f in r.get("figures", [])]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -107,13 +104,6 @@ def run_times(run_dir: Path) -> dict[str, float]:
     return times
 
 
-def times_table(times: dict[str, float]) -> str:
-    """How long each notebook took on this machine, and in all, as Markdown."""
-    rows = [*times.items(), ("all", sum(times.values()))]
-    lines = [f"| {name} | {s:.0f} | {s / 60:.1f} |" for name, s in rows]
-    return "\n".join(["| notebook | seconds | minutes |", "|---|---|---|", *lines]) + "\n"
-
-
 def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Failure] = (),
            not_run: Sequence[str] = (), *, figure_src: Callable[[str], str] = str,
            times: dict[str, float] | None = None) -> str:
@@ -132,7 +122,10 @@ def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Fai
                   targets_markdown([t for _, t in targets], [nb for nb, _ in targets]) + "\n"]
     parts += [notebook_section(r, figure_src) for r in results]
     if times:
-        parts += ["## How long each notebook took here", "", times_table(times)]
+        rows = [*times.items(), ("all", sum(times.values()))]
+        parts += ["## How long each notebook took here", "",
+                  md_table(("notebook", "seconds", "minutes"),
+                           ((n, f"{s:.0f}", f"{s / 60:.1f}") for n, s in rows)) + "\n"]
     return "\n".join(parts)
 
 
