@@ -94,7 +94,9 @@ def test_html_report_embeds_figures_and_lists_packages(tmp_path: Path) -> None:
 
 
 def test_a_missing_figure_stays_a_link(tmp_path: Path) -> None:
-    assert html_report.embed(tmp_path, "gone.png") == "gone.png"
+    (tmp_path / "00_a.json").write_text(json.dumps(sample("00_a", "reproduced")))
+    page = html_report.write_html_report(tmp_path, "| env |").read_text()
+    assert 'src="f.png"' in page  # sample's figure f.png was never written
 
 
 def test_notebooks_export_to_html(tmp_path: Path) -> None:
