@@ -25,15 +25,11 @@ class Assignment:
         return f"-p {target} {self.value!r}"
 
 
-def parse_value(text: str) -> Any:
-    """A `-p` value as papermill's CLI reads it: True/False/None, int, float, else the string."""
-    from papermill.cli import _resolve_type  # papermill's own `-p` parsing, not a copy
-
-    return _resolve_type(text)
-
-
 def parse(pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> tuple[Assignment, ...]:
     """Command-line pairs (TARGET, VALUE) into assignments; TARGET is NAME or NN:NAME."""
+    # papermill's own `-p` parsing (True/False/None, int, float, else the string), not a copy
+    from papermill.cli import _resolve_type
+
     out = []
     for target, text in pairs:
         notebook, _, name = target.rpartition(":")
@@ -43,7 +39,7 @@ def parse(pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> tuple[A
         if name in RUNNER_SET:
             raise ValueError(f"-p {name} is not allowed; the runner sets {name!r} for every "
                              f"notebook: use {RUNNER_SET[name]} instead")
-        out.append(Assignment(name, parse_value(text), notebook or None))
+        out.append(Assignment(name, _resolve_type(text), notebook or None))
     return tuple(out)
 
 

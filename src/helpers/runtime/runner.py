@@ -25,8 +25,7 @@ DEFAULT_TIMEOUT_S = 1800.0
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run and how: device/quick/results_dir go to every notebook, `parameters` to
-    those that declare them; timeout_s is per cell."""
+    """What to run and how; `parameters` go to the notebooks declaring them; timeout_s per cell."""
 
     notebooks_dir: Path = Path("notebooks")
     output_root: Path = Path("outputs")
@@ -140,10 +139,8 @@ def run_all(spec: RunSpec) -> RunOutcome:
     values = nbparams.resolve(notebooks, spec.parameters)  # a bad -p fails here too
     if spec.verbose:  # papermill's log (each cell's start and its output) to stderr
         log = logging.getLogger("papermill")
-        if not log.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            log.addHandler(handler)
+        if not log.handlers:  # a handler's default format is the bare message
+            log.addHandler(logging.StreamHandler(sys.stderr))
         log.setLevel(logging.INFO)
     run_dir = new_run_dir(spec.output_root)
     point_latest(run_dir)
