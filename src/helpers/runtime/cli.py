@@ -125,8 +125,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def ladder_both_mallocs(args: argparse.Namespace) -> int:
-    """The ladder per malloc mode, each in a fresh process (the mode is fixed at start-up),
-    speedups over rung 0 side by side; a child that dies is reported with its signal."""
+    """The ladder per malloc mode, each in its own process, speedups side by side."""
     import subprocess
     import time
 
@@ -137,7 +136,7 @@ def ladder_both_mallocs(args: argparse.Namespace) -> int:
                          "ladder.json under --out")
     out = Path(args.out) if args.out else (paths.output_dir() / "benchmarks"
                                            / f"ladder-both-{time.strftime('%Y%m%d-%H%M%S')}")
-    runs = {}
+    runs = {}  # a fresh process per mode: the mode is fixed at start-up
     for mode in allocator.MALLOC_MODES:  # the last --malloc and --out given are the ones used
         print(f"\n== ladder with malloc mode {mode!r}, in its own process", flush=True)
         child = subprocess.run([sys.executable, "-m", "helpers", *args.argv, "--malloc", mode,
