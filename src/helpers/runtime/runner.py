@@ -90,23 +90,18 @@ def point_latest(run_dir: Path) -> Path:
     return latest
 
 
-def last_started_cell(out_nb: Path) -> int | None:
-    """1-based position of the last cell papermill started in an executed copy, if any."""
-    try:
-        cells = json.loads(Path(out_nb).read_text())["cells"]
-    except (OSError, ValueError, KeyError):
-        return None
-    started = [i + 1 for i, c in enumerate(cells)
-               if c.get("metadata", {}).get("papermill", {}).get("start_time")]
-    return started[-1] if started else None
-
-
 def failure_from(err: Exception, nb: Path, out_nb: Path, timeout_s: float) -> Failure:
     """The Failure for an exception out of papermill: its cell, its error's last line."""
     from nbclient.exceptions import CellTimeoutError
 
     index = getattr(err, "cell_index", None)  # papermill's error knows its cell; others do not
-    cell = index + 1 if index is not None else last_started_cell(out_nb)
+    if index is None:  # then the last cell papermill started in the executed copy, if any
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            cells = json.loads(out_nb.read_text())["cells"]
+            index = max((i for i, c in enumerate(cells)
+                         if c.get("metadata", {}).get("papermill", {}).get("start_time")),
+                        default=None)
+    cell = None if index is None else index + 1
     if isinstance(err, CellTimeoutError):
         return Failure(nb.name, cell, f"ran past {timeout_s:g} s", out_nb, timeout_s)
     ename, evalue = getattr(err, "ename", type(err).__name__), getattr(err, "evalue", str(err))
