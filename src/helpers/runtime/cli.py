@@ -154,16 +154,18 @@ def cmd_weights(args: argparse.Namespace) -> int:
         for v in weights.VARIANTS:
             path = weights.cached_path(v)
             print(f"{v}: {'cached' if path.exists() else 'missing'}  {path}")
-        return 0
-    if args.action == "import":
+    elif args.action == "import":
+        if len(args.variant) != 1 or not args.file:
+            raise ValueError(f"variant={args.variant!r} with file={args.file!r} is not allowed; "
+                             "import takes one variant and --file, e.g. import b0 --file b0.pth")
         print(f"imported: {weights.import_file(args.variant[0], Path(args.file))}")
-        return 0
-    for v in args.variant or ["b0"]:
-        try:
-            print(f"{v}: {weights.fetch(v)}")
-        except RuntimeError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+    else:
+        for v in args.variant or ["b0"]:
+            try:
+                print(f"{v}: {weights.fetch(v)}")
+            except RuntimeError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
     return 0
 
 
