@@ -21,13 +21,12 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the notebooks with papermill and write report.md and report.html."""
     from helpers.runtime import nbparams
-    from helpers.runtime.runner import RunSpec, run_all
+    from helpers.runtime.runner import DEFAULT_TIMEOUT_S, RunSpec, run_all
 
-    timeout = {} if args.timeout is None else {"timeout_s": args.timeout}
     spec = RunSpec(Path(args.notebooks_dir), Path(args.output_dir), args.device, args.quick,
                    tuple(args.only or ()), args.kernel, keep_going=args.keep_going,
                    parameters=nbparams.parse(args.parameters or []), verbose=args.verbose,
-                   **timeout)
+                   timeout_s=DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout)
     outcome = run_all(spec)
     print(f"report: {outcome.report}\nhtml:   {outcome.html}")
     for failure in outcome.failures:
