@@ -159,8 +159,7 @@ def run_all(spec: RunSpec) -> RunOutcome:
 def write_reports(run_dir: Path, failures: tuple[Failure, ...],
                   not_run: tuple[str, ...]) -> RunOutcome:
     """environment.json, notebooks as HTML, report.md and report.html in run_dir."""
-    from helpers.runtime.html_report import export_notebooks, write_html_report
-    from helpers.runtime.report import write_report
+    from helpers.runtime.report import export_notebooks, write_html_report, write_report
 
     info = env.collect()
     (run_dir / "environment.json").write_text(json.dumps(info.to_dict(), indent=2) + "\n")
