@@ -143,12 +143,6 @@ def write_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = ()
     return path
 
 
-def packages() -> list[str]:
-    """The installed distributions as `name==version`, sorted: the set `pip freeze` lists."""
-    found = {(d.metadata["Name"] or "?", d.version) for d in metadata.distributions()}
-    return sorted((f"{n}=={v}" for n, v in found), key=str.lower)
-
-
 def export_notebooks(run_dir: Path) -> list[Path]:
     """Every executed NN_*.ipynb in run_dir exported to NN_*.html beside it (outputs inline)."""
     from nbconvert import HTMLExporter
@@ -175,12 +169,14 @@ def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure]
     from nbconvert import HTMLExporter
 
     run_dir = Path(run_dir)
-    listing = "\n".join(names := packages())
+    found = {(d.metadata["Name"] or "?", d.version) for d in metadata.distributions()}
+    names = sorted((f"{n}=={v}" for n, v in found), key=str.lower)  # the set pip freeze lists
+    listing = "\n".join(names)
     (run_dir / "packages.txt").write_text(listing + "\n")
     text = render(load_results(run_dir), f"{env_table}\n{PACKAGES_SLOT}\n", failures, not_run,
                   times=run_times(run_dir))
     links = "\n".join(f"- [{p.stem}]({p.name})" for p in sorted(run_dir.glob("[0-9][0-9]_*.html")))
-    text += "\n## Executed notebooks\n\n" + links + "\n" if links else ""
+    text += f"\n## Executed notebooks\n\n{links}\n" if links else ""
     # nbconvert passes raw HTML through: escape the text (an error's `<class 'int'>` must show),
     # then put the exact package set in a collapsible <details>
     details = (f"<details><summary>Installed packages ({len(names)}, as pip freeze lists them; "
