@@ -65,3 +65,11 @@ def test_strip_check_passes_on_committed_notebooks(capsys: pytest.CaptureFixture
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert cli.main(["strip", "--check"]) == 0
+
+
+@pytest.mark.parametrize("argv", [["weights", "import"], ["weights", "import", "b0"],
+                                  ["weights", "import", "b0", "b1", "--file", "x.pth"]])
+def test_weights_import_needs_one_variant_and_a_file(argv: list[str],
+                                                     capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(argv) == 2
+    assert "import takes one variant and --file" in capsys.readouterr().err

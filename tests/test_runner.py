@@ -124,7 +124,7 @@ def test_keep_going_runs_the_rest_and_names_the_failure(tmp_path: Path,
     assert "## 00 · T 00_first" in rest and "## 02 · T 02_last" in rest
     assert (run_dir / "01_bad.ipynb").exists() and (run_dir / "01_bad.html").exists()
     page = (run_dir / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "01_bad" in page
+    assert page.count('src="data:image/png;base64,') == 2 and "01_bad" in page
     assert "<details><summary>Installed packages" in page and "torch==" in page
 
 
@@ -232,4 +232,4 @@ def test_make_run_end_to_end(tmp_path: Path, notebooks_copy: Path,
     assert "## 00 · Environment check" in report and "## Failed" not in report
     assert "| 00_environment |" in report, "papermill's time for the notebook not reported"
     page = (latest / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == len(data["figures"])
+    assert page.count('src="data:image/png;base64,') == len(data["figures"])

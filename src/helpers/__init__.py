@@ -1,17 +1,10 @@
 """Helpers behind the notebooks: the harness that measures what each notebook teaches.
 
-The rule: **the technique is code in the cell; the harness is one call.** A notebook shows the
-PyTorch it teaches in cells tagged `lesson` and passes its own objects into a helper that
-measures them (02's model, 03's training loop, 04's script, 06's rungs); what the CLI needs
-from a notebook it reads from the cells tagged `export` (`helpers.cells`). Layers:
-
-- the core (this package's top-level modules: env, cpuinfo, verdict, precision, timing, memory,
-  models, weights, images, datasets, train, checkpoint, bench, ladder, ladder_result,
-  ladder_bench, roofline, quant, allocator, files, markdown, params, paths, cells, ddp,
-  launcher) is reusable and never imports the two below;
-- `helpers.runtime`: a notebook's run and claims, the papermill runner, the report, the
-  stripping tool and the CLI (`python -m helpers`);
-- `helpers.lessons`: one module per notebook, holding only that notebook's plumbing.
+The technique is code in the cell (tagged `lesson`); the harness is one call that measures the
+notebook's own objects, and what the CLI needs from a notebook it reads from the cells tagged
+`export` (`helpers.cells`). Layers: the core (the top-level modules) never imports
+`helpers.runtime` (a notebook's run, the papermill runner, the report, strip, the CLI) nor
+`helpers.lessons` (one module per notebook, holding only that notebook's plumbing).
 """
 
 from __future__ import annotations

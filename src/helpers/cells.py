@@ -1,10 +1,7 @@
 """Code the package runs straight from a notebook: the cells tagged `export` are its one copy.
 
-d2l marks the code its book's library needs with `#@save` and copies it out; here the package
-reads it at run time instead, so nothing is copied and nothing drifts. A cell tagged `export`
-only defines things (functions, a dict of them) and imports what it uses; `module("06")`
-executes notebook 06's export cells, in order, into a fresh module and keeps it. The ladder's
-own rungs, for instance, are the build functions notebook 06's cells define.
+Like d2l's `#@save`, but read at run time, so nothing is copied and nothing drifts: an export
+cell only defines things and imports what it uses (06's cells define the ladder's rungs).
 """
 
 from __future__ import annotations

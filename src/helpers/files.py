@@ -14,8 +14,7 @@ from typing import IO, Any
 @contextmanager
 def atomic_file(path: Path, mode: str = "w", *,
                 check: Callable[[Path], None] | None = None) -> Iterator[IO]:
-    """A file that appears at `path` whole or not at all: written beside it, fsynced, checked by
-    `check(temp_path)` if given, renamed over `path`; on any error `path` keeps what it held."""
+    """A file that appears at `path` whole or not at all (on an error `path` keeps what it held)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -23,7 +22,7 @@ def atomic_file(path: Path, mode: str = "w", *,
             yield f
             f.flush()
             os.fsync(f.fileno())  # a killed process is covered by the rename; this, an OS crash
-        if check is not None:
+        if check is not None:  # e.g. a hash, before it replaces a good file
             check(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
         os.replace(tmp, path)
@@ -35,6 +34,6 @@ def atomic_file(path: Path, mode: str = "w", *,
 def write_json_atomic(path: Path, data: Any) -> Path:
     """Write `data` as indented JSON to `path` through atomic_file: never half-written."""
     with atomic_file(path) as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
+        json.dump(data, f, indent=2, default=str)
         f.write("\n")
     return path

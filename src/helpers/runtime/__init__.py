@@ -1,4 +1,1 @@
-"""The notebook runtime and tooling: a notebook's run and claims, the runner, the report
-(Markdown and HTML), run comparison, stripping, the CLI. Sits on the core and the lessons;
-nothing in the core imports it.
-"""
+"""The runtime on top of the core: a notebook's run, runner, report, compare, strip, CLI."""

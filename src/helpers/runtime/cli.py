@@ -21,13 +21,12 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the notebooks with papermill and write report.md and report.html."""
     from helpers.runtime import nbparams
-    from helpers.runtime.runner import RunSpec, run_all
+    from helpers.runtime.runner import DEFAULT_TIMEOUT_S, RunSpec, run_all
 
-    timeout = {} if args.timeout is None else {"timeout_s": args.timeout}
     spec = RunSpec(Path(args.notebooks_dir), Path(args.output_dir), args.device, args.quick,
                    tuple(args.only or ()), args.kernel, keep_going=args.keep_going,
                    parameters=nbparams.parse(args.parameters or []), verbose=args.verbose,
-                   **timeout)
+                   timeout_s=DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout)
     outcome = run_all(spec)
     print(f"report: {outcome.report}\nhtml:   {outcome.html}")
     for failure in outcome.failures:
@@ -125,8 +124,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def ladder_both_mallocs(args: argparse.Namespace) -> int:
-    """The ladder per malloc mode, each in a fresh process (the mode is fixed at start-up),
-    speedups over rung 0 side by side; a child that dies is reported with its signal."""
+    """The ladder per malloc mode, each in its own process, speedups side by side."""
     import subprocess
     import time
 
@@ -137,7 +135,7 @@ def ladder_both_mallocs(args: argparse.Namespace) -> int:
                          "ladder.json under --out")
     out = Path(args.out) if args.out else (paths.output_dir() / "benchmarks"
                                            / f"ladder-both-{time.strftime('%Y%m%d-%H%M%S')}")
-    runs = {}
+    runs = {}  # a fresh process per mode: the mode is fixed at start-up
     for mode in allocator.MALLOC_MODES:  # the last --malloc and --out given are the ones used
         print(f"\n== ladder with malloc mode {mode!r}, in its own process", flush=True)
         child = subprocess.run([sys.executable, "-m", "helpers", *args.argv, "--malloc", mode,
@@ -155,16 +153,18 @@ def cmd_weights(args: argparse.Namespace) -> int:
         for v in weights.VARIANTS:
             path = weights.cached_path(v)
             print(f"{v}: {'cached' if path.exists() else 'missing'}  {path}")
-        return 0
-    if args.action == "import":
+    elif args.action == "import":
+        if len(args.variant) != 1 or not args.file:
+            raise ValueError(f"variant={args.variant!r} with file={args.file!r} is not allowed; "
+                             "import takes one variant and --file, e.g. import b0 --file b0.pth")
         print(f"imported: {weights.import_file(args.variant[0], Path(args.file))}")
-        return 0
-    for v in args.variant or ["b0"]:
-        try:
-            print(f"{v}: {weights.fetch(v)}")
-        except RuntimeError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+    else:
+        for v in args.variant or ["b0"]:
+            try:
+                print(f"{v}: {weights.fetch(v)}")
+            except RuntimeError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
     return 0
 
 

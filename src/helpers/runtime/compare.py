@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers.markdown import md_table
+from helpers.runtime.report import cell
 from helpers.verdict import Claim
 
 LADDER_NOTEBOOK = "06"  # a benchmark's ladder.json lines up with notebook 06's metrics
@@ -32,8 +34,7 @@ def environment_line(environment: dict[str, Any]) -> str:
 
 
 def ladder_metrics(doc: dict[str, Any]) -> dict[str, Any]:
-    """A ladder.json as notebook 06 names its metrics: rung<N>_<key>_<m> for the first ladder,
-    batch<B>_<key>_<m> for every ladder (lessons.speed_ladder.record uses the same names)."""
+    """A ladder.json's metrics under notebook 06's names (as lessons.speed_ladder.record)."""
     out: dict[str, Any] = {}
     for i, ladder in enumerate(doc.get("ladders", [])):
         for r in ladder.get("rungs", []):
@@ -78,14 +79,6 @@ def load(path: Path) -> RunData:
     return RunData(path, environment_line(full[0]), metrics, claims)
 
 
-def _show(value: Any) -> str:
-    """A value for a Markdown cell: 4 significant digits, '-' when absent, pipes escaped."""
-    if value is None:
-        return "-"
-    text = f"{value:.4g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def ratio(a: Any, b: Any) -> str:
     """B / A for two numbers ('-' when either is missing, not a number, or A is 0)."""
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b)) or a == 0:
@@ -95,12 +88,14 @@ def ratio(a: Any, b: Any) -> str:
 
 def table(a: RunData, b: RunData) -> str:
     """Every metric and claim of either run as Markdown, A beside B, by notebook, metrics first."""
-    rows = [(k[0], 0, _show(k[1]), a.metrics.get(k), b.metrics.get(k))
+    def show(v: Any) -> str:
+        return "-" if v is None else cell(v)
+
+    rows = [(k[0], 0, cell(k[1]), a.metrics.get(k), b.metrics.get(k))
             for k in a.metrics.keys() | b.metrics.keys()]
-    rows += [(k[0], 1, f"claim: {_show(k[1])}", a.claims.get(k), b.claims.get(k))
+    rows += [(k[0], 1, f"claim: {cell(k[1])}", a.claims.get(k), b.claims.get(k))
              for k in a.claims.keys() | b.claims.keys()]
-    lines = [f"- **A**: `{a.path}` ({a.machine})", f"- **B**: `{b.path}` ({b.machine})", "",
-             "| notebook | metric or claim | A | B | B / A |", "|---|---|---|---|---|"]
-    lines += [f"| {nn} | {name} | {_show(va)} | {_show(vb)} | {ratio(va, vb)} |"
-              for nn, _, name, va, vb in sorted(rows, key=lambda r: r[:3])]
-    return "\n".join(lines) + "\n"
+    table = md_table(("notebook", "metric or claim", "A", "B", "B / A"),
+                     ((nn, name, show(va), show(vb), ratio(va, vb))
+                      for nn, _, name, va, vb in sorted(rows, key=lambda r: r[:3])))
+    return f"- **A**: `{a.path}` ({a.machine})\n- **B**: `{b.path}` ({b.machine})\n\n{table}\n"

@@ -25,15 +25,11 @@ class Assignment:
         return f"-p {target} {self.value!r}"
 
 
-def parse_value(text: str) -> Any:
-    """A `-p` value as papermill's CLI reads it: True/False/None, int, float, else the string."""
-    from papermill.cli import _resolve_type  # papermill's own `-p` parsing, not a copy
-
-    return _resolve_type(text)
-
-
 def parse(pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> tuple[Assignment, ...]:
     """Command-line pairs (TARGET, VALUE) into assignments; TARGET is NAME or NN:NAME."""
+    # papermill's own `-p` parsing (True/False/None, int, float, else the string), not a copy
+    from papermill.cli import _resolve_type
+
     out = []
     for target, text in pairs:
         notebook, _, name = target.rpartition(":")
@@ -43,7 +39,7 @@ def parse(pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> tuple[A
         if name in RUNNER_SET:
             raise ValueError(f"-p {name} is not allowed; the runner sets {name!r} for every "
                              f"notebook: use {RUNNER_SET[name]} instead")
-        out.append(Assignment(name, parse_value(text), notebook or None))
+        out.append(Assignment(name, _resolve_type(text), notebook or None))
     return tuple(out)
 
 
@@ -61,19 +57,17 @@ def resolve(notebooks: list[Path], assignments: tuple[Assignment, ...]) -> dict[
                              f"({', '.join(nb[:2] for nb in names)})")
         hits = [nb for nb in targets if a.name in names[nb]]
         if not hits:
+            declared = "; ".join(f"{Path(nb).stem}: {_own(names[nb])}" for nb in targets)
             raise ValueError(f"{a.spelled}: parameter {a.name!r} is declared by no selected "
                              f"notebook{'' if a.notebook is None else ' of those targeted'}; "
-                             f"they declare: {_listing(names, targets)}")
+                             f"they declare: {declared}")
         for nb in hits:
             chosen[nb][a.name] = a.value
     return chosen
 
 
-def _listing(names: dict[str, tuple[str, ...]], targets: list[str]) -> str:
-    """'01_x: hidden, p; 02_y: batch_size' for the targeted notebooks, runner-set names out."""
-    def own(nb: str) -> str:
-        if not names[nb]:
-            return "(no cell tagged 'parameters')"
-        return ", ".join(n for n in names[nb] if n not in RUNNER_SET) or "(only the runner's)"
-
-    return "; ".join(f"{nb.removesuffix('.ipynb')}: {own(nb)}" for nb in targets)
+def _own(declared: tuple[str, ...]) -> str:
+    """A notebook's parameter names for an error message, the runner-set ones left out."""
+    if not declared:
+        return "(no cell tagged 'parameters')"
+    return ", ".join(n for n in declared if n not in RUNNER_SET) or "(only the runner's)"

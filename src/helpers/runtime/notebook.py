@@ -21,14 +21,13 @@ __all__ = ["VERDICTS", "NotebookRun", "band_verdict", "kv_table", "labelled_tabl
 
 def show_on_change(shown: Any, line_for: Callable[[Any], str], *, what: str,
                    doing: str = "measuring") -> Callable[[dict], None]:
-    """A widget's `observe` callback: the new value's line replaces the last in Output `shown`
-    (an error's too: a callback's exception would only reach Lab's log)."""
+    """A widget's `observe` callback showing the new value's line (or error) in Output `shown`."""
     def on_change(change: dict) -> None:
         shown.outputs = ()
         shown.append_stdout(f"{doing} {what} {change['new']}...\n")
         try:
             line = line_for(change["new"])
-        except Exception as err:
+        except Exception as err:  # raised, it would only reach Lab's log
             line = f"{what} {change['new']}: {doing} failed: {type(err).__name__}: {err}\n"
         shown.outputs = ()
         shown.append_stdout(line)
@@ -37,8 +36,7 @@ def show_on_change(shown: Any, line_for: Callable[[Any], str], *, what: str,
 
 
 def show_widget(widget: Any, text: str) -> None:
-    """Display an ipywidgets `widget`; where none can render (papermill, nbconvert, the
-    report) its output reads `text` instead of the widget's repr."""
+    """Display an ipywidgets `widget`; where none renders (papermill, nbconvert) show `text`."""
     from IPython.display import display
 
     display({**widget._repr_mimebundle_(), "text/plain": text}, raw=True)
@@ -62,8 +60,7 @@ class NotebookRun:
     def claim(self, claim: str, article: str, measured: str, verdict: str, *,
               why: str | None = None, axes: tuple[str, ...] | None = None,
               holds: bool | None = None) -> None:
-        """Record one article-vs-this-machine row; verdict is one of VERDICTS, `reproduced` and
-        `differs` name the axes they were checked on, a `fact check` says whether it holds."""
+        """Record an article-vs-this-machine row; verdict in VERDICTS (`holds`: a fact check's)."""
         self.claims.append(Claim(claim, article, measured, verdict, why=why,
                                  axes=tuple(axes) if axes else None, holds=holds))
 
@@ -119,17 +116,13 @@ class NotebookRun:
         return write_json_atomic(self.results_dir / f"{self.name}.json", self.to_dict())
 
 
-def short_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
-    """A warning as one line, `Category: message`, without the raising frame's path and line."""
-    return f"{category.__name__}: {message}\n"
-
-
 def start(name: str, title: str, *, device: str = "auto", quick: bool = False,
           results_dir: str | os.PathLike = "../outputs/latest", **knobs: Any) -> NotebookRun:
     """Validate a notebook's parameters, make results_dir, print the environment line once."""
     dev = env.pick_device(device)
     params.flag("quick", quick)
-    warnings.formatwarning = short_warning  # warnings read as one line in this kernel
+    # warnings read as one line in this kernel: `Category: message`, no path and line
+    warnings.formatwarning = lambda message, category, *_, **__: f"{category.__name__}: {message}\n"
     out = Path(results_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     run = NotebookRun(name, title, dev, quick, out.resolve(), params.check_knobs(knobs))

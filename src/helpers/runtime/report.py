@@ -1,16 +1,24 @@
-"""The run report: every notebook's results file rendered as one Markdown page."""
+"""The run report: every notebook's results file as one Markdown page, and as one HTML page
+to send a colleague (nbconvert: figures inside, packages listed) beside the notebooks' HTML."""
 
 from __future__ import annotations
 
+import html
 import json
-from collections.abc import Callable, Sequence
+import sys
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from helpers.files import write_json_atomic
+from helpers.markdown import md_table
 from helpers.verdict import VERDICTS, Claim, Target, targets_markdown
+
+PACKAGES_SLOT = "@@packages@@"  # a paragraph in the Markdown, swapped for the <details> block
 
 
 @dataclass(frozen=True)
@@ -48,36 +56,31 @@ def load_results(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _cell(value: Any) -> str:
-    """A value formatted for a Markdown table cell."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+def cell(value: Any) -> str:
+    """A value for a Markdown table cell: floats to 4 significant digits, pipes escaped."""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def all_claims_table(results: list[dict[str, Any]]) -> str:
     """One 'article vs this machine' table over all notebooks, with a verdict count."""
-    lines = ["| notebook | claim | article | measured here | verdict |", "|---|---|---|---|---|"]
-    counts = dict.fromkeys(VERDICTS, 0)
-    for r in results:
-        for c in map(Claim.from_dict, r.get("claims", [])):
-            counts[c.verdict] += 1
-            row = (r["notebook"][:2], c.claim, c.article, c.measured, c.text())
-            lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
-    return "\n".join(lines) + f"\n\nVerdicts: {summary}.\n"
+    claims = [(r["notebook"][:2], Claim.from_dict(c)) for r in results for c in r.get("claims", [])]
+    counts = Counter(c.verdict for _, c in claims)
+    table = md_table(("notebook", "claim", "article", "measured here", "verdict"),
+                     ([cell(v) for v in (nn, c.claim, c.article, c.measured, c.text())]
+                      for nn, c in claims))
+    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICTS)
+    return f"{table}\n\nVerdicts: {summary}.\n"
 
 
-def notebook_section(r: dict[str, Any], figure_src: Callable[[str], str] = str) -> str:
-    """A notebook's parameters, metrics table and figures (linked as figure_src(name))."""
+def notebook_section(r: dict[str, Any]) -> str:
+    """A notebook's parameters, metrics table and figures (linked by file name)."""
     params = ", ".join(f"`{k}={v}`" for k, v in r.get("parameters", {}).items())
     lines = [f"## {r['notebook'][:2]} · {r.get('title', r['notebook'])}", "",
              f"Parameters: {params or 'defaults'}", ""]
     if metrics := r.get("metrics", {}):
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_cell(v)} |" for k, v in metrics.items()]
-        lines.append("")
-    lines += [f"![{f}]({figure_src(f)})" for f in r.get("figures", [])]
+        lines += [md_table(("metric", "value"), ((k, cell(v)) for k, v in metrics.items())), ""]
+    lines += [f"![{f}]({f})" for f in r.get("figures", [])]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -107,17 +110,9 @@ def run_times(run_dir: Path) -> dict[str, float]:
     return times
 
 
-def times_table(times: dict[str, float]) -> str:
-    """How long each notebook took on this machine, and in all, as Markdown."""
-    rows = [*times.items(), ("all", sum(times.values()))]
-    lines = [f"| {name} | {s:.0f} | {s / 60:.1f} |" for name, s in rows]
-    return "\n".join(["| notebook | seconds | minutes |", "|---|---|---|", *lines]) + "\n"
-
-
 def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Failure] = (),
-           not_run: Sequence[str] = (), *, figure_src: Callable[[str], str] = str,
-           times: dict[str, float] | None = None) -> str:
-    """The whole report as Markdown: failures first, figures linked as figure_src(name)."""
+           not_run: Sequence[str] = (), *, times: dict[str, float] | None = None) -> str:
+    """The whole report as Markdown: failures first, then the machine, claims, notebooks."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"# Run report ({stamp})", ""]
     if failures:
@@ -130,9 +125,12 @@ def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Fai
     if targets:
         parts += ["## The project's own targets", "",
                   targets_markdown([t for _, t in targets], [nb for nb, _ in targets]) + "\n"]
-    parts += [notebook_section(r, figure_src) for r in results]
+    parts += [notebook_section(r) for r in results]
     if times:
-        parts += ["## How long each notebook took here", "", times_table(times)]
+        rows = [*times.items(), ("all", sum(times.values()))]
+        parts += ["## How long each notebook took here", "",
+                  md_table(("notebook", "seconds", "minutes"),
+                           ((n, f"{s:.0f}", f"{s / 60:.1f}") for n, s in rows)) + "\n"]
     return "\n".join(parts)
 
 
@@ -142,4 +140,52 @@ def write_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = ()
     path, times = Path(run_dir) / "report.md", run_times(run_dir)
     write_json_atomic(Path(run_dir) / "run_times.json", {"seconds": times})
     path.write_text(render(load_results(run_dir), env_table, failures, not_run, times=times))
+    return path
+
+
+def export_notebooks(run_dir: Path) -> list[Path]:
+    """Every executed NN_*.ipynb in run_dir exported to NN_*.html beside it (outputs inline)."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    written = []
+    for nb in sorted(Path(run_dir).glob("[0-9][0-9]_*.ipynb")):
+        try:
+            body, _ = exporter.from_filename(str(nb))
+        except Exception as e:  # one unreadable copy must not cost the whole report
+            print(f"warning: {nb.name} not exported to HTML: {type(e).__name__}: {e}",
+                  file=sys.stderr)
+            continue
+        out = nb.with_suffix(".html")
+        out.write_text(body, encoding="utf-8")
+        written.append(out)
+    return written
+
+
+def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = (),
+                      not_run: Sequence[str] = ()) -> Path:
+    """run_dir/report.html: the report with figures embedded, packages, links to notebooks."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    run_dir = Path(run_dir)
+    found = {(d.metadata["Name"] or "?", d.version) for d in metadata.distributions()}
+    names = sorted((f"{n}=={v}" for n, v in found), key=str.lower)  # the set pip freeze lists
+    listing = "\n".join(names)
+    (run_dir / "packages.txt").write_text(listing + "\n")
+    text = render(load_results(run_dir), f"{env_table}\n{PACKAGES_SLOT}\n", failures, not_run,
+                  times=run_times(run_dir))
+    links = "\n".join(f"- [{p.stem}]({p.name})" for p in sorted(run_dir.glob("[0-9][0-9]_*.html")))
+    text += f"\n## Executed notebooks\n\n{links}\n" if links else ""
+    # nbconvert passes raw HTML through: escape the text (an error's `<class 'int'>` must show),
+    # then put the exact package set in a collapsible <details>
+    details = (f"<details><summary>Installed packages ({len(names)}, as pip freeze lists them; "
+               f"also in packages.txt)</summary><pre>{html.escape(listing)}</pre></details>")
+    cell = nbformat.v4.new_markdown_cell(
+        html.escape(text, quote=False).replace(PACKAGES_SLOT, details, 1))
+    page, _ = HTMLExporter(embed_images=True, exclude_anchor_links=True).from_notebook_node(
+        nbformat.v4.new_notebook(cells=[cell]),
+        {"metadata": {"name": f"Run report {run_dir.name}", "path": str(run_dir)}})
+    path = run_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
     return path

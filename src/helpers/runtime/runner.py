@@ -25,8 +25,7 @@ DEFAULT_TIMEOUT_S = 1800.0
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run and how: device/quick/results_dir go to every notebook, `parameters` to
-    those that declare them; timeout_s is per cell."""
+    """What to run and how; `parameters` go to the notebooks declaring them; timeout_s per cell."""
 
     notebooks_dir: Path = Path("notebooks")
     output_root: Path = Path("outputs")
@@ -91,23 +90,18 @@ def point_latest(run_dir: Path) -> Path:
     return latest
 
 
-def last_started_cell(out_nb: Path) -> int | None:
-    """1-based position of the last cell papermill started in an executed copy, if any."""
-    try:
-        cells = json.loads(Path(out_nb).read_text())["cells"]
-    except (OSError, ValueError, KeyError):
-        return None
-    started = [i + 1 for i, c in enumerate(cells)
-               if c.get("metadata", {}).get("papermill", {}).get("start_time")]
-    return started[-1] if started else None
-
-
 def failure_from(err: Exception, nb: Path, out_nb: Path, timeout_s: float) -> Failure:
     """The Failure for an exception out of papermill: its cell, its error's last line."""
     from nbclient.exceptions import CellTimeoutError
 
     index = getattr(err, "cell_index", None)  # papermill's error knows its cell; others do not
-    cell = index + 1 if index is not None else last_started_cell(out_nb)
+    if index is None:  # then the last cell papermill started in the executed copy, if any
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            cells = json.loads(out_nb.read_text())["cells"]
+            index = max((i for i, c in enumerate(cells)
+                         if c.get("metadata", {}).get("papermill", {}).get("start_time")),
+                        default=None)
+    cell = None if index is None else index + 1
     if isinstance(err, CellTimeoutError):
         return Failure(nb.name, cell, f"ran past {timeout_s:g} s", out_nb, timeout_s)
     ename, evalue = getattr(err, "ename", type(err).__name__), getattr(err, "evalue", str(err))
@@ -140,10 +134,8 @@ def run_all(spec: RunSpec) -> RunOutcome:
     values = nbparams.resolve(notebooks, spec.parameters)  # a bad -p fails here too
     if spec.verbose:  # papermill's log (each cell's start and its output) to stderr
         log = logging.getLogger("papermill")
-        if not log.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            log.addHandler(handler)
+        if not log.handlers:  # a handler's default format is the bare message
+            log.addHandler(logging.StreamHandler(sys.stderr))
         log.setLevel(logging.INFO)
     run_dir = new_run_dir(spec.output_root)
     point_latest(run_dir)
@@ -167,8 +159,7 @@ def run_all(spec: RunSpec) -> RunOutcome:
 def write_reports(run_dir: Path, failures: tuple[Failure, ...],
                   not_run: tuple[str, ...]) -> RunOutcome:
     """environment.json, notebooks as HTML, report.md and report.html in run_dir."""
-    from helpers.runtime.html_report import export_notebooks, write_html_report
-    from helpers.runtime.report import write_report
+    from helpers.runtime.report import export_notebooks, write_html_report, write_report
 
     info = env.collect()
     (run_dir / "environment.json").write_text(json.dumps(info.to_dict(), indent=2) + "\n")

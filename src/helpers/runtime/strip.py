@@ -22,12 +22,12 @@ def is_reference_cell(cell: dict[str, Any]) -> bool:
 
 
 def strip(nb: dict[str, Any]) -> dict[str, Any]:
-    """Notebook without outputs, counts or run metadata (nbstripout; ids kept for adoption);
-    reference cells keep their output and get their place among code cells as count (nbval:
-    'Unrun reference cell' without one), so stripping twice changes nothing."""
+    """Notebook without outputs, counts or run metadata (nbstripout; ids kept for adoption)."""
     out = json.loads(json.dumps(strip_output(
         nbformat.from_dict(copy.deepcopy(nb)), keep_output=False, keep_count=False,
         keep_id=True, extra_keys=RUN_KEYS)))
+    # nbval calls a reference cell without a count 'Unrun'; its place among code cells as count
+    # keeps stripping twice a no-op
     code = [c for c in out.get("cells", []) if c.get("cell_type") == "code"]
     for i, cell in enumerate(code, 1):
         if is_reference_cell(cell) and cell.get("outputs"):
@@ -57,15 +57,13 @@ def save(path: Path, nb: dict[str, Any]) -> None:
 
 def strip_files(paths: list[Path], check: bool = False,
                 adopt_from: Path | None = None) -> list[Path]:
-    """Strip notebooks in place (with check, only report) and return those that changed;
-    with adopt_from (a run folder), reference cells first take that run's outputs."""
+    """Strip notebooks in place (with check, only report); return those that changed."""
     dirty = []
     for path in paths:
         committed = load(path)
-        executed = Path(adopt_from or "") / Path(path).name
         nb = copy.deepcopy(committed)
-        if adopt_from and executed.exists():
-            nb = adopt_references(nb, load(executed))
+        if adopt_from and (executed := Path(adopt_from) / Path(path).name).exists():
+            nb = adopt_references(nb, load(executed))  # reference cells take the run's outputs
         clean = strip(nb)
         if clean != committed:
             dirty.append(path)
