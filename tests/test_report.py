@@ -91,6 +91,8 @@ def test_html_report_embeds_figures_and_lists_packages(tmp_path: Path) -> None:
     assert page.index("<h2>This machine</h2>") < details < page.index("<h2>The article")
     assert "torch==" in page and "@@packages@@" not in page
     assert "torch==" in (tmp_path / "packages.txt").read_text()
+    # opened offline it asks no other host: no script at all (nbconvert's page loads four)
+    assert "<script" not in page and "cdnjs" not in page
 
 
 def test_a_missing_figure_stays_a_link(tmp_path: Path) -> None:

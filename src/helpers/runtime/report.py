@@ -162,10 +162,19 @@ def export_notebooks(run_dir: Path) -> list[Path]:
     return written
 
 
+# nbconvert's lab page without the scripts it loads from a CDN (require.js, MathJax, mermaid, the
+# widget renderer): the report opens whole on a machine with no internet and asks no other host
+OFFLINE_TEMPLATE = "{%- extends 'lab/index.html.j2' -%}" + "".join(
+    f"{{%- block {b} -%}}{{%- endblock {b} -%}}" for b in (
+        "html_head_js_requirejs", "html_head_js_mathjax", "html_head_js_mermaidjs",
+        "jupyter_widgets"))
+
+
 def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = (),
                       not_run: Sequence[str] = ()) -> Path:
     """run_dir/report.html: the report with figures embedded, packages, links to notebooks."""
     import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     run_dir = Path(run_dir)
@@ -183,7 +192,10 @@ def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure]
                f"also in packages.txt)</summary><pre>{html.escape(listing)}</pre></details>")
     cell = nbformat.v4.new_markdown_cell(
         html.escape(text, quote=False).replace(PACKAGES_SLOT, details, 1))
-    page, _ = HTMLExporter(embed_images=True, exclude_anchor_links=True).from_notebook_node(
+    exporter = HTMLExporter(embed_images=True, exclude_anchor_links=True,
+                            extra_loaders=[DictLoader({"report.html.j2": OFFLINE_TEMPLATE})],
+                            template_file="report.html.j2")
+    page, _ = exporter.from_notebook_node(
         nbformat.v4.new_notebook(cells=[cell]),
         {"metadata": {"name": f"Run report {run_dir.name}", "path": str(run_dir)}})
     path = run_dir / "report.html"
