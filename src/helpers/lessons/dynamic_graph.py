@@ -49,8 +49,7 @@ LEAF, OP, ONLY = "#fbd9a6", "#d6e6f5", "#f4b6b6"  # leaves, backward functions, 
 
 
 def _place(tree: Tree, depth: int, spots: list[tuple]) -> float:
-    """Lay out `tree` into `spots` as (x, depth, label, input xs): leaves at x = 0, 1, 2...,
-    each node centred over its inputs; returns the node's x."""
+    """Put (x, depth, label, input xs) in `spots` per node, leaves at 0, 1..., parents centred."""
     label, inputs = tree
     xs = [_place(t, depth + 1, spots) for t in inputs]
     x = sum(xs) / len(xs) if xs else float(sum(1 for s in spots if not s[3]))

@@ -83,15 +83,14 @@ PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp1
 
 def _time(model: torch.nn.Module, variant: str, device: str, batch_size: int, *, warmup: int,
           iters: int, time_fn: bench.TimeFn) -> bench.BenchResult:
-    """`model` timed by `time_fn` on a random 224 px batch on `device` (a copy where it lives
-    elsewhere: `.to` keeps its layout); the spec is read from the model: results describe it."""
+    """`model` timed by `time_fn` on `device`, random 224 px input; its spec read from the model."""
     weight = next(p for p in model.parameters() if p.dim() == 4)  # the first convolution's
     nhwc = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     spec = bench.BenchSpec(variant, device, batch_size, PRECISIONS.get(weight.dtype, "fp32"),
                            channels_last=nhwc, compile=hasattr(model, "_orig_mod"),
                            warmup=warmup, iters=iters)
     dev = env.pick_device(device)
-    m = model if weight.device == dev else copy.deepcopy(model).to(dev)
+    m = model if weight.device == dev else copy.deepcopy(model).to(dev)  # .to keeps the layout
     x = images.random_batch(batch_size, spec.image_size).to(dev)
     return bench.time_model(m.eval(), x, spec, time_fn=time_fn)
 
