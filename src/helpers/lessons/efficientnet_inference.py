@@ -7,6 +7,7 @@ import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -99,12 +100,10 @@ def compare_devices(model: torch.nn.Module, device: torch.device, variant: str, 
                     *, time_fn: bench.TimeFn = bench.time_batches,
                     ) -> dict[str, bench.BenchResult | None]:
     """*Your* model timed by `time_fn` at sizes.batch_size on the CPU, and on a GPU `device`."""
-    def timed(dev: str, iters: int) -> bench.BenchResult:
-        return _time(model, variant, dev, sizes.batch_size, warmup=sizes.warmup, iters=iters,
-                     time_fn=time_fn)
-
-    return {"cpu": timed("cpu", sizes.cpu_iters),
-            "gpu": timed(str(device), sizes.gpu_iters) if device.type == "cuda" else None}
+    timed = partial(_time, model, variant, batch_size=sizes.batch_size, warmup=sizes.warmup,
+                    time_fn=time_fn)
+    return {"cpu": timed("cpu", iters=sizes.cpu_iters),
+            "gpu": timed(str(device), iters=sizes.gpu_iters) if device.type == "cuda" else None}
 
 
 def speedup(cmp: dict[str, bench.BenchResult | None]) -> float | None:
