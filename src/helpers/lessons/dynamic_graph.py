@@ -9,15 +9,15 @@ import torch
 from torch import nn
 
 from helpers import params, verdict
-from helpers.runtime.notebook import NotebookRun, labelled_table
+from helpers.markdown import labelled_table, md_table
+from helpers.runtime.notebook import NotebookRun
 
 Tree = tuple[str, list]  # an autograd node: (label, the trees of the nodes behind its inputs)
 
 
 def compare_graphs(model: nn.Module, x: torch.Tensor, seed: int = 0, *,
                    tree_fn: Callable[[object], Tree]) -> dict[str, Tree]:
-    """The autograd tree one forward records in train mode and in eval mode, walked from the
-    output's grad_fn by `tree_fn` (the notebook's walk)."""
+    """The autograd tree one forward records per mode, walked by `tree_fn` (the notebook's)."""
     out = {}
     for mode in ("train", "eval"):
         model.train(mode == "train")
@@ -40,18 +40,16 @@ def graphs_table(trees: dict[str, Tree]) -> str:
     """Markdown: node and leaf counts per mode, and which nodes only training adds."""
     graphs = node_names(trees)
     extra = sorted(set(graphs["train"]) - set(graphs["eval"]))
-    lines = ["| mode | autograd nodes | of which leaves (AccumulateGrad) |", "|---|---|---|"]
-    lines += [f"| {m} | {len(n)} | {n.count('AccumulateGrad')} |" for m, n in graphs.items()]
-    lines.append(f"\nOnly in the training graph: {', '.join(extra) or 'nothing'}")
-    return "\n".join(lines)
+    return (md_table(("mode", "autograd nodes", "of which leaves (AccumulateGrad)"),
+                     [(m, len(n), n.count("AccumulateGrad")) for m, n in graphs.items()])
+            + f"\n\nOnly in the training graph: {', '.join(extra) or 'nothing'}")
 
 
 LEAF, OP, ONLY = "#fbd9a6", "#d6e6f5", "#f4b6b6"  # leaves, backward functions, one mode only
 
 
 def _place(tree: Tree, depth: int, spots: list[tuple]) -> float:
-    """Append (x, depth, label, input xs) for `tree` and all below it to `spots`; leaves sit at
-    x = 0, 1, 2... in walk order, a node centred over its inputs. Returns the node's x."""
+    """Put (x, depth, label, input xs) in `spots` per node, leaves at 0, 1..., parents centred."""
     label, inputs = tree
     xs = [_place(t, depth + 1, spots) for t in inputs]
     x = sum(xs) / len(xs) if xs else float(sum(1 for s in spots if not s[3]))
@@ -59,15 +57,8 @@ def _place(tree: Tree, depth: int, spots: list[tuple]) -> float:
     return x
 
 
-def _colour(label: str, everywhere: set[str]) -> str:
-    """A box's fill: leaf, a node type every tree has, or one only some trees have."""
-    kind = label.split("\n")[0]
-    return LEAF if kind == "AccumulateGrad" else OP if kind in everywhere else ONLY
-
-
 def plot_trees(trees: dict[str, Tree]):
-    """Each tree as boxes with an arrow from every node to each input's node (the direction
-    backward() walks), leaves and the node types only some modes have coloured; a panel each."""
+    """A panel per tree: boxes, arrows to each node's inputs, leaves and one-mode nodes coloured."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
@@ -82,8 +73,10 @@ def plot_trees(trees: dict[str, Tree]):
             for child_x in xs:
                 ax.annotate("", xy=(child_x, -d - 0.78), xytext=(x, -d - 0.22),
                             arrowprops={"arrowstyle": "->", "color": "0.35"})
-            ax.text(x, -d, label, ha="center", va="center", fontsize=8, bbox={
-                "boxstyle": "round", "ec": "0.3", "fc": _colour(label, everywhere)})
+            kind = label.split("\n")[0]
+            fill = LEAF if kind == "AccumulateGrad" else OP if kind in everywhere else ONLY
+            ax.text(x, -d, label, ha="center", va="center", fontsize=8,
+                    bbox={"boxstyle": "round", "ec": "0.3", "fc": fill})
         ax.set(xlim=(-0.8, max(s[0] for s in spots) + 0.8), ylim=(-depth - 0.6, 0.6))
         ax.set_title(f"{mode}: {len(spots)} autograd nodes", fontsize=10)
         ax.axis("off")
@@ -107,14 +100,12 @@ def dropout_vs_nn(p: float = 0.5, shape: tuple[int, int] = (256, 128), seed: int
     (g_ref,) = torch.autograd.grad(ref.sum(), h)
     (g_mine,) = torch.autograd.grad(mine.sum(), h)
     own_mask = torch.rand(shape) > p
-    return {
-        "output_max_abs_diff": (ref - mine).abs().max().item(),
-        "grad_max_abs_diff": (g_ref - g_mine).abs().max().item(),
-        "keep_rate_nn_dropout": mask.float().mean().item(),
-        "keep_rate_hand_made": own_mask.float().mean().item(),
-        "keep_rate_expected": 1 - p,
-        "mean_ratio_out_over_in": (ref.mean() / h.mean()).item(),
-    }
+    return {"output_max_abs_diff": (ref - mine).abs().max().item(),
+            "grad_max_abs_diff": (g_ref - g_mine).abs().max().item(),
+            "keep_rate_nn_dropout": mask.float().mean().item(),
+            "keep_rate_hand_made": own_mask.float().mean().item(),
+            "keep_rate_expected": 1 - p,
+            "mean_ratio_out_over_in": (ref.mean() / h.mean()).item()}
 
 
 @dataclass(frozen=True)
@@ -159,15 +150,6 @@ def make_task(n_train: int = 4096, n_val: int = 1024, signal: float = 0.12,
     return Task(*draw(n_train), *draw(n_val))
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 accuracy in eval mode (no dropout), as a fraction."""
-    model.eval()
-    with torch.inference_mode():
-        acc = (model(x).argmax(1) == y).float().mean().item()
-    model.train()
-    return acc
-
-
 def train_mlp(model: nn.Module, task: Task, steps: int = 300, batch_size: int = 64, *,
               train_fn: Callable[..., list[float]], lr: float = 0.05,
               device: torch.device | str = "cpu", seed: int = 0) -> dict:
@@ -180,8 +162,14 @@ def train_mlp(model: nn.Module, task: Task, steps: int = 300, batch_size: int = 
                       lr=params.positive_float("lr", lr), seed=seed)
     if len(losses) != steps:
         raise ValueError(f"train_fn returned {len(losses)} losses for steps={steps}")
-    return {"losses": [float(v) for v in losses], "train_accuracy": accuracy(model, xs, ys),
-            "val_accuracy": accuracy(model, task.x_val.to(device), task.y_val.to(device))}
+    hist = {"losses": [float(v) for v in losses]}
+    model.eval()  # top-1 accuracy without dropout, as a fraction
+    with torch.inference_mode():
+        for split, x, y in (("train", xs, ys), ("val", task.x_val, task.y_val)):
+            hits = model(x.to(device)).argmax(1) == y.to(device)
+            hist[f"{split}_accuracy"] = hits.float().mean().item()
+    model.train()
+    return hist
 
 
 def plot_losses(losses: list[float], window: int = 20):
@@ -199,32 +187,29 @@ def plot_losses(losses: list[float], window: int = 20):
     return fig
 
 
-def graph_ops(gm: torch.fx.GraphModule) -> list[str]:
-    """The operations in a graph torch.compile captured, in order."""
-    return [str(getattr(n.target, "__name__", n.target)) for n in gm.graph.nodes
-            if n.op in ("call_function", "call_method", "call_module")]
+def graph_ops(gm: torch.fx.GraphModule | list[str]) -> list[str]:
+    """The operations in a graph torch.compile captured, in order (an op list as it is)."""
+    return gm if isinstance(gm, list) else [
+        str(getattr(n.target, "__name__", n.target)) for n in gm.graph.nodes
+        if n.op in ("call_function", "call_method", "call_module")]
 
 
 def captured_table(graphs: list) -> str:
     """Markdown: one row per captured graph (GraphModules or op lists) with its operations."""
-    lines = ["| call | captured ops |", "|---|---|"]
-    for label, g in zip(("train()", "eval()"), graphs, strict=False):
-        ops = g if isinstance(g, list) else graph_ops(g)
-        lines.append(f"| {label} | {', '.join(ops)} |")
-    return "\n".join(lines)
+    calls = zip(("train()", "eval()"), graphs, strict=False)
+    return md_table(("call", "captured ops"), [(c, ", ".join(graph_ops(g))) for c, g in calls])
 
 
 def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured: list,
            hist: dict) -> None:
     """Notebook 01's metrics, and the article's four statements, each judged on its axes."""
     train_n, eval_n = len(graphs["train"]), len(graphs["eval"])
-    run.metric(graph_nodes_train=train_n, graph_nodes_eval=eval_n,
-               gradcheck_passed=grad_ok, compiled_graphs=len(captured),
-               dropout_output_max_abs_diff=cmp["output_max_abs_diff"],
-               dropout_grad_max_abs_diff=cmp["grad_max_abs_diff"],
-               steps_run=len(hist["losses"]), loss_first=hist["losses"][0],
-               loss_last=hist["losses"][-1],
-               train_accuracy=hist["train_accuracy"], val_accuracy=hist["val_accuracy"])
+    acc, losses = hist["val_accuracy"], hist["losses"]
+    run.metric(graph_nodes_train=train_n, graph_nodes_eval=eval_n, gradcheck_passed=grad_ok,
+               compiled_graphs=len(captured),
+               **{f"dropout_{k}": cmp[k] for k in ("output_max_abs_diff", "grad_max_abs_diff")},
+               steps_run=len(losses), loss_first=losses[0], loss_last=losses[-1],
+               train_accuracy=hist["train_accuracy"], val_accuracy=acc)
     branch = verdict.axis("forward", "the training branch with the mask",
                           "the training branch with the mask" if train_n > eval_n else
                           f"a training graph no larger than eval's ({train_n} vs {eval_n} nodes)")
@@ -237,17 +222,15 @@ def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured
                f"{train_n} vs {eval_n} autograd nodes",
                verdict.check(train_n != eval_n, [model],
                              why_not=f"both forwards built {train_n} autograd nodes"))
-    ops = [tuple(g if isinstance(g, list) else graph_ops(g)) for g in captured]
-    per_branch = len(ops) >= 2 and len(set(ops)) >= 2
-    seen = verdict.axis("graphs captured", "one per branch", f"{len(ops)} distinct: "
-                        f"{len(set(ops))}", per_branch)
+    n, distinct = len(captured), len({tuple(graph_ops(g)) for g in captured})
+    seen = verdict.axis("graphs captured", "one per branch", f"{n} distinct: {distinct}",
+                        distinct >= 2)  # two distinct graphs need two captures
     run.judged("A static graph could not express the branch", "cannot",
-               f"torch.compile captured {len(ops)} graphs, {len(set(ops))} distinct",
+               f"torch.compile captured {n} graphs, {distinct} distinct",
                verdict.check(False, [seen], why_not="graph capture specialised on the branch "
                              "and guarded it: one static graph per branch expresses it"))
-    acc, steps = hist["val_accuracy"], len(hist["losses"])
     length = verdict.axis("training", "a full run", "quick mode" if run.quick else "a full run")
     run.judged("The hand-made-dropout MLP trains", "implied",
-               f"val accuracy {acc:.0%} after {steps} steps (chance 10%)",
+               f"val accuracy {acc:.0%} after {len(losses)} steps (chance 10%)",
                verdict.check(acc > 0.5, [model, length],  # 10 classes: chance is 0.1
-                             why_not=f"val accuracy {acc:.0%} after {steps} steps"))
+                             why_not=f"val accuracy {acc:.0%} after {len(losses)} steps"))

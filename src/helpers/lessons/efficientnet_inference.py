@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from helpers import bench, env, images, memory, models, verdict
-from helpers.runtime.notebook import (
-    NotebookRun,
-    kv_table,
-    labelled_table,
-    show_on_change,
-)
+from helpers.markdown import kv_table, labelled_table, md_table
+from helpers.runtime.notebook import NotebookRun, show_on_change
 
 # The article's table (seed-article.md, section 3): B0, batch 32, "no advanced optimisation".
 ARTICLE = {"cpu_ms": 480.0, "cpu_images_per_sec": 67.0, "gpu_ms": 26.0,
@@ -49,8 +47,7 @@ def sizes(run: NotebookRun, *, batch_size: int, cpu_iters: int, gpu_iters: int,
 
 def measure_move(move: Callable[[], object], model: torch.nn.Module,
                  device: torch.device) -> dict:
-    """Run `move` (the notebook's `model.to(device)`); the model's footprint and, on a GPU,
-    the CUDA context vs weights split of the memory it took (MiB)."""
+    """Run `move` (the notebook's `.to(device)`): footprint and, on a GPU, context/weights MiB."""
     if device.type == "cuda":
         split = memory.cuda_memory_split(device, move)
     else:
@@ -85,24 +82,17 @@ def random_weights_note(pretrained: bool) -> str:
 PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def spec_for(model: torch.nn.Module, variant: str, device: str, batch_size: int, *,
-             warmup: int, iters: int) -> bench.BenchSpec:
-    """A BenchSpec read from `model` itself (dtype, layout, compiled): results describe it."""
+def _time(model: torch.nn.Module, variant: str, device: str, batch_size: int, *, warmup: int,
+          iters: int, time_fn: bench.TimeFn) -> bench.BenchResult:
+    """`model` timed by `time_fn` on `device`, random 224 px input; its spec read from the model."""
     weight = next(p for p in model.parameters() if p.dim() == 4)  # the first convolution's
     nhwc = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
-    return bench.BenchSpec(variant, device, batch_size, PRECISIONS.get(weight.dtype, "fp32"),
+    spec = bench.BenchSpec(variant, device, batch_size, PRECISIONS.get(weight.dtype, "fp32"),
                            channels_last=nhwc, compile=hasattr(model, "_orig_mod"),
                            warmup=warmup, iters=iters)
-
-
-def time_on(model: torch.nn.Module, spec: bench.BenchSpec, *,
-            time_fn: bench.TimeFn = bench.time_batches) -> bench.BenchResult:
-    """Time `model` on spec.device (a copy where it lives elsewhere; `.to` keeps its layout)
-    with a random 224 px batch of spec.batch_size, by `time_fn`."""
-    dev = env.pick_device(spec.device)
-    here = next(model.parameters()).device
-    m = model if here == dev else copy.deepcopy(model).to(dev)
-    x = images.random_batch(spec.batch_size, spec.image_size).to(dev)
+    dev = env.pick_device(device)
+    m = model if weight.device == dev else copy.deepcopy(model).to(dev)  # .to keeps the layout
+    x = images.random_batch(batch_size, spec.image_size).to(dev)
     return bench.time_model(m.eval(), x, spec, time_fn=time_fn)
 
 
@@ -110,12 +100,10 @@ def compare_devices(model: torch.nn.Module, device: torch.device, variant: str, 
                     *, time_fn: bench.TimeFn = bench.time_batches,
                     ) -> dict[str, bench.BenchResult | None]:
     """*Your* model timed by `time_fn` at sizes.batch_size on the CPU, and on a GPU `device`."""
-    def timed(dev: str, iters: int) -> bench.BenchResult:
-        spec = spec_for(model, variant, dev, sizes.batch_size, warmup=sizes.warmup, iters=iters)
-        return time_on(model, spec, time_fn=time_fn)
-
-    return {"cpu": timed("cpu", sizes.cpu_iters),
-            "gpu": timed(str(device), sizes.gpu_iters) if device.type == "cuda" else None}
+    timed = partial(_time, model, variant, batch_size=sizes.batch_size, warmup=sizes.warmup,
+                    time_fn=time_fn)
+    return {"cpu": timed("cpu", iters=sizes.cpu_iters),
+            "gpu": timed(str(device), iters=sizes.gpu_iters) if device.type == "cuda" else None}
 
 
 def speedup(cmp: dict[str, bench.BenchResult | None]) -> float | None:
@@ -126,22 +114,22 @@ def speedup(cmp: dict[str, bench.BenchResult | None]) -> float | None:
 
 def article_table(cmp: dict[str, bench.BenchResult | None]) -> str:
     """The article's columns (ms per batch, memory, images/s) beside ours, with p10/p90."""
-    lines = ["| environment | batch | ms per batch (median) | p10-p90 ms | memory | images/s "
-             "| article: ms | article: img/s |", "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for key, label in (("cpu", f"CPU ({os.cpu_count()} logical cores)"), ("gpu", "GPU")):
-        r, a_ms, a_ips = cmp[key], ARTICLE[f"{key}_ms"], ARTICLE[f"{key}_images_per_sec"]
+        r, article = cmp[key], (f"{ARTICLE[f'{key}_ms']:.0f}",
+                                f"{ARTICLE[f'{key}_images_per_sec']:.0f}")
         if r is None:
-            lines.append(f"| {label} | - | needs a GPU | - | - | - | {a_ms:.0f} | {a_ips:.0f} |")
+            rows.append((label, "-", "needs a GPU", "-", "-", "-", *article))
             continue
-        name = label if key == "cpu" else r.device_name
-        mem = f"{r.peak_memory_mib:.0f} MiB ({memory.kind_words(r.memory_kind)})"
-        lines.append(f"| {name} | {r.spec.batch_size} | {r.median_ms:.1f} | "
-                     f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f} | {mem} | {r.images_per_sec:.1f} | "
-                     f"{a_ms:.0f} | {a_ips:.0f} |")
+        rows.append((label if key == "cpu" else r.device_name, r.spec.batch_size,
+                     f"{r.median_ms:.1f}", f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f}",
+                     f"{r.peak_memory_mib:.0f} MiB ({memory.kind_words(r.memory_kind)})",
+                     f"{r.images_per_sec:.1f}", *article))
     s = speedup(cmp)
-    lines.append(f"\nSpeedup GPU/CPU: {f'{s:.1f}x' if s else 'needs a GPU'} "
-                 f"(article: about {ARTICLE['speedup']:.0f}x)")
-    return "\n".join(lines)
+    return (md_table(("environment", "batch", "ms per batch (median)", "p10-p90 ms", "memory",
+                      "images/s", "article: ms", "article: img/s"), rows)
+            + f"\n\nSpeedup GPU/CPU: {f'{s:.1f}x' if s else 'needs a GPU'} "
+            f"(article: about {ARTICLE['speedup']:.0f}x)")
 
 
 def cross_check(cmp: dict[str, bench.BenchResult | None], device: torch.device,
@@ -163,9 +151,8 @@ def sweep_sizes(device: torch.device, quick: bool) -> tuple[int, ...]:
 def time_at(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes, *,
             batch_size: int, time_fn: bench.TimeFn = bench.time_batches) -> bench.BenchResult:
     """*Your* model at one batch size on `device`, timed by `time_fn` as the sweep times."""
-    spec = spec_for(model, variant, str(device), batch_size, warmup=sizes.warmup,
-                    iters=sizes.sweep_iters)
-    return time_on(model, spec, time_fn=time_fn)
+    return _time(model, variant, str(device), batch_size, warmup=sizes.warmup,
+                 iters=sizes.sweep_iters, time_fn=time_fn)
 
 
 def batch_sweep(model: torch.nn.Module, device: torch.device, variant: str, sizes: Sizes, *,
@@ -183,8 +170,7 @@ def timing_line(r: bench.BenchResult, how: str) -> str:
 
 def retime_on_change(shown: object, measure: Callable[[int], bench.BenchResult],
                      ) -> Callable[[dict], None]:
-    """A slider's `observe` callback: measure at the new batch size and show its line in the
-    Output widget `shown`, in place of the last one (an error is shown there, not lost)."""
+    """A slider's `observe` callback: the new batch size's line (or error) replaces `shown`'s."""
     return show_on_change(shown, lambda b: timing_line(measure(b), "timed just now"),
                           what="batch", doing="timing")
 
@@ -211,17 +197,17 @@ def plot_sweep(results: list[bench.BenchResult]):
 
 BAND = 0.3  # a like-for-like number "reproduces" the article within +-30%
 MB_PER_MIB = 2**20 / 1e6  # the article's "350 MB" is decimal: 350 MB = 333.8 MiB
-
-
-def _band(claimed: float) -> tuple[float, float]:
-    """The +-BAND interval around a claimed number."""
-    return claimed * (1 - BAND), claimed * (1 + BAND)
-
-
-def _article(text: str, claimed: float, unit: str) -> str:
-    """The article's number with the band a measurement must fall in to reproduce it."""
-    low, high = _band(claimed)
-    return f"{text} (band {low:.0f}-{high:.0f} {unit})"
+# (claim, the article's words, its number, the unit of the band): the CPU row, then the GPU rows
+ROWS = (("CPU, B0 eager fp32, batch 32: ms per batch (images/s)",
+         "480 ms (~67 images/s), 8-core Xeon", ARTICLE["cpu_ms"], "ms"),
+        ("B0, batch 32, GPU vs CPU speedup", "about 18x", ARTICLE["speedup"], "x"),
+        ("GPU, B0 eager fp32, batch 32: ms per batch (images/s)", "26 ms (~1230 images/s)",
+         ARTICLE["gpu_ms"], "ms"),
+        ("GPU memory while running batch 32 (nvidia-smi)", "980 MiB",
+         ARTICLE["gpu_memory_mib"], "MiB"),
+        ("GPU memory after .to(device)", f"about 350 MB (= {350 / MB_PER_MIB:.0f} MiB)",
+         ARTICLE["after_to_device_mb"] / MB_PER_MIB, "MiB"))
+NVIDIA_SMI = "the process total nvidia-smi shows"
 
 
 def work_axes(r: bench.BenchResult) -> list[verdict.Axis]:
@@ -236,19 +222,9 @@ def work_axes(r: bench.BenchResult) -> list[verdict.Axis]:
             verdict.axis("optimisation", "none", ", ".join(tricks))]
 
 
-def _cpu_claim(run: NotebookRun, cpu: bench.BenchResult) -> None:
-    """The CPU row: like for like only on an 8-core Xeon running the article's work."""
-    axes = [verdict.cpu_axis(), *work_axes(cpu)]
-    j = verdict.judge(cpu.median_ms, _band(ARTICLE["cpu_ms"]), axes, fmt="{:.0f} ms".format)
-    run.judged("CPU, B0 eager fp32, batch 32: ms per batch (images/s)",
-               _article("480 ms (~67 images/s), 8-core Xeon", ARTICLE["cpu_ms"], "ms"),
-               f"{cpu.median_ms:.0f} ms ({cpu.images_per_sec:.0f} images/s) on "
-               f"{axes[0].here}", j)
-
-
 def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None], *,
            sweep: list[bench.BenchResult], pretrained: bool) -> None:
-    """Notebook 02's metrics and its claims against the article's table."""
+    """Notebook 02's metrics, and the article's table as claims, each judged on its axes."""
     cpu, gpu = cmp["cpu"], cmp["gpu"]
     run.metric(pretrained_weights=pretrained,
                **{k: v for k, v in mem.items() if isinstance(v, int | float)},
@@ -257,58 +233,41 @@ def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None]
                speedup_gpu_over_cpu=speedup(cmp),
                **{f"sweep_batch{r.spec.batch_size}_images_per_sec": r.images_per_sec
                   for r in sweep})
-    _cpu_claim(run, cpu)
-    if gpu is None:
-        for claim, text, claimed, unit in GPU_ROWS:
-            run.claim(claim, _article(text, claimed, unit), "needs a GPU", "needs a GPU")
-        return
-    _gpu_claims(run, mem, cpu, gpu)
+    # like for like only on an 8-core Xeon running the article's work
+    axes = [verdict.cpu_axis(), *work_axes(cpu)]
+    measured = [(cpu.median_ms, f"{cpu.median_ms:.0f} ms ({cpu.images_per_sec:.0f} images/s) on "
+                 f"{axes[0].here}", axes, "{:.0f} ms"), *(_gpu_rows(mem, cpu, gpu) if gpu else ())]
+    for (claim, text, claimed, unit), row in itertools.zip_longest(ROWS, measured):
+        band = (claimed * (1 - BAND), claimed * (1 + BAND))
+        article = f"{text} (band {band[0]:.0f}-{band[1]:.0f} {unit})"
+        if row is None:
+            run.claim(claim, article, "needs a GPU", "needs a GPU")
+        else:
+            value, here, axes, fmt = row
+            run.judged(claim, article, here, verdict.judge(value, band, axes, fmt=fmt.format))
 
 
-# (claim, the article's words, its number, the unit of the band)
-GPU_ROWS = (("B0, batch 32, GPU vs CPU speedup", "about 18x", ARTICLE["speedup"], "x"),
-            ("GPU, B0 eager fp32, batch 32: ms per batch (images/s)", "26 ms (~1230 images/s)",
-             ARTICLE["gpu_ms"], "ms"),
-            ("GPU memory while running batch 32 (nvidia-smi)", "980 MiB",
-             ARTICLE["gpu_memory_mib"], "MiB"),
-            ("GPU memory after .to(device)", f"about 350 MB (= {350 / MB_PER_MIB:.0f} MiB)",
-             ARTICLE["after_to_device_mb"] / MB_PER_MIB, "MiB"))
-NVIDIA_SMI = "the process total nvidia-smi shows"
-
-
-def _gpu_claims(run: NotebookRun, mem: dict, cpu: bench.BenchResult,
-                gpu: bench.BenchResult) -> None:
-    """The article's GPU rows, each judged on the GPU class, the work and the quantity."""
+def _gpu_rows(mem: dict, cpu: bench.BenchResult, gpu: bench.BenchResult) -> list[tuple]:
+    """(value, measured, axes, format) of ROWS' GPU rows: the GPU class, the work, the quantity."""
     g_axes = [verdict.gpu_axis(gpu.device_name), *work_axes(gpu)]
-    both = [verdict.cpu_axis(), *g_axes]
-    smi = mem.get("process_total_mib")
+    smi, smi_how, ctx = (mem.get(k) for k in ("process_total_mib", "process_total_how",
+                                              "context_mib"))
     run_q = verdict.axis("quantity", NVIDIA_SMI, gpu.process_memory_how,
                          gpu.process_memory_mib is not None)
-    move_q = verdict.axis("quantity", NVIDIA_SMI, mem.get("process_total_how", "not read"),
-                          smi is not None)
+    move_q = verdict.axis("quantity", NVIDIA_SMI, smi_how or "not read", smi is not None)
+    split = "" if ctx is None else f"; context {ctx:.0f} + weights {mem['weights_mib']:.0f} MiB"
     s = speedup({"cpu": cpu, "gpu": gpu})
-    values = [(s, f"{s:.1f}x", both, "{:.1f}x"),
-              (gpu.median_ms, f"{gpu.median_ms:.1f} ms ({gpu.images_per_sec:.0f} images/s) on "
-               f"{gpu.device_name}", g_axes, "{:.1f} ms"),
-              (gpu.process_memory_mib, _mib(gpu.process_memory_mib, gpu.process_memory_how)
-               + f"; allocator peak {gpu.peak_memory_mib:.0f} MiB", [*g_axes, run_q], "{:.0f} MiB"),
-              (smi, _mib(smi, mem.get("process_total_how", "")) + _split(mem),
-               [g_axes[0], g_axes[1], move_q], "{:.0f} MiB")]
-    for (claim, text, claimed, unit), (value, measured, axes, fmt) in zip(
-            GPU_ROWS, values, strict=True):
-        j = verdict.judge(value, _band(claimed), axes, fmt=fmt.format)
-        run.judged(claim, _article(text, claimed, unit), measured, j)
+    return [(s, f"{s:.1f}x", [verdict.cpu_axis(), *g_axes], "{:.1f}x"),
+            (gpu.median_ms, f"{gpu.median_ms:.1f} ms ({gpu.images_per_sec:.0f} images/s) on "
+             f"{gpu.device_name}", g_axes, "{:.1f} ms"),
+            (gpu.process_memory_mib, _mib(gpu.process_memory_mib, gpu.process_memory_how)
+             + f"; allocator peak {gpu.peak_memory_mib:.0f} MiB", [*g_axes, run_q], "{:.0f} MiB"),
+            (smi, _mib(smi, smi_how or "") + split, [g_axes[0], g_axes[1], move_q], "{:.0f} MiB")]
 
 
 def _mib(value: float | None, how: str) -> str:
     """'812 MiB (how it was read)', or 'unknown (why)' when NVML gave nothing."""
     return f"{value:.0f} MiB ({how})" if value is not None else f"unknown ({how})"
-
-
-def _split(mem: dict) -> str:
-    """'; context 300 + weights 20 MiB' where the context could be computed."""
-    ctx = mem.get("context_mib")
-    return f"; context {ctx:.0f} + weights {mem['weights_mib']:.0f} MiB" if ctx is not None else ""
 
 
 def _summary(r: bench.BenchResult) -> dict[str, float]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 
 from helpers import env, verdict
+from helpers.markdown import md_table
 from helpers.runtime.notebook import NotebookRun
 
 # What the article says its "PyTorch-CUDA-v2.8" image holds (seed-article.md, section 2).
@@ -34,15 +35,14 @@ SMOKE_TOLERANCE = 1e-2  # fp32 (or TF32) vs float64 on random 2048x2048 inputs: 
 
 
 def check_devices(device: torch.device, *, test_fn: Callable[[torch.device], dict]) -> list[dict]:
-    """Run the notebook's `test_fn` on the CPU and, when `device` is a GPU, there too; each row
-    judged against SMOKE_TOLERANCE."""
+    """The notebook's `test_fn` on the CPU and on a GPU `device`, judged by SMOKE_TOLERANCE."""
     rows = []
     for dev in dict.fromkeys([torch.device("cpu"), device]):
         row = test_fn(dev)
         if any(k not in row for k in SMOKE_KEYS):
             raise ValueError(f"test_fn returned {sorted(row)}; it must return {SMOKE_KEYS}")
-        ok = row["max_rel_error"] < SMOKE_TOLERANCE
-        rows.append({**row, "status": "ok" if ok else "WRONG RESULT"})
+        rows.append({**row, "status": "ok" if row["max_rel_error"] < SMOKE_TOLERANCE
+                     else "WRONG RESULT"})
     if device.type != "cuda":
         rows.append({"device": "cuda", "status": "skipped: no GPU in use (device cpu)"})
     return rows
@@ -50,13 +50,10 @@ def check_devices(device: torch.device, *, test_fn: Callable[[torch.device], dic
 
 def smoke_table(rows: list[dict]) -> str:
     """Markdown: one row per device, error vs float64 and TFLOP/s."""
-    lines = ["| device | status | max rel. error vs float64 | TFLOP/s |", "|---|---|---|---|"]
-    for r in rows:
-        err, tf = r.get("max_rel_error"), r.get("tflops")
-        lines.append(f"| {r['device']} | {r['status']} | "
-                     f"{'-' if err is None else f'{err:.1e}'} | "
-                     f"{'-' if tf is None else f'{tf:.2f}'} |")
-    return "\n".join(lines)
+    numbers = (("max_rel_error", ".1e"), ("tflops", ".2f"))  # a skipped device has neither
+    return md_table(("device", "status", "max rel. error vs float64", "TFLOP/s"), [
+        (r["device"], r["status"], *("-" if r.get(k) is None else format(r[k], f)
+                                     for k, f in numbers)) for r in rows])
 
 
 def _same_minor(version: str | None, claimed: str) -> bool:
@@ -84,8 +81,14 @@ def extras() -> str:
     return ", ".join(found)
 
 
-def _image_claims(run: NotebookRun, r: env.EnvReport) -> None:
-    """The image's stated contents: like for like only inside a PyTorch 2.8 image."""
+def record(run: NotebookRun, r: env.EnvReport, smoke: list[dict]) -> None:
+    """Record the stack as metrics and the article's stack claims against what really runs."""
+    run.metric(cuda_usable=r.cuda_available, gpu_count=len(r.gpus),
+               mismatch_warnings=len(r.warnings), cpu_logical_cores=r.cpu_logical_cores,
+               torch_threads=r.torch_threads, cpu_flags=" ".join(r.cpu_flags) or "none",
+               **{f"smoke_{row['device'].split(':')[0]}_{k}": v for row in smoke
+                  for k, v in row.items() if k != "device"})
+    # the image's stated contents: like for like only inside a PyTorch 2.8 image
     image, system, have = verdict.image_axis(), os_name(), extras()
     rows = [("PyTorch version in the image", "2.8", r.torch,
              _same_minor(r.torch.split("+")[0], "2.8"), f"torch {r.torch} in the image"),
@@ -97,6 +100,8 @@ def _image_claims(run: NotebookRun, r: env.EnvReport) -> None:
              "no " not in have, f"the image has {have}")]
     for claim, article, measured, holds, why_not in rows:
         run.judged(claim, article, measured, verdict.check(holds, [image], why_not=why_not))
+    _fact_claims(run, r)
+    _gpu_claims(run, r)
 
 
 def _fact_claims(run: NotebookRun, r: env.EnvReport) -> None:
@@ -143,23 +148,10 @@ def _gpu_claims(run: NotebookRun, r: env.EnvReport) -> None:
     per_sm = CORES_PER_SM.get(gpu.capability)  # FP32 CUDA cores per SM
     cores = sms * per_sm if per_sm else None
     unknown = f"cores per SM unknown for sm {gpu.capability}"
-    measured = f"{gpu.name}: {sms} SMs x {per_sm} = {cores:,}" if cores else \
-        f"{gpu.name}: {sms} SMs, {unknown}"
+    measured = f"{gpu.name}: {sms} SMs" + (f" x {per_sm} = {cores:,}" if cores else f", {unknown}")
     run.judged(CORES_CLAIM, "10,496", measured,
                verdict.judge(cores, (10496, 10496), [verdict.gpu_axis(gpu.name)],
                              fmt="{:,.0f}".format, missing=unknown))
-
-
-def record(run: NotebookRun, r: env.EnvReport, smoke: list[dict]) -> None:
-    """Record the stack as metrics and the article's stack claims against what really runs."""
-    run.metric(cuda_usable=r.cuda_available, gpu_count=len(r.gpus),
-               mismatch_warnings=len(r.warnings), cpu_logical_cores=r.cpu_logical_cores,
-               torch_threads=r.torch_threads, cpu_flags=" ".join(r.cpu_flags) or "none",
-               **{f"smoke_{row['device'].split(':')[0]}_{k}": v for row in smoke
-                  for k, v in row.items() if k != "device"})
-    _image_claims(run, r)
-    _fact_claims(run, r)
-    _gpu_claims(run, r)
 
 
 def stack_table(r: env.EnvReport) -> str:
@@ -170,27 +162,22 @@ def stack_table(r: env.EnvReport) -> str:
             ("cuDNN", ARTICLE_STACK["cudnn"], r.cudnn or "not loadable"),
             ("Python", ARTICLE_STACK["python"], r.python),
             ("extras", ARTICLE_STACK["extras"], extras())]
-    lines = ["| component | article's image | this machine |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    lines.append(f"\nWhat PyTorch 2.8 really ships: {REAL_28_STACK}.")
-    return "\n".join(lines)
+    return (md_table(("component", "article's image", "this machine"), rows)
+            + f"\n\nWhat PyTorch 2.8 really ships: {REAL_28_STACK}.")
 
 
 def advice(r: env.EnvReport) -> list[str]:
     """What to do next on this machine, most likely fix first."""
     if r.cuda_available:
         return [f"GPU usable: {r.gpus[0].name}. Nothing to fix; the GPU steps will run."]
-    tips = []
-    if r.cuda_visible_devices in ("", "-1"):
-        tips.append(f"CUDA_VISIBLE_DEVICES={r.cuda_visible_devices!r} hides every GPU: unset it "
-                    "or set it to the index you want (e.g. 0).")
-    if r.driver is None:
-        tips.append("No NVIDIA driver found (nvidia-smi would fail). On a GPU host install the "
-                    "driver; inside Docker start with `--gpus all` and install the NVIDIA "
-                    "Container Toolkit on the host.")
-    if not r.cuda_build:
-        tips.append("This torch is a CPU-only build: install a CUDA wheel "
-                    "(e.g. `pip install torch --index-url .../whl/cu128`).")
+    tips = [tip for applies, tip in (
+        (r.cuda_visible_devices in ("", "-1"), f"CUDA_VISIBLE_DEVICES={r.cuda_visible_devices!r} "
+         "hides every GPU: unset it or set it to the index you want (e.g. 0)."),
+        (r.driver is None, "No NVIDIA driver found (nvidia-smi would fail). On a GPU host install "
+         "the driver; inside Docker start with `--gpus all` and install the NVIDIA Container "
+         "Toolkit on the host."),
+        (not r.cuda_build, "This torch is a CPU-only build: install a CUDA wheel "
+         "(e.g. `pip install torch --index-url .../whl/cu128`).")) if applies]
     tips += [f"Known mismatch: {w}" for w in r.warnings if w not in " ".join(tips)]
     tips.append("Without a GPU every notebook still runs on the CPU and says which numbers "
                 "need a GPU.")
