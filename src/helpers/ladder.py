@@ -1,12 +1,8 @@
 """The speed ladder: one model, rung by rung, each rung's speed *and* its error vs rung 0.
 
-A rung is a value: a `Rung` (its switches, its tolerance) whose `build` turns a copy of the
-model, the batch and calibration batches into a zero-argument forward call. The ladder's own
-table (RUNGS) builds each rung from its switches; a notebook passes rungs whose build is the
-code in its cells. Every rung runs on its own copy of the model, on the same batch, in one
-process, and the rungs are timed interleaved (round-robin, several rounds), so the speedups are
-ratios measured side by side even on a machine whose speed drifts. A rung that cannot run here
-is listed as skipped, one that raises or drifts past its tolerance as failed: none is dropped.
+Every rung (a `Rung` whose `build` makes a forward call; by default notebook 06's cells) runs on
+its own copy of the model in one process, timed interleaved so the speedups are side-by-side
+ratios; a rung that cannot run is listed as skipped, one that raises or drifts as failed.
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ from helpers.ladder_result import (
     name_of,
     relative_error,
 )
+from helpers.markdown import md_table
 from helpers.precision import resolve_precision, tf32
 from helpers.timing import make_clock
 
@@ -129,9 +126,7 @@ def check(step: Step, need_agreement: bool) -> Step:
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Silence compile-time chatter (export deprecations, 'No CUDA runtime is found' on a CPU
-    box, Dynamo's guard-building log, NNCF's progress) while a rung is built; the rung's own
-    failures still surface as exceptions."""
+    """Silence warnings and compile-time logs (Dynamo, NNCF) while a rung builds; errors raise."""
     loggers = [logging.getLogger(n) for n in ("torch.utils.cpp_extension", "torch.utils._pytree",
                                               "torch._guards", "nncf")]
     levels = [lg.level for lg in loggers]
@@ -150,8 +145,18 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
     """Why a rung cannot run on this device, or None."""
     if device.type not in rung.devices:
         return f"{'/'.join(rung.devices)} only"
-    if rung.engine != "pytorch":
-        return _peer_problem(rung)
+    if rung.engine != "pytorch":  # a peer: its modules, native bf16, ORT's CUDA provider
+        if missing := [m for m in rung.needs if importlib.util.find_spec(m) is None]:
+            return f"{', '.join(missing)} not installed: pip install {' '.join(missing)}"
+        if rung.precision == "bf16" and not roofline.cpu_has_native_bf16():
+            return "no AVX512-BF16/AMX on this CPU: OpenVINO would run it in fp32"
+        if rung.engine == "onnxruntime" and rung.devices == ("cuda",):
+            import onnxruntime
+
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                return ("this onnxruntime has no CUDA provider: pip uninstall onnxruntime && "
+                        "pip install onnxruntime-gpu")
+        return None
     if rung.compile_mode and (problem := env.compile_problem(device)):
         return problem  # e.g. "no C++ compiler (install g++: ...)", not an inductor traceback
     if rung.precision in ("bf16", "fp16"):
@@ -171,25 +176,8 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
     return None
 
 
-def _peer_problem(rung: Rung) -> str | None:
-    """Why a peer rung cannot run here (a module missing, no native bf16), or None."""
-    missing = [m for m in rung.needs if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"{', '.join(missing)} not installed: pip install {' '.join(missing)}"
-    if rung.precision == "bf16" and not roofline.cpu_has_native_bf16():
-        return "no AVX512-BF16/AMX on this CPU: OpenVINO would run it in fp32"
-    if rung.engine == "onnxruntime" and rung.devices == ("cuda",):
-        import onnxruntime
-
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return ("this onnxruntime has no CUDA provider: pip uninstall onnxruntime && "
-                    "pip install onnxruntime-gpu")
-    return None
-
-
 def default_build(rung: Rung) -> Build:
-    """A rung's code when the caller gives none: the build function notebook 06's cells define
-    for it (its `BUILDS` dict, read from the notebook: the lesson is the one copy)."""
+    """A rung's code when the caller gives none: notebook 06's `BUILDS` entry (the one copy)."""
     from helpers import cells
 
     builds = cells.module("06").BUILDS
@@ -206,19 +194,15 @@ def _failure(e: Exception) -> str:
 
 
 def _fp32_guard(rung: Rung, device: torch.device) -> AbstractContextManager:
-    """TF32 exactly as the rung says on CUDA (PyTorch's default lets cuDNN use it for convs, so
-    every fp32 rung below the TF32 rung would not really be fp32); no-op on CPU."""
+    """TF32 exactly as the rung says on CUDA (cuDNN's default would use it for fp32 convs)."""
     return tf32(rung.tf32) if device.type == "cuda" else nullcontext()
 
 
 def warm_up(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor],
             *, warmup: int) -> tuple[Forward | None, torch.Tensor | None, float | None]:
-    """Build the step's rung on its own copy of the model, make the first call (where compiling
-    happens) and the warm-up calls: (forward, its logits, seconds per warm call); an exception
-    fails the step."""
+    """Build the rung on a model copy, first call, warm-up: (forward, logits, s per warm call)."""
     rung, device = step.rung, x.device
-    reason = skip_reason(rung, device)
-    if reason:
+    if reason := skip_reason(rung, device):
         step.status, step.reason = "skipped", reason
         return None, None, None
     clock = make_clock(device)
@@ -243,9 +227,7 @@ def warm_up(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: li
 
 
 def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: int) -> None:
-    """Time the rungs interleaved: each round makes one timed call of every rung, starting one
-    rung later than the round before, so a machine that speeds up or slows down mid-run moves
-    every rung alike, and round k's samples sit side by side. Each rung keeps its samples."""
+    """Time the rungs round-robin, each round one call each, starting one rung later each round."""
     clock = make_clock(device)
     samples: dict[int, list[float]] = {id(s): [] for s, _ in live}
     counters: dict[int, list[allocator.Usage]] = {id(s): [] for s, _ in live}
@@ -278,8 +260,7 @@ def _iters_within(budget_s: float | None, per_call_s: float | None, iters: int) 
 
 
 def as_rung(item: str | Rung | Build) -> Rung:
-    """A rung from a key of RUNGS, a Rung, or a build function: one named like a key of RUNGS
-    takes that rung's switches and tolerance, any other is an fp32 rung titled by its name."""
+    """A rung from a key of RUNGS, a Rung, or a build function (named like a key: that rung's)."""
     if isinstance(item, Rung):
         return item
     if isinstance(item, str):
@@ -300,8 +281,7 @@ def rung(key: str, build: Build) -> Rung:
 
 
 def select(rungs: Rungs | None) -> tuple[tuple[int, Rung], ...]:
-    """(number, rung) of every rung to run, numbered as in RUNGS (others after it, in the
-    order given) and in that order; rung 0 (the article's eager fp32) always first."""
+    """(number, rung) of every rung to run, numbered as in RUNGS (others after); rung 0 first."""
     chosen = [as_rung(r) for r in rungs] if rungs is not None else list(RUNGS)
     keys = [r.key for r in chosen]
     if twice := sorted({k for k in keys if keys.count(k) > 1}):
@@ -315,9 +295,8 @@ def select(rungs: Rungs | None) -> tuple[tuple[int, Rung], ...]:
 
 
 def switches_table(rungs: Rungs | None = None) -> str:
-    """Markdown, five columns: each rung's switches in words (rungs branch, they do not
-    stack), the engine that runs it, where, and whose code."""
-    lines = ["| # | rung | switches on | engine, runs on | code |", "|---|---|---|---|---|"]
+    """Markdown: each rung's switches in words (rungs branch, not stack), engine, device, code."""
+    rows = []
     for number, rung in select(rungs):
         sw = rung.switches()
         on = [f"{k} {v}" if k in ("TF32", "autocast", "torch.compile", "int8") else v
@@ -325,9 +304,9 @@ def switches_table(rungs: Rungs | None = None) -> str:
         if rung.engine != "pytorch" and not rung.compile_mode:  # the runtime picks the rest
             on = [rung.precision + (" (NNCF)" if rung.precision == "int8" else ""),
                   "the runtime's own layout"]
-        lines.append(f"| {number} | {rung.key} | {', '.join(on) or '—'} | "
-                     f"{sw['engine']}, {sw['runs on']} | {rung.code} |")
-    return "\n".join(lines)
+        rows.append((number, rung.key, ", ".join(on) or "—", f"{sw['engine']}, {sw['runs on']}",
+                     rung.code))
+    return md_table(("#", "rung", "switches on", "engine, runs on", "code"), rows)
 
 
 WEIGHTS = ("random", "trained", "pretrained")
@@ -339,11 +318,8 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
            warmup: int = 2, iters: int = 5, budget_s: float | None = None,
            weights: str = "random", variant: str = "b0",
            progress: Callable[[str], None] | None = None) -> LadderResult:
-    """Measure the speed ladder of `model` on `inputs` (default: a random batch): build and
-    check every selected rung against rung 0 (eager fp32), then time them all interleaved,
-    `iters` rounds, fewer when the slowest rung's calls would overrun budget_s (at least 3).
-    Per rung: images/s, speedup, first-call time, max relative logit error vs rung 0 and top-1
-    agreement (meaningful unless weights='random')."""
+    """Build and check each rung against rung 0 on `inputs` (default random), then time them
+    interleaved, `iters` rounds (fewer, at least 3, where a rung would overrun budget_s)."""
     dev = pick_device(device) if isinstance(device, str) else device
     params.one_of("weights", weights, WEIGHTS)
     params.positive_int("batch_size", batch_size)
