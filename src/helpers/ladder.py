@@ -228,28 +228,21 @@ def warm_up(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: li
 
 def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: int) -> None:
     """Time the rungs round-robin, each round one call each, starting one rung later each round."""
-    clock = make_clock(device)
-    samples: dict[int, list[float]] = {id(s): [] for s, _ in live}
-    counters: dict[int, list[allocator.Usage]] = {id(s): [] for s, _ in live}
-    broken: set[int] = set()
-    for k in range(rounds):
-        order = live[k % len(live):] + live[:k % len(live)]
-        for step, fwd in order:
+    clock, broken = make_clock(device), set()
+    for k in range(rounds):  # a machine speeding up or slowing down moves every rung alike
+        for step, fwd in live[k % len(live):] + live[:k % len(live)]:
             if id(step) in broken:
                 continue
             try:
                 with _fp32_guard(step.rung, device):
                     before, start = allocator.usage(), clock()
                     fwd()
-                    samples[id(step)].append(clock() - start)
+                    step.times_s += (clock() - start,)
                     if before is not None:  # page faults and kernel time of this call
-                        counters[id(step)].append(allocator.usage() - before)
+                        step.usage += (allocator.usage() - before,)
             except Exception as e:  # e.g. a CUDA graph invalidated by another rung
                 step.status, step.reason = "failed", _failure(e)
                 broken.add(id(step))
-    for step, _ in live:
-        step.times_s = tuple(samples[id(step)])
-        step.usage = tuple(counters[id(step)])
 
 
 def _iters_within(budget_s: float | None, per_call_s: float | None, iters: int) -> int:
@@ -298,13 +291,15 @@ def switches_table(rungs: Rungs | None = None) -> str:
     """Markdown: each rung's switches in words (rungs branch, not stack), engine, device, code."""
     rows = []
     for number, rung in select(rungs):
-        sw = rung.switches()
-        on = [f"{k} {v}" if k in ("TF32", "autocast", "torch.compile", "int8") else v
-              for k, v in sw.items() if k not in ("engine", "runs on") and v not in ("—", "no")]
+        on = ["inference_mode" if rung.inference_mode else "no_grad",
+              "channels_last" if rung.channels_last else "NCHW",
+              *(f"{k} {v}" for k, v in (("TF32", rung.tf32 and "on"), ("autocast", rung.autocast),
+                                        ("torch.compile", rung.compile_mode),
+                                        ("int8", rung.precision == "int8" and "PT2E")) if v)]
         if rung.engine != "pytorch" and not rung.compile_mode:  # the runtime picks the rest
             on = [rung.precision + (" (NNCF)" if rung.precision == "int8" else ""),
                   "the runtime's own layout"]
-        rows.append((number, rung.key, ", ".join(on) or "—", f"{sw['engine']}, {sw['runs on']}",
+        rows.append((number, rung.key, ", ".join(on), f"{rung.engine}, {'/'.join(rung.devices)}",
                      rung.code))
     return md_table(("#", "rung", "switches on", "engine, runs on", "code"), rows)
 

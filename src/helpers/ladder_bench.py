@@ -25,6 +25,8 @@ PEER_GOAL = 1.15  # CPU: the best correct PyTorch rung over the best correct pee
 MALLOC_TARGET = "ratios over rung 0 with malloc as it comes and with memory reused, CPU"
 VECTOR_FLAGS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
                           "amx_bf16", "amx_int8"})
+ENGINE_PACKAGES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onnxruntime",
+                   "onnxruntime-gpu", "openvino", "nncf")  # engine_versions() records each
 
 
 def labelled_batch(n: int, image_size: int, seed: int = 0,
@@ -115,10 +117,6 @@ def write_json(results: list[LadderResult], path: Path) -> Path:
                                     "ladders": [r.to_dict() for r in results]})
 
 
-ENGINE_PACKAGES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onnxruntime",
-                   "onnxruntime-gpu", "openvino", "nncf")
-
-
 def engine_versions() -> dict[str, str | None]:
     """The installed version of every package a rung runs on (None: not installed)."""
     import importlib.metadata as metadata
@@ -132,8 +130,7 @@ def engine_versions() -> dict[str, str | None]:
 
 
 def _load() -> list[float] | None:
-    """The machine's load average (1, 5, 15 min) when written: other work skews absolute
-    numbers (the interleaved ratios less so)."""
+    """The load average (1, 5, 15 min): other work skews absolute numbers (ratios less so)."""
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 

@@ -65,15 +65,6 @@ class Rung:
             return where.split(".<locals>.")[-2].split(".")[-1] + "(...)"
         return f"{name}()"
 
-    def switches(self) -> dict[str, str]:
-        """One column per switch, for the table of rungs (a dash: off)."""
-        return {"grad mode": "inference_mode" if self.inference_mode else "no_grad",
-                "layout": "channels_last" if self.channels_last else "NCHW",
-                "TF32": "on" if self.tf32 else "—", "autocast": self.autocast or "—",
-                "torch.compile": self.compile_mode or "—",
-                "int8": "PT2E" if self.precision == "int8" else "—",
-                "engine": self.engine, "runs on": "/".join(self.devices)}
-
 
 def name_of(fn: Callable) -> str:
     """A function's name for tables (its __name__, or its type for other callables)."""
