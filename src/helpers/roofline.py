@@ -161,11 +161,9 @@ def cpu_rate(precision: str, info: CpuInfo | None = None) -> tuple[float, str, s
 
 def cpu_peak(precision: str = "fp32", threads: int | None = None, *,
              info: CpuInfo | None = None) -> Peak:
-    """Peak GFLOP/s (int8: GOP/s) of the cores torch uses for one precision: cores (threads,
-    at most the physical cores: SMT siblings share units) x GHz x the microarchitecture's
-    per-cycle rate. NaN when the microarchitecture or clock is unknown; turbo clocks vary."""
+    """Peak GFLOP/s (int8: GOP/s): physical cores torch uses x max GHz x per-cycle rate, or NaN."""
     info = info or cpu_info()
-    per_cycle, arch, how = cpu_rate(precision, info)
+    per_cycle, arch, how = cpu_rate(precision, info)  # SMT siblings share a core's units
     if math.isnan(per_cycle):
         return Peak(float("nan"), arch)
     if info.max_mhz is None:
