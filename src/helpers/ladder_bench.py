@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import datasets, params, paths, roofline, train
+from helpers import datasets, env, params, paths, roofline, train
 from helpers.allocator import MALLOC_MODES
 from helpers.files import write_json_atomic
 from helpers.ladder import WEIGHTS, LadderResult, Rungs, ladder
@@ -32,14 +32,11 @@ ENGINE_PACKAGES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onn
 def labelled_batch(n: int, image_size: int, seed: int = 0,
                    offset: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """n held-out generated images and ImageFolder labels (offsets 0 and 1 are train and val)."""
-    tf, folder_order = datasets.transform(image_size, train=False), sorted(datasets.CLASSES)
-    xs, ys = [], []
-    for i in range(n):
-        k = i % len(datasets.CLASSES)
-        rng = np.random.default_rng([seed, offset, k, i])
-        xs.append(tf(datasets.render(datasets.CLASSES[k], image_size, rng)))
-        ys.append(folder_order.index(datasets.CLASSES[k]))
-    return torch.stack(xs), torch.tensor(ys)
+    tf, names = datasets.transform(image_size, train=False), datasets.CLASSES
+    ks = [i % len(names) for i in range(n)]  # the classes in turn
+    xs = [tf(datasets.render(names[k], image_size, np.random.default_rng([seed, offset, k, i])))
+          for i, k in enumerate(ks)]
+    return torch.stack(xs), torch.tensor([sorted(names).index(names[k]) for k in ks])
 
 
 def model_for(weights: str, variant: str, train_epochs: int = 8, train_per_class: int = 60,
@@ -106,8 +103,6 @@ def plot(result: LadderResult):
 
 def write_json(results: list[LadderResult], path: Path) -> Path:
     """Every ladder with the environment it ran in, written atomically."""
-    from helpers import env
-
     return write_json_atomic(path, {"environment": {**env.collect().to_dict(),
                                                     **roofline.cpu_identity()},
                                     "cpu_flags": sorted(roofline.cpu_flags() & VECTOR_FLAGS),
@@ -211,9 +206,7 @@ def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
 
 def _speedup_cell(r: Row | None) -> str:
     """A rung's speedup over rung 0 for the side-by-side table, or its status (or a dash)."""
-    if r is None:
-        return "—"
-    return f"{r.speedup:.2f}x" if r.ok and r.speedup else r.status
+    return "—" if r is None else f"{r.speedup:.2f}x" if r.ok and r.speedup else r.status
 
 
 def _faults_cell(r: Row | None) -> str:
@@ -241,10 +234,14 @@ def _vs_peer(result: LadderResult, precision: str | None) -> Target:
               f"CPU, batch {TARGET_BATCH}")
     ours = result.best(peer=False, precision=precision)
     peer = result.best(peer=True, precision=precision)
-    if not ours or not peer:
-        missing = "no correct PyTorch rung" if not ours else "no correct peer rung"
-        return Target(target, goal, missing, None,
-                      _why_missing(result, precision, peer=bool(ours)))
+    if not ours or not peer:  # why: the reasons of that side's rungs, or none was asked for
+        reasons = sorted(f"{r.key}: {r.reason}" for r in result.rows()
+                         if not r.ok and (r.engine != "pytorch") == bool(ours)
+                         and (precision is None or r.precision == precision))
+        return Target(target, goal, "no correct PyTorch rung" if not ours
+                      else "no correct peer rung", None, "; ".join(reasons[:4]) or (
+                          "no peer rung was asked for (quick mode runs none)" if ours
+                          else "no such PyTorch rung was asked for"))
     ratio = ours.images_per_sec / peer.images_per_sec
     measured = (f"{ratio:.2f}x: {ours.key} {ours.images_per_sec:.1f} vs {peer.key} "
                 f"{peer.images_per_sec:.1f} images/s, {torch.get_num_threads()} threads each")
@@ -254,15 +251,6 @@ def _vs_peer(result: LadderResult, precision: str | None) -> Target:
            else None if met else f"short by {PEER_GOAL / ratio:.2f}x: the profiles say where "
            "the time goes (benchmarks/profile_rung.py)")
     return Target(target, goal, measured, met, why)
-
-
-def _why_missing(result: LadderResult, precision: str | None, *, peer: bool) -> str:
-    """Why one side of a peer target has no correct rung: its rungs' reasons, or none asked for."""
-    reasons = sorted(f"{r.key}: {r.reason}" for r in result.rows()
-                     if not r.ok and (r.engine != "pytorch") == peer
-                     and (precision is None or r.precision == precision))
-    return "; ".join(reasons[:4]) or ("no peer rung was asked for (quick mode runs none)"
-                                      if peer else "no such PyTorch rung was asked for")
 
 
 def _allocator_target(result: LadderResult) -> Target:
