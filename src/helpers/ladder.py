@@ -313,8 +313,7 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
            warmup: int = 2, iters: int = 5, budget_s: float | None = None,
            weights: str = "random", variant: str = "b0",
            progress: Callable[[str], None] | None = None) -> LadderResult:
-    """Build and check each rung against rung 0 on `inputs` (default random), then time them
-    interleaved, `iters` rounds (fewer, at least 3, where a rung would overrun budget_s)."""
+    """Build, check against rung 0 and time interleaved each rung; budget_s trims rounds (>= 3)."""
     dev = pick_device(device) if isinstance(device, str) else device
     params.one_of("weights", weights, WEIGHTS)
     params.positive_int("batch_size", batch_size)

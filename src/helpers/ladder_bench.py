@@ -41,8 +41,7 @@ def labelled_batch(n: int, image_size: int, seed: int = 0,
 
 def model_for(weights: str, variant: str, train_epochs: int = 8, train_per_class: int = 60,
               *, seed: int = 0, progress: bool = True) -> tuple[torch.nn.Module, dict, str]:
-    """The model and what it is: 'trained' briefly here on 64 px shapes (a checkpoint named by
-    all that shaped it, reused), 'pretrained' from the cache (else random, warned) or 'random'."""
+    """The model and what it is: 'trained' on 64 px shapes here (cached), 'pretrained', 'random'."""
     from helpers import models
 
     params.one_of("weights", weights, WEIGHTS)
