@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +20,26 @@ from helpers.runtime.notebook import NotebookRun, labelled_table
 QUICK_RUNGS = ("inference_mode", "channels_last", "bf16", "fp16")  # no compile: seconds
 
 
+def _label(text: str) -> Any:
+    """A LadderSizes field with the words sizes_table shows for it."""
+    return field(metadata={"label": text})
+
+
 @dataclass(frozen=True)
 class LadderSizes:
     """The ladder's and the brief training's sizes for one run (images in px)."""
 
-    batch_size: int
-    image_size: int
-    iters: int
-    warmup: int
-    calibration_batches: int
-    train_epochs: int
-    train_per_class: int
-    rungs: tuple[str, ...] | None  # None: every rung
-    batch_rungs: tuple[str, ...]
-    quick: bool
-    batch_sizes: tuple[int, ...]
+    batch_size: int = _label("batch size of the ladder")
+    image_size: int = _label("image size, px")
+    iters: int = _label("timed rounds per rung")
+    warmup: int = _label("warm-up calls per rung")
+    calibration_batches: int = _label("int8 calibration batches")
+    train_epochs: int = _label("epochs of the brief training")
+    train_per_class: int = _label("training images per class")
+    rungs: tuple[str, ...] | None = _label("rungs (all when none are named)")  # None: every rung
+    batch_rungs: tuple[str, ...] = _label("rungs of the batch sweep")
+    quick: bool = _label("quick mode (tiny sizes, no compiled rungs)")
+    batch_sizes: tuple[int, ...] = _label("batch sizes of the sweep")
 
 
 def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
@@ -59,17 +64,6 @@ def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: in
             batch_sizes or ((1, 8, 256) if gpu else (1, 8))))
 
 
-SIZE_LABELS = {"batch_size": "batch size of the ladder", "image_size": "image size, px",
-               "iters": "timed rounds per rung", "warmup": "warm-up calls per rung",
-               "calibration_batches": "int8 calibration batches",
-               "train_epochs": "epochs of the brief training",
-               "train_per_class": "training images per class",
-               "rungs": "rungs (all when none are named)",
-               "batch_rungs": "rungs of the batch sweep",
-               "quick": "quick mode (tiny sizes, no compiled rungs)",
-               "batch_sizes": "batch sizes of the sweep"}
-
-
 MODEL_LABELS = {"train_image_size": "trained at, px", "train_epochs": "epochs trained",
                 "val_accuracy": "validation accuracy on the generated shapes",
                 "reused_checkpoint": "reused an earlier run's training", "source": "weights from"}
@@ -84,7 +78,8 @@ def sizes_table(s: LadderSizes) -> str:
     """The run's sizes in words."""
     shown = {k: ", ".join(v) if isinstance(v, tuple) and v and isinstance(v[0], str) else
              "all" if v is None else v for k, v in asdict(s).items()}
-    return labelled_table(shown, SIZE_LABELS, header=("setting", "this run"))
+    labels = {f.name: f.metadata["label"] for f in fields(s)}
+    return labelled_table(shown, labels, header=("setting", "this run"))
 
 
 def measure(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str,
