@@ -127,6 +127,11 @@ MICROARCHS: tuple[Microarch, ...] = (
 )
 
 
+def _number(n: int | None) -> str:
+    """A cpuinfo family/model number in decimal and hex ('?' when unknown)."""
+    return "?" if n is None else f"{n} ({n:#x})"
+
+
 def microarch(info: CpuInfo | None = None) -> Microarch | None:
     """The table entry of a CPU (this one by default); None when the table lacks it."""
     info = info or cpu_info()
@@ -194,8 +199,8 @@ def gpu_peak(name: str, precision: str = "fp16") -> Peak:
 def peak_for(device: torch.device, precision: str, tf32: bool = False) -> Peak:
     """The peak of the rung's own precision on this device (fp32, tf32, bf16/fp16 or int8)."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return gpu_peak(name, "tf32" if precision == "fp32" and tf32 else precision)
+        return gpu_peak(torch.cuda.get_device_name(device),
+                        "tf32" if precision == "fp32" and tf32 else precision)
     return cpu_peak(precision)
 
 
