@@ -127,11 +127,6 @@ MICROARCHS: tuple[Microarch, ...] = (
 )
 
 
-def _number(n: int | None) -> str:
-    """A cpuinfo family/model number in decimal and hex ('?' when unknown)."""
-    return "?" if n is None else f"{n} ({n:#x})"
-
-
 def microarch(info: CpuInfo | None = None) -> Microarch | None:
     """The table entry of a CPU (this one by default); None when the table lacks it."""
     info = info or cpu_info()
