@@ -43,7 +43,6 @@ class Rung:
     tf32: bool = False
     autocast: str | None = None  # bf16 | fp16: what autocast runs the (non-int8) ops in
     compile_mode: str | None = None  # torch.compile mode; None: eager
-    why: str = ""
     build: Build | None = field(default=None, compare=False, repr=False)  # None: notebook 06's
     engine: str = "pytorch"  # what runs the graph: pytorch | onnxruntime | openvino (a peer)
     needs: tuple[str, ...] = ()  # modules a peer imports (each also its PyPI name)
