@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from helpers import allocator, env, images, params, roofline
+from helpers import allocator, env, images, params, quant, roofline
 from helpers.env import pick_device
 from helpers.ladder_result import (
     INT8_MIN_AGREEMENT,
@@ -146,8 +146,6 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
         return ("no AVX512-BF16/AMX on this CPU: bf16 is emulated (rung 4 shows the cost), and "
                 "compiling it would take minutes to show the same")
     if rung.precision == "int8":
-        from helpers import quant
-
         with quiet():  # importing torchao logs deprecation chatter
             return quant.unavailable()
     return None

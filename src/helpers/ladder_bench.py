@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -157,8 +159,6 @@ def write_benchmark(results: list[LadderResult], out: Path | None = None) -> Pat
 
 def child_outcome(returncode: int, folder: Path) -> Path | str:
     """A ladder child process's ladder.json, or why there is none (a signal by name and cause)."""
-    import signal
-
     if returncode == 0 and (folder / "ladder.json").exists():
         return folder / "ladder.json"
     if returncode < 0:
@@ -172,8 +172,6 @@ def child_outcome(returncode: int, folder: Path) -> Path | str:
 
 def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
     """ladder.md in `out`: the targets, the allocator one on both runs, both runs' speedups."""
-    import json
-
     docs = {m: json.loads(r.read_text()) for m, r in runs.items() if isinstance(r, Path)}
     lost = [f"malloc {m}: {r}" for m, r in runs.items() if not isinstance(r, Path)]
     goals = [Target.from_dict(t) for t in docs.get("default", {}).get("targets", [])]
