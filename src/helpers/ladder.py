@@ -298,9 +298,8 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
     if inputs is None:
         inputs = images.random_batch(batch_size, image_size)
     elif tuple(inputs.shape) != (batch_size, 3, image_size, image_size):
-        raise ValueError(f"inputs has shape {tuple(inputs.shape)}; expected "
-                         f"({batch_size}, 3, {image_size}, {image_size}) from batch_size and "
-                         "image_size")
+        raise ValueError(f"inputs has shape {tuple(inputs.shape)}; expected ({batch_size}, 3, "
+                         f"{image_size}, {image_size}) from batch_size and image_size")
     chosen = select(rungs)
     x, ref, steps, live, rounds = inputs.to(dev), None, [], [], iters
     calibration = [c.to(dev) for c in (calibration or [x])]

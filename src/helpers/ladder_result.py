@@ -216,8 +216,7 @@ class LadderResult:
 
     def best(self, *, peer: bool | None = None, precision: str | None = None) -> Row | None:
         """The fastest rung within its tolerance; peer: exported runtimes only (True) or none."""
-        ok = [r for r in self.rows() if r.ok
-              and (peer is None or (r.engine != "pytorch") == peer)
+        ok = [r for r in self.rows() if r.ok and (peer is None or (r.engine != "pytorch") == peer)
               and (precision is None or r.precision == precision)]
         return max(ok, key=lambda r: r.images_per_sec) if ok else None
 

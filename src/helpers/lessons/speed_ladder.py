@@ -172,9 +172,8 @@ def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
     _claims(run, result, best)
     run.targets += targets(result, batches)
     (run.results_dir / "06_ladder.md").write_text(result.table() + "\n")
-    return write_json_atomic(run.results_dir / "06_ladder.json",
-                             {"ladder": result.to_dict(),
-                              "batch_sizes": [b.to_dict() for b in batches]})
+    return write_json_atomic(run.results_dir / "06_ladder.json", {
+        "ladder": result.to_dict(), "batch_sizes": [b.to_dict() for b in batches]})
 
 
 # The article's table: B0, batch 32, eager fp32 (its rung 0); a like-for-like rung 0 reproduces
