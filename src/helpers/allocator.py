@@ -1,13 +1,9 @@
 """Where a CPU forward's memory comes from, and what fresh pages cost.
 
-glibc's malloc serves every request of 32 MiB or more (less before its threshold adapts) with a
-fresh `mmap` and gives it back with `munmap` when freed. An eager fp32 EfficientNet-B0 at batch
-32 allocates activations of up to 154 MB per layer, so every forward touches gigabytes of new
-pages, and the kernel zeroes each 4 KiB page on first touch (a minor page fault). On the 2-core
-machines this project is built on, that kernel time is more than half of the article's eager
-forward. `reuse_memory()` tells glibc to keep freed memory in its heap (no mmap, no trimming),
-which is what jemalloc or TCMalloc (PyTorch's CPU tuning guide) do by design; `usage()` counts
-the faults and the kernel time so a benchmark can show which rung pays them.
+glibc's malloc serves each request of 32 MiB or more with a fresh `mmap` (munmap'ed when freed),
+and the kernel zeroes every 4 KiB page on first touch: for eager B0 at batch 32, over half its
+time on a 2-core machine. `reuse_memory()` keeps freed memory in the heap, as jemalloc does;
+`usage()` counts the faults and kernel time so a benchmark shows which rung pays them.
 """
 
 from __future__ import annotations
@@ -52,7 +48,7 @@ def usage() -> Usage | None:
 
 
 def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (it has mallopt and gnu_get_libc_version), else None."""
+    """The C library when it is glibc (mallopt, gnu_get_libc_version), else None."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
@@ -86,8 +82,7 @@ def reuse_reason() -> str | None:
 
 
 def reuse_memory() -> str:
-    """Make glibc reuse freed memory (no mmap per large tensor, no trimming) from now on; how it
-    now behaves. RuntimeError, naming the fix, where it cannot (another C library)."""
+    """Make glibc reuse freed memory (no mmap, no trim): how it now behaves; RuntimeError if not."""
     if reason := reuse_reason():
         raise RuntimeError(f"malloc='reuse' cannot be set: {reason}")
     libc = _glibc()

@@ -1,12 +1,8 @@
 """The speed ladder: one model, rung by rung, each rung's speed *and* its error vs rung 0.
 
-A rung is a value: a `Rung` (its switches, its tolerance) whose `build` turns a copy of the
-model, the batch and calibration batches into a zero-argument forward call. The ladder's own
-table (RUNGS) builds each rung from its switches; a notebook passes rungs whose build is the
-code in its cells. Every rung runs on its own copy of the model, on the same batch, in one
-process, and the rungs are timed interleaved (round-robin, several rounds), so the speedups are
-ratios measured side by side even on a machine whose speed drifts. A rung that cannot run here
-is listed as skipped, one that raises or drifts past its tolerance as failed: none is dropped.
+Every rung (a `Rung` whose `build` makes a forward call; by default notebook 06's cells) runs on
+its own copy of the model in one process, timed interleaved so the speedups are side-by-side
+ratios; a rung that cannot run is listed as skipped, one that raises or drifts as failed.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from helpers import allocator, env, images, params, roofline
+from helpers import allocator, env, images, params, quant, roofline
 from helpers.env import pick_device
 from helpers.ladder_result import (
     INT8_MIN_AGREEMENT,
@@ -34,80 +30,58 @@ from helpers.ladder_result import (
     name_of,
     relative_error,
 )
+from helpers.markdown import md_table
 from helpers.precision import resolve_precision, tf32
 from helpers.timing import make_clock
 
 RUNGS: tuple[Rung, ...] = (
     Rung("eager", "the article: eager fp32 NCHW, no_grad", inference_mode=False,
-         channels_last=False, why="model.eval() + torch.no_grad(), as the article runs it"),
-    Rung("inference_mode", "inference_mode", channels_last=False,
-         why="no version counters or autograd bookkeeping on any tensor"),
-    Rung("channels_last", "channels_last (NHWC)",
-         why="depthwise and 1x1 convs read contiguous channels per pixel"),
-    Rung("tf32", "TF32 convs and matmuls", ("cuda",), tf32=True,
-         why="tensor cores on fp32 data, 10-bit mantissa"),
-    Rung("bf16", "bf16 autocast", precision="bf16", autocast="bf16",
-         why="convs and matmuls in bf16; fast with AMX/AVX512-BF16 or tensor cores"),
-    Rung("fp16", "fp16 autocast", ("cuda",), precision="fp16", tf32=True, autocast="fp16",
-         why="tensor cores, half the memory traffic"),
+         channels_last=False),
+    Rung("inference_mode", "inference_mode", channels_last=False),
+    Rung("channels_last", "channels_last (NHWC)"),
+    Rung("tf32", "TF32 convs and matmuls", ("cuda",), tf32=True),
+    Rung("bf16", "bf16 autocast", precision="bf16", autocast="bf16"),
+    Rung("fp16", "fp16 autocast", ("cuda",), precision="fp16", tf32=True, autocast="fp16"),
     Rung("compile", "torch.compile, fp32 (CPU: inductor freezing)", ("cpu",),
-         compile_mode="default", why="fused elementwise ops, weights folded into the graph"),
-    Rung("compile_bf16", "torch.compile, bf16 (CPU: inductor freezing)", ("cpu",),
-         precision="bf16", autocast="bf16", compile_mode="default",
-         why="fusion on top of bf16 kernels"),
+         compile_mode="default"),
+    Rung("compile_bf16", "torch.compile, bf16 (CPU: inductor freezing)", ("cpu",), precision="bf16",
+         autocast="bf16", compile_mode="default"),
     Rung("compile_bf16_max_autotune", "torch.compile max-autotune, bf16", ("cpu",),
-         precision="bf16", autocast="bf16", compile_mode="max-autotune",
-         why="inductor also benchmarks its C++ GEMM templates against oneDNN per matmul"),
+         precision="bf16", autocast="bf16", compile_mode="max-autotune"),
     Rung("compile_fp16", "torch.compile, fp16", ("cuda",), precision="fp16", tf32=True,
-         autocast="fp16", compile_mode="default",
-         why="Triton kernels fuse BN, SiLU and the SE block"),
-    Rung("cudagraphs", "CUDA graphs (compile mode='reduce-overhead')", ("cuda",),
-         precision="fp16", tf32=True, autocast="fp16", compile_mode="reduce-overhead",
-         why="one graph launch replaces hundreds of kernel launches"),
-    Rung("int8", "int8 PT2E (x86 inductor quantizer), compiled", ("cpu",),
-         precision="int8", compile_mode="default",
-         why="VNNI int8 dot products; per-channel weights, per-tensor activation scales"),
-    Rung("int8_bf16", "int8 PT2E, other ops in bf16 (int8-mixed-bf16)", ("cpu",),
-         precision="int8", autocast="bf16", compile_mode="default",
-         why="int8 convs, and the ops int8 leaves alone (SiLU, SE, pooling) in bf16"),
+         autocast="fp16", compile_mode="default"),
+    Rung("cudagraphs", "CUDA graphs (compile mode='reduce-overhead')", ("cuda",), precision="fp16",
+         tf32=True, autocast="fp16", compile_mode="reduce-overhead"),
+    Rung("int8", "int8 PT2E (x86 inductor quantizer), compiled", ("cpu",), precision="int8",
+         compile_mode="default"),
+    Rung("int8_bf16", "int8 PT2E, other ops in bf16 (int8-mixed-bf16)", ("cpu",), precision="int8",
+         autocast="bf16", compile_mode="default"),
     # Peers: the runtimes a user would export to instead (CPU), each run with torch's threads.
     Rung("onnxruntime", "ONNX Runtime fp32 (torch.onnx export, ORT_ENABLE_ALL)", ("cpu",),
-         channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript"),
-         why="an exported graph: ORT's fusions, constant folding and its own kernels"),
+         channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript")),
     Rung("openvino", "OpenVINO fp32, latency hint", ("cpu",), channels_last=False,
-         engine="openvino", needs=("openvino",),
-         why="OpenVINO's graph compiler and oneDNN kernels, weights prepacked once"),
+         engine="openvino", needs=("openvino",)),
     Rung("openvino_throughput", "OpenVINO fp32, throughput hint (parallel requests)", ("cpu",),
-         channels_last=False, engine="openvino", needs=("openvino",),
-         why="the batch split over parallel inference streams, one core each"),
+         channels_last=False, engine="openvino", needs=("openvino",)),
     Rung("openvino_bf16", "OpenVINO bf16, latency hint", ("cpu",), precision="bf16",
-         channels_last=False, engine="openvino", needs=("openvino",),
-         why="OpenVINO's bf16 inference precision (AVX512-BF16/AMX)"),
-    Rung("openvino_bf16_throughput", "OpenVINO bf16, throughput hint", ("cpu",),
-         precision="bf16", channels_last=False, engine="openvino", needs=("openvino",),
-         why="bf16 and parallel streams"),
+         channels_last=False, engine="openvino", needs=("openvino",)),
+    Rung("openvino_bf16_throughput", "OpenVINO bf16, throughput hint", ("cpu",), precision="bf16",
+         channels_last=False, engine="openvino", needs=("openvino",)),
     Rung("openvino_int8", "OpenVINO int8 (NNCF), latency hint", ("cpu",), precision="int8",
-         channels_last=False, engine="openvino", needs=("openvino", "nncf"),
-         why="NNCF post-training quantization on the PT2E rungs' calibration batches"),
+         channels_last=False, engine="openvino", needs=("openvino", "nncf")),
     Rung("openvino_int8_throughput", "OpenVINO int8 (NNCF), throughput hint", ("cpu",),
-         precision="int8", channels_last=False, engine="openvino", needs=("openvino", "nncf"),
-         why="int8 and parallel streams"),
+         precision="int8", channels_last=False, engine="openvino", needs=("openvino", "nncf")),
     Rung("compile_openvino", "torch.compile(backend='openvino'), fp32", ("cpu",),
-         channels_last=False, compile_mode="openvino", engine="openvino", needs=("openvino",),
-         why="PyTorch's own door to OpenVINO: Dynamo captures, OpenVINO compiles"),
+         channels_last=False, compile_mode="openvino", engine="openvino", needs=("openvino",)),
     Rung("onnxruntime_cuda", "ONNX Runtime fp32, CUDA provider (numpy in and out)", ("cuda",),
-         channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript"),
-         why="the exported graph on ORT's CUDA kernels (pip install onnxruntime-gpu)"),
+         channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript")),
     # Paths worth measuring against the peers (after them, so earlier rung numbers stay).
     Rung("compile_bf16_cpp_wrapper", "torch.compile, bf16, C++ wrapper (cpp_wrapper)", ("cpu",),
-         precision="bf16", autocast="bf16", compile_mode="default + cpp_wrapper",
-         why="generated C++, not Python, calls the kernels: no interpreter between two kernels"),
+         precision="bf16", autocast="bf16", compile_mode="default + cpp_wrapper"),
     Rung("compile_requests", "torch.compile fp32, 2 parallel requests (half batch, half threads)",
-         ("cpu",), compile_mode="default",
-         why="the batch split over parallel requests, as OpenVINO's throughput hint does"),
+         ("cpu",), compile_mode="default"),
     Rung("compile_bf16_requests", "torch.compile bf16, 2 parallel requests", ("cpu",),
-         precision="bf16", autocast="bf16", compile_mode="default",
-         why="bf16 and parallel requests"),
+         precision="bf16", autocast="bf16", compile_mode="default"),
 )
 RUNG_KEYS = tuple(r.key for r in RUNGS)
 Rungs = Sequence[str | Rung | Build]  # keys of RUNGS, Rung values or build functions
@@ -129,9 +103,7 @@ def check(step: Step, need_agreement: bool) -> Step:
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Silence compile-time chatter (export deprecations, 'No CUDA runtime is found' on a CPU
-    box, Dynamo's guard-building log, NNCF's progress) while a rung is built; the rung's own
-    failures still surface as exceptions."""
+    """Silence warnings and compile-time logs (Dynamo, NNCF) while a rung builds; errors raise."""
     loggers = [logging.getLogger(n) for n in ("torch.utils.cpp_extension", "torch.utils._pytree",
                                               "torch._guards", "nncf")]
     levels = [lg.level for lg in loggers]
@@ -150,8 +122,18 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
     """Why a rung cannot run on this device, or None."""
     if device.type not in rung.devices:
         return f"{'/'.join(rung.devices)} only"
-    if rung.engine != "pytorch":
-        return _peer_problem(rung)
+    if rung.engine != "pytorch":  # a peer: its modules, native bf16, ORT's CUDA provider
+        if missing := [m for m in rung.needs if importlib.util.find_spec(m) is None]:
+            return f"{', '.join(missing)} not installed: pip install {' '.join(missing)}"
+        if rung.precision == "bf16" and not roofline.cpu_has_native_bf16():
+            return "no AVX512-BF16/AMX on this CPU: OpenVINO would run it in fp32"
+        if rung.engine == "onnxruntime" and rung.devices == ("cuda",):
+            import onnxruntime
+
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                return ("this onnxruntime has no CUDA provider: pip uninstall onnxruntime && "
+                        "pip install onnxruntime-gpu")
+        return None
     if rung.compile_mode and (problem := env.compile_problem(device)):
         return problem  # e.g. "no C++ compiler (install g++: ...)", not an inductor traceback
     if rung.precision in ("bf16", "fp16"):
@@ -164,32 +146,13 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
         return ("no AVX512-BF16/AMX on this CPU: bf16 is emulated (rung 4 shows the cost), and "
                 "compiling it would take minutes to show the same")
     if rung.precision == "int8":
-        from helpers import quant
-
         with quiet():  # importing torchao logs deprecation chatter
             return quant.unavailable()
     return None
 
 
-def _peer_problem(rung: Rung) -> str | None:
-    """Why a peer rung cannot run here (a module missing, no native bf16), or None."""
-    missing = [m for m in rung.needs if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"{', '.join(missing)} not installed: pip install {' '.join(missing)}"
-    if rung.precision == "bf16" and not roofline.cpu_has_native_bf16():
-        return "no AVX512-BF16/AMX on this CPU: OpenVINO would run it in fp32"
-    if rung.engine == "onnxruntime" and rung.devices == ("cuda",):
-        import onnxruntime
-
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return ("this onnxruntime has no CUDA provider: pip uninstall onnxruntime && "
-                    "pip install onnxruntime-gpu")
-    return None
-
-
 def default_build(rung: Rung) -> Build:
-    """A rung's code when the caller gives none: the build function notebook 06's cells define
-    for it (its `BUILDS` dict, read from the notebook: the lesson is the one copy)."""
+    """A rung's code when the caller gives none: notebook 06's `BUILDS` entry (the one copy)."""
     from helpers import cells
 
     builds = cells.module("06").BUILDS
@@ -206,19 +169,15 @@ def _failure(e: Exception) -> str:
 
 
 def _fp32_guard(rung: Rung, device: torch.device) -> AbstractContextManager:
-    """TF32 exactly as the rung says on CUDA (PyTorch's default lets cuDNN use it for convs, so
-    every fp32 rung below the TF32 rung would not really be fp32); no-op on CPU."""
+    """TF32 exactly as the rung says on CUDA (cuDNN's default would use it for fp32 convs)."""
     return tf32(rung.tf32) if device.type == "cuda" else nullcontext()
 
 
 def warm_up(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor],
             *, warmup: int) -> tuple[Forward | None, torch.Tensor | None, float | None]:
-    """Build the step's rung on its own copy of the model, make the first call (where compiling
-    happens) and the warm-up calls: (forward, its logits, seconds per warm call); an exception
-    fails the step."""
+    """Build the rung on a model copy, first call, warm-up: (forward, logits, s per warm call)."""
     rung, device = step.rung, x.device
-    reason = skip_reason(rung, device)
-    if reason:
+    if reason := skip_reason(rung, device):
         step.status, step.reason = "skipped", reason
         return None, None, None
     clock = make_clock(device)
@@ -243,31 +202,22 @@ def warm_up(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: li
 
 
 def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: int) -> None:
-    """Time the rungs interleaved: each round makes one timed call of every rung, starting one
-    rung later than the round before, so a machine that speeds up or slows down mid-run moves
-    every rung alike, and round k's samples sit side by side. Each rung keeps its samples."""
-    clock = make_clock(device)
-    samples: dict[int, list[float]] = {id(s): [] for s, _ in live}
-    counters: dict[int, list[allocator.Usage]] = {id(s): [] for s, _ in live}
-    broken: set[int] = set()
-    for k in range(rounds):
-        order = live[k % len(live):] + live[:k % len(live)]
-        for step, fwd in order:
+    """Time the rungs round-robin, each round one call each, starting one rung later each round."""
+    clock, broken = make_clock(device), set()
+    for k in range(rounds):  # a machine speeding up or slowing down moves every rung alike
+        for step, fwd in live[k % len(live):] + live[:k % len(live)]:
             if id(step) in broken:
                 continue
             try:
                 with _fp32_guard(step.rung, device):
                     before, start = allocator.usage(), clock()
                     fwd()
-                    samples[id(step)].append(clock() - start)
+                    step.times_s += (clock() - start,)
                     if before is not None:  # page faults and kernel time of this call
-                        counters[id(step)].append(allocator.usage() - before)
+                        step.usage += (allocator.usage() - before,)
             except Exception as e:  # e.g. a CUDA graph invalidated by another rung
                 step.status, step.reason = "failed", _failure(e)
                 broken.add(id(step))
-    for step, _ in live:
-        step.times_s = tuple(samples[id(step)])
-        step.usage = tuple(counters[id(step)])
 
 
 def _iters_within(budget_s: float | None, per_call_s: float | None, iters: int) -> int:
@@ -278,8 +228,7 @@ def _iters_within(budget_s: float | None, per_call_s: float | None, iters: int) 
 
 
 def as_rung(item: str | Rung | Build) -> Rung:
-    """A rung from a key of RUNGS, a Rung, or a build function: one named like a key of RUNGS
-    takes that rung's switches and tolerance, any other is an fp32 rung titled by its name."""
+    """A rung from a key of RUNGS, a Rung, or a build function (named like a key: that rung's)."""
     if isinstance(item, Rung):
         return item
     if isinstance(item, str):
@@ -300,8 +249,7 @@ def rung(key: str, build: Build) -> Rung:
 
 
 def select(rungs: Rungs | None) -> tuple[tuple[int, Rung], ...]:
-    """(number, rung) of every rung to run, numbered as in RUNGS (others after it, in the
-    order given) and in that order; rung 0 (the article's eager fp32) always first."""
+    """(number, rung) of every rung to run, numbered as in RUNGS (others after); rung 0 first."""
     chosen = [as_rung(r) for r in rungs] if rungs is not None else list(RUNGS)
     keys = [r.key for r in chosen]
     if twice := sorted({k for k in keys if keys.count(k) > 1}):
@@ -315,19 +263,20 @@ def select(rungs: Rungs | None) -> tuple[tuple[int, Rung], ...]:
 
 
 def switches_table(rungs: Rungs | None = None) -> str:
-    """Markdown, five columns: each rung's switches in words (rungs branch, they do not
-    stack), the engine that runs it, where, and whose code."""
-    lines = ["| # | rung | switches on | engine, runs on | code |", "|---|---|---|---|---|"]
+    """Markdown: each rung's switches in words (rungs branch, not stack), engine, device, code."""
+    rows = []
     for number, rung in select(rungs):
-        sw = rung.switches()
-        on = [f"{k} {v}" if k in ("TF32", "autocast", "torch.compile", "int8") else v
-              for k, v in sw.items() if k not in ("engine", "runs on") and v not in ("—", "no")]
+        on = ["inference_mode" if rung.inference_mode else "no_grad",
+              "channels_last" if rung.channels_last else "NCHW",
+              *(f"{k} {v}" for k, v in (("TF32", rung.tf32 and "on"), ("autocast", rung.autocast),
+                                        ("torch.compile", rung.compile_mode),
+                                        ("int8", rung.precision == "int8" and "PT2E")) if v)]
         if rung.engine != "pytorch" and not rung.compile_mode:  # the runtime picks the rest
             on = [rung.precision + (" (NNCF)" if rung.precision == "int8" else ""),
                   "the runtime's own layout"]
-        lines.append(f"| {number} | {rung.key} | {', '.join(on) or '—'} | "
-                     f"{sw['engine']}, {sw['runs on']} | {rung.code} |")
-    return "\n".join(lines)
+        rows.append((number, rung.key, ", ".join(on), f"{rung.engine}, {'/'.join(rung.devices)}",
+                     rung.code))
+    return md_table(("#", "rung", "switches on", "engine, runs on", "code"), rows)
 
 
 WEIGHTS = ("random", "trained", "pretrained")
@@ -339,11 +288,7 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
            warmup: int = 2, iters: int = 5, budget_s: float | None = None,
            weights: str = "random", variant: str = "b0",
            progress: Callable[[str], None] | None = None) -> LadderResult:
-    """Measure the speed ladder of `model` on `inputs` (default: a random batch): build and
-    check every selected rung against rung 0 (eager fp32), then time them all interleaved,
-    `iters` rounds, fewer when the slowest rung's calls would overrun budget_s (at least 3).
-    Per rung: images/s, speedup, first-call time, max relative logit error vs rung 0 and top-1
-    agreement (meaningful unless weights='random')."""
+    """Build, check against rung 0 and time interleaved each rung; budget_s trims rounds (>= 3)."""
     dev = pick_device(device) if isinstance(device, str) else device
     params.one_of("weights", weights, WEIGHTS)
     params.positive_int("batch_size", batch_size)
@@ -353,9 +298,8 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
     if inputs is None:
         inputs = images.random_batch(batch_size, image_size)
     elif tuple(inputs.shape) != (batch_size, 3, image_size, image_size):
-        raise ValueError(f"inputs has shape {tuple(inputs.shape)}; expected "
-                         f"({batch_size}, 3, {image_size}, {image_size}) from batch_size and "
-                         "image_size")
+        raise ValueError(f"inputs has shape {tuple(inputs.shape)}; expected ({batch_size}, 3, "
+                         f"{image_size}, {image_size}) from batch_size and image_size")
     chosen = select(rungs)
     x, ref, steps, live, rounds = inputs.to(dev), None, [], [], iters
     calibration = [c.to(dev) for c in (calibration or [x])]

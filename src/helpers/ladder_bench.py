@@ -1,12 +1,10 @@
-"""The speed ladder as a benchmark: the model it runs on (briefly trained here), held-out
-batches, the project's targets, and the results written (ladder.json, .md, charts).
-
-Used by `python -m helpers bench --ladder`, benchmarks/ and notebook 06 alike.
-"""
+"""The ladder as a benchmark: its model, held-out batches, the targets, ladder.json/.md/charts."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import datasets, params, paths, roofline, train
+from helpers import datasets, env, params, paths, roofline, train
+from helpers.allocator import MALLOC_MODES
 from helpers.files import write_json_atomic
 from helpers.ladder import WEIGHTS, LadderResult, Rungs, ladder
 from helpers.ladder_result import Row
+from helpers.markdown import md_table
 from helpers.verdict import Target, targets_markdown
 
 TRAIN_SIZE = 64  # pixels: the brief training's images (the ladder itself runs at 224)
@@ -27,63 +27,50 @@ PEER_GOAL = 1.15  # CPU: the best correct PyTorch rung over the best correct pee
 MALLOC_TARGET = "ratios over rung 0 with malloc as it comes and with memory reused, CPU"
 VECTOR_FLAGS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
                           "amx_bf16", "amx_int8"})
+ENGINE_PACKAGES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onnxruntime",
+                   "onnxruntime-gpu", "openvino", "nncf")  # engine_versions() records each
 
 
 def labelled_batch(n: int, image_size: int, seed: int = 0,
                    offset: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """n generated images (classes in turn) and their labels as ImageFolder numbers them
-    (sorted class names), drawn from a random stream the training set never used (offsets 0
-    and 1 are train and val): held-out data."""
-    tf, folder_order = datasets.transform(image_size, train=False), sorted(datasets.CLASSES)
-    xs, ys = [], []
-    for i in range(n):
-        k = i % len(datasets.CLASSES)
-        rng = np.random.default_rng([seed, offset, k, i])
-        xs.append(tf(datasets.render(datasets.CLASSES[k], image_size, rng)))
-        ys.append(folder_order.index(datasets.CLASSES[k]))
-    return torch.stack(xs), torch.tensor(ys)
+    """n held-out generated images and ImageFolder labels (offsets 0 and 1 are train and val)."""
+    tf, names = datasets.transform(image_size, train=False), datasets.CLASSES
+    ks = [i % len(names) for i in range(n)]  # the classes in turn
+    xs = [tf(datasets.render(names[k], image_size, np.random.default_rng([seed, offset, k, i])))
+          for i, k in enumerate(ks)]
+    return torch.stack(xs), torch.tensor([sorted(names).index(names[k]) for k in ks])
 
 
 def model_for(weights: str, variant: str, train_epochs: int = 8, train_per_class: int = 60,
               *, seed: int = 0, progress: bool = True) -> tuple[torch.nn.Module, dict, str]:
-    """The ladder's model: briefly 'trained' here (default), ImageNet 'pretrained' from the
-    weights cache (falls back to random, with a warning), or 'random'; and what it is."""
+    """The model and what it is: 'trained' on 64 px shapes here (cached), 'pretrained', 'random'."""
     from helpers import models
 
     params.one_of("weights", weights, WEIGHTS)
-    if weights == "trained":
-        model, info = trained_model(variant, train_epochs, train_per_class, seed, progress=progress)
-        return model, info, "trained"
-    loaded = models.load_efficientnet(variant, "auto" if weights == "pretrained" else "none")
-    return loaded.model.eval(), {"source": loaded.source}, (
-        "pretrained" if loaded.pretrained else "random")
-
-
-def trained_model(variant: str, epochs: int, per_class: int, seed: int = 0,
-                  *, progress: bool = True) -> tuple[torch.nn.Module, dict]:
-    """EfficientNet trained briefly on the generated 64 px shapes (on the CPU), kept as a
-    checkpoint named by everything that shaped it: a second call trains nothing."""
-    params.positive_int("train_epochs", epochs)
-    params.positive_int("train_per_class", per_class)
-    root = datasets.make_sized(per_class, 10, TRAIN_SIZE, seed)
-    train_loader, val_loader = datasets.loaders(root, TRAIN_SIZE, min(32, per_class * 10),
+    if weights != "trained":
+        loaded = models.load_efficientnet(variant, "auto" if weights == "pretrained" else "none")
+        return loaded.model.eval(), {"source": loaded.source}, (
+            "pretrained" if loaded.pretrained else "random")
+    params.positive_int("train_epochs", train_epochs)
+    params.positive_int("train_per_class", train_per_class)
+    root = datasets.make_sized(train_per_class, 10, TRAIN_SIZE, seed)
+    train_loader, val_loader = datasets.loaders(root, TRAIN_SIZE, min(32, train_per_class * 10),
                                                 torch.device("cpu"), workers=1, seed=seed)
     model = train.build_model(variant, len(datasets.CLASSES), seed)
-    ckpt = paths.checkpoint_dir() / (
-        f"06_ladder_{variant}_{TRAIN_SIZE}px_{epochs}ep_{per_class}pc_s{seed}")
-    config = train.FitConfig(epochs, 3e-3, checkpoint_dir=ckpt, resume=True, keep=1)
+    ckpt = paths.checkpoint_dir() / (f"06_ladder_{variant}_{TRAIN_SIZE}px_{train_epochs}ep_"
+                                     f"{train_per_class}pc_s{seed}")
+    config = train.FitConfig(train_epochs, 3e-3, checkpoint_dir=ckpt, resume=True, keep=1)
     fit = train.fit(model, train_loader, val_loader, config, progress=progress)
-    return model.eval(), {"train_image_size": TRAIN_SIZE, "train_epochs": epochs,
+    return model.eval(), {"train_image_size": TRAIN_SIZE, "train_epochs": train_epochs,
                           "val_accuracy": fit.val_accuracy[-1] if fit.val_accuracy else None,
-                          "reused_checkpoint": fit.resumed_from_epoch == epochs}
+                          "reused_checkpoint": fit.resumed_from_epoch == train_epochs}, "trained"
 
 
 def held_out_ladder(model: torch.nn.Module, device: torch.device, batch_size: int,
                     image_size: int, *, weights: str, variant: str, rungs: Rungs | None = None,
                     warmup: int = 1, iters: int = 5, budget_s: float | None = 20.0,
                     calibration_batches: int = 2) -> LadderResult:
-    """ladder.ladder on a batch of held-out generated images, calibrating the int8 rungs on
-    other held-out batches of the same shape; prints each rung as it starts."""
+    """ladder.ladder on held-out images, int8 calibrated on other held-out batches; prints rungs."""
     x, _ = labelled_batch(batch_size, image_size, offset=2)
     calibration = [labelled_batch(batch_size, image_size, offset=3 + i)[0]
                    for i in range(calibration_batches)]
@@ -117,8 +104,6 @@ def plot(result: LadderResult):
 
 def write_json(results: list[LadderResult], path: Path) -> Path:
     """Every ladder with the environment it ran in, written atomically."""
-    from helpers import env
-
     return write_json_atomic(path, {"environment": {**env.collect().to_dict(),
                                                     **roofline.cpu_identity()},
                                     "cpu_flags": sorted(roofline.cpu_flags() & VECTOR_FLAGS),
@@ -126,10 +111,6 @@ def write_json(results: list[LadderResult], path: Path) -> Path:
                                     "load_average_1_5_15min": _load(),
                                     "targets": [t.to_dict() for t in targets(results[0], results)],
                                     "ladders": [r.to_dict() for r in results]})
-
-
-ENGINE_PACKAGES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onnxruntime",
-                   "onnxruntime-gpu", "openvino", "nncf")
 
 
 def engine_versions() -> dict[str, str | None]:
@@ -145,14 +126,12 @@ def engine_versions() -> dict[str, str | None]:
 
 
 def _load() -> list[float] | None:
-    """The machine's load average (1, 5, 15 min) when written: other work skews absolute
-    numbers (the interleaved ratios less so)."""
+    """The load average (1, 5, 15 min): other work skews absolute numbers (ratios less so)."""
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def write_benchmark(results: list[LadderResult], out: Path | None = None) -> Path:
-    """ladder.json, ladder.md (targets, then a table per batch size) and ladder-<batch>.png
-    into `out`; prints the targets (each a ratio or a rate measured within this run)."""
+    """ladder.json, ladder.md (targets, a table per batch), ladder-<batch>.png; prints targets."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,10 +158,7 @@ def write_benchmark(results: list[LadderResult], out: Path | None = None) -> Pat
 
 
 def child_outcome(returncode: int, folder: Path) -> Path | str:
-    """A ladder child process's result: its ladder.json, or why there is none (a signal by
-    name; SIGKILL is most often the kernel's out-of-memory killer)."""
-    import signal
-
+    """A ladder child process's ladder.json, or why there is none (a signal by name and cause)."""
     if returncode == 0 and (folder / "ladder.json").exists():
         return folder / "ladder.json"
     if returncode < 0:
@@ -195,10 +171,7 @@ def child_outcome(returncode: int, folder: Path) -> Path | str:
 
 
 def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
-    """ladder.md in `out`: the default run's targets, the allocator target judged on both runs,
-    and every rung's speedup over rung 0 with malloc as it comes and with memory reused."""
-    import json
-
+    """ladder.md in `out`: the targets, the allocator one on both runs, both runs' speedups."""
     docs = {m: json.loads(r.read_text()) for m, r in runs.items() if isinstance(r, Path)}
     lost = [f"malloc {m}: {r}" for m, r in runs.items() if not isinstance(r, Path)]
     goals = [Target.from_dict(t) for t in docs.get("default", {}).get("targets", [])]
@@ -210,19 +183,18 @@ def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
     goals += [replace(g, target=g.target + " (memory reused)")  # the peer targets, reused
               for g in map(Target.from_dict, docs.get("reuse", {}).get("targets", []))
               if "peer" in g.target]
-    keys = list(rows.get("default") or next(iter(rows.values()), {}))
-    lines = ["| # | rung | speedup, malloc as it comes | speedup, memory reused | "
-             "page faults/call (as it comes / reused) |", "|---|---|---|---|---|"]
-    for key in keys:
-        got = [rows[m].get(key) for m in ("default", "reuse") if m in rows]
+    table = []
+    for key in rows.get("default") or next(iter(rows.values()), {}):
+        got = [rows[m].get(key) for m in MALLOC_MODES if m in rows]
         first = next(r for r in got if r)
-        lines.append(f"| {first.rung} | {first.title} | "
-                     + " | ".join(_speedup_cell(rows.get(m, {}).get(key))
-                                  for m in ("default", "reuse"))
-                     + " | " + " / ".join(_faults_cell(r) for r in got) + " |")
+        table.append((first.rung, first.title,
+                      *(_speedup_cell(rows.get(m, {}).get(key)) for m in MALLOC_MODES),
+                      " / ".join(_faults_cell(r) for r in got)))
     text = (f"# Speed ladder, malloc as it comes and reusing memory\n\n## Targets\n\n"
             f"{targets_markdown(goals)}\n\n" + "".join(f"- lost: {x}\n" for x in lost)
-            + "\n## Speedups over rung 0, one process per malloc mode\n\n" + "\n".join(lines)
+            + "\n## Speedups over rung 0, one process per malloc mode\n\n"
+            + md_table(("#", "rung", "speedup, malloc as it comes", "speedup, memory reused",
+                        "page faults/call (as it comes / reused)"), table)
             + "\n\nEach mode's own table, JSON and chart: malloc-default/, malloc-reuse/.\n")
     out.mkdir(parents=True, exist_ok=True)
     (out / "ladder.md").write_text(text)
@@ -230,10 +202,8 @@ def write_both_mallocs(runs: dict[str, Path | str], out: Path) -> str:
 
 
 def _speedup_cell(r: Row | None) -> str:
-    """A rung's speedup over rung 0 for the side-by-side table, or its status."""
-    if r is None:
-        return "—"
-    return f"{r.speedup:.2f}x" if r.ok and r.speedup else r.status
+    """A rung's speedup over rung 0 for the side-by-side table, or its status (or a dash)."""
+    return "—" if r is None else f"{r.speedup:.2f}x" if r.ok and r.speedup else r.status
 
 
 def _faults_cell(r: Row | None) -> str:
@@ -243,7 +213,7 @@ def _faults_cell(r: Row | None) -> str:
 
 
 def _both_target(rows: dict[str, dict[str, Row]]) -> Target:
-    """The allocator target once both runs exist: the best PyTorch rung's speedup in each."""
+    """The allocator target from both runs: each run's best PyTorch rung and rung 0."""
     best = {m: max((r for r in rs.values() if r.ok and r.engine == "pytorch"),
                    key=lambda r: r.images_per_sec) for m, rs in rows.items()}
     zero = {m: rs["eager"] for m, rs in rows.items()}
@@ -255,17 +225,20 @@ def _both_target(rows: dict[str, dict[str, Row]]) -> Target:
 
 
 def _vs_peer(result: LadderResult, precision: str | None) -> Target:
-    """One CPU target: the best correct PyTorch rung (of `precision`, or any) over the best
-    correct exported-runtime rung of the same, as images/s measured side by side."""
+    """Best correct PyTorch rung (of `precision`, or any) over the best correct peer, images/s."""
     what, goal = f"{precision} " if precision else "", f">= {PEER_GOAL:.2f}x"
     target = (f"best correct {what}PyTorch rung vs best {what}peer (ONNX Runtime, OpenVINO), "
               f"CPU, batch {TARGET_BATCH}")
     ours = result.best(peer=False, precision=precision)
     peer = result.best(peer=True, precision=precision)
-    if not ours or not peer:
-        missing = "no correct PyTorch rung" if not ours else "no correct peer rung"
-        return Target(target, goal, missing, None,
-                      _why_missing(result, precision, peer=bool(ours)))
+    if not ours or not peer:  # why: the reasons of that side's rungs, or none was asked for
+        reasons = sorted(f"{r.key}: {r.reason}" for r in result.rows()
+                         if not r.ok and (r.engine != "pytorch") == bool(ours)
+                         and (precision is None or r.precision == precision))
+        return Target(target, goal, "no correct PyTorch rung" if not ours
+                      else "no correct peer rung", None, "; ".join(reasons[:4]) or (
+                          "no peer rung was asked for (quick mode runs none)" if ours
+                          else "no such PyTorch rung was asked for"))
     ratio = ours.images_per_sec / peer.images_per_sec
     measured = (f"{ratio:.2f}x: {ours.key} {ours.images_per_sec:.1f} vs {peer.key} "
                 f"{peer.images_per_sec:.1f} images/s, {torch.get_num_threads()} threads each")
@@ -277,19 +250,8 @@ def _vs_peer(result: LadderResult, precision: str | None) -> Target:
     return Target(target, goal, measured, met, why)
 
 
-def _why_missing(result: LadderResult, precision: str | None, *, peer: bool) -> str:
-    """Why one side of a peer target (the peers, or PyTorch's rungs) has no correct rung: the
-    skip or failure reasons of that side's rungs, or that none was asked for."""
-    reasons = sorted(f"{r.key}: {r.reason}" for r in result.rows()
-                     if not r.ok and (r.engine != "pytorch") == peer
-                     and (precision is None or r.precision == precision))
-    return "; ".join(reasons[:4]) or ("no peer rung was asked for (quick mode runs none)"
-                                      if peer else "no such PyTorch rung was asked for")
-
-
 def _allocator_target(result: LadderResult) -> Target:
-    """The third CPU target: every ratio over rung 0 shown with malloc as it comes and with
-    memory reused; one process has one allocator mode, so the benchmark runs both."""
+    """The allocator target as one run (one malloc mode) can state it: not judged here."""
     best, zero = result.best(peer=False), result.steps[0] if result.steps else None
     measured = f"this run: {result.allocator or 'allocator unknown'}"
     if best and best.speedup:
@@ -302,8 +264,7 @@ def _allocator_target(result: LadderResult) -> Target:
 
 
 def targets(result: LadderResult, batches: list[LadderResult]) -> list[Target]:
-    """The project's own targets (not article claims) as run.target rows, each a ratio or a
-    rate measured within this run between rungs inside their tolerance."""
+    """The project's own targets (not article claims): ratios or rates within this run."""
     if result.device.type == "cpu":
         return [_vs_peer(result, None), _vs_peer(result, "fp32"), _vs_peer(result, "bf16"),
                 _allocator_target(result), *_gpu_targets(None, [])]
@@ -311,8 +272,7 @@ def targets(result: LadderResult, batches: list[LadderResult]) -> list[Target]:
 
 
 def _gpu_targets(result: LadderResult | None, batches: list[LadderResult]) -> list[Target]:
-    """The H100 targets: >= 20,000 images/s at batch 256 and <= 3 ms per batch of 32 (not
-    run without a GPU; measured but not judged on another GPU)."""
+    """The H100 targets (images/s at batch 256, ms at 32); only measured on another GPU."""
     ok = [(res.batch_size, r) for res in [result, *batches] if res for r in res.rows() if r.ok]
     ips = max((r.images_per_sec for b, r in ok if b == 256), default=None)
     ms = min((r.median_ms_per_batch for b, r in ok if b == 32), default=None)

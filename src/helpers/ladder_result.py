@@ -1,9 +1,4 @@
-"""The speed ladder's values: a Rung (switches, tolerance, code), the Step it measured, and
-the whole run as typed Rows, tables and JSON.
-
-Kept apart from `helpers.ladder` (which builds and times the rungs) so the derived numbers
-(speedup, its range over rounds, spread, % of the rung's own precision's peak) live in one place.
-"""
+"""The speed ladder's values: a Rung, the Step it measured, the run as typed Rows, tables, JSON."""
 
 from __future__ import annotations
 
@@ -16,6 +11,7 @@ import torch
 
 from helpers import roofline
 from helpers.allocator import Usage
+from helpers.markdown import md_table
 from helpers.timing import quantile
 
 FP32_TOLERANCE = 1e-3  # max relative logit error of an fp32 rung (reordered sums only)
@@ -47,7 +43,6 @@ class Rung:
     tf32: bool = False
     autocast: str | None = None  # bf16 | fp16: what autocast runs the (non-int8) ops in
     compile_mode: str | None = None  # torch.compile mode; None: eager
-    why: str = ""
     build: Build | None = field(default=None, compare=False, repr=False)  # None: notebook 06's
     engine: str = "pytorch"  # what runs the graph: pytorch | onnxruntime | openvino (a peer)
     needs: tuple[str, ...] = ()  # modules a peer imports (each also its PyPI name)
@@ -68,15 +63,6 @@ class Rung:
         if name == "build" and ".<locals>." in where:  # made by a factory: name the factory
             return where.split(".<locals>.")[-2].split(".")[-1] + "(...)"
         return f"{name}()"
-
-    def switches(self) -> dict[str, str]:
-        """One column per switch, for the table of rungs (a dash: off)."""
-        return {"grad mode": "inference_mode" if self.inference_mode else "no_grad",
-                "layout": "channels_last" if self.channels_last else "NCHW",
-                "TF32": "on" if self.tf32 else "—", "autocast": self.autocast or "—",
-                "torch.compile": self.compile_mode or "—",
-                "int8": "PT2E" if self.precision == "int8" else "—",
-                "engine": self.engine, "runs on": "/".join(self.devices)}
 
 
 def name_of(fn: Callable) -> str:
@@ -133,11 +119,6 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 def agreement(out: torch.Tensor, ref: torch.Tensor) -> float:
     """Share of images whose top-1 class matches the reference's."""
     return (out.argmax(1) == ref.argmax(1)).float().mean().item()
-
-
-def paired_speedups(base: tuple[float, ...], times: tuple[float, ...]) -> list[float]:
-    """Rung 0's time over this rung's, round by round (samples of one round sit side by side)."""
-    return [b / t for b, t in zip(base, times, strict=False) if t > 0]
 
 
 @dataclass(frozen=True)
@@ -208,91 +189,72 @@ class LadderResult:
     allocator: str = ""  # helpers.allocator.describe(): who served the tensors' memory
 
     def rows(self) -> list[Row]:
-        """One Row per rung; speedup is vs rung 0 in this run."""
+        """One Row per rung; speedups are over rung 0 in this run (range: round by round)."""
         zero = self.steps[0] if self.steps and self.steps[0].status == "ok" else None
         base = zero.median_ms if zero else None
-        return [self._row(step, base, zero.times_s if zero else ()) for step in self.steps]
-
-    def _row(self, step: Step, base: float | None, base_times: tuple[float, ...]) -> Row:
-        """The row of one step (see rows)."""
-        r, ms = step.rung, step.median_ms
-        ips = self.batch_size / (ms / 1e3) if ms else None
-        peak = roofline.peak_for(self.device, r.precision, r.tf32)
-        achieved = ips * self.gflops_per_image if ips else None
-        pairs = paired_speedups(base_times, step.times_s) if base else []
-        return Row(
-            rung=step.number, key=r.key, title=r.title, status=step.status, reason=step.reason,
-            precision=r.precision, code=r.code, engine=r.engine, median_ms_per_batch=ms,
-            spread_pct=step.spread_pct, images_per_sec=ips,
-            speedup=base / ms if base and ms else None,
-            speedup_low=min(pairs) if pairs else None, speedup_high=max(pairs) if pairs else None,
-            prepare_s=step.prepare_s, first_call_s=step.first_call_s, iters=len(step.times_s),
-            times_ms=tuple(t * 1e3 for t in step.times_s), rel_error=step.rel_error,
-            tolerance=r.tolerance, top1_agreement=step.top1_agreement, achieved_gflops=achieved,
-            peak_gflops=peak.gflops, peak_basis=peak.basis,
-            percent_of_peak=100 * achieved / peak.gflops if achieved else None,
-            page_faults_per_call=step.faults_per_call, kernel_cpu_pct=step.kernel_pct)
+        rows = []
+        for step in self.steps:
+            r, ms = step.rung, step.median_ms
+            ips = self.batch_size / (ms / 1e3) if ms else None
+            peak = roofline.peak_for(self.device, r.precision, r.tf32)
+            achieved = ips * self.gflops_per_image if ips else None
+            pairs = [b / t for b, t in zip(zero.times_s, step.times_s, strict=False)
+                     if t > 0] if base else []
+            rows.append(Row(
+                rung=step.number, key=r.key, title=r.title, status=step.status, reason=step.reason,
+                precision=r.precision, code=r.code, engine=r.engine, median_ms_per_batch=ms,
+                spread_pct=step.spread_pct, images_per_sec=ips,
+                speedup=base / ms if base and ms else None,
+                speedup_low=min(pairs, default=None), speedup_high=max(pairs, default=None),
+                prepare_s=step.prepare_s, first_call_s=step.first_call_s, iters=len(step.times_s),
+                times_ms=tuple(t * 1e3 for t in step.times_s), rel_error=step.rel_error,
+                tolerance=r.tolerance, top1_agreement=step.top1_agreement, achieved_gflops=achieved,
+                peak_gflops=peak.gflops, peak_basis=peak.basis,
+                percent_of_peak=100 * achieved / peak.gflops if achieved else None,
+                page_faults_per_call=step.faults_per_call, kernel_cpu_pct=step.kernel_pct))
+        return rows
 
     def best(self, *, peer: bool | None = None, precision: str | None = None) -> Row | None:
-        """The fastest rung that ran and stayed within its tolerance; peer=False: PyTorch's
-        own rungs only, True: the exported runtimes only; `precision` (fp32, bf16...) too."""
-        ok = [r for r in self.rows() if r.ok
-              and (peer is None or (r.engine != "pytorch") == peer)
+        """The fastest rung within its tolerance; peer: exported runtimes only (True) or none."""
+        ok = [r for r in self.rows() if r.ok and (peer is None or (r.engine != "pytorch") == peer)
               and (precision is None or r.precision == precision)]
         return max(ok, key=lambda r: r.images_per_sec) if ok else None
 
     def table(self) -> str:
-        """Markdown: one row per rung, failures and skips with their reason."""
-        head = ("| # | rung | ms/batch (IQR) | images/s | speedup (range over rounds) | "
-                "1st call s | max rel. err (tol) | top-1 agree | GFLOP/s (% of own peak) | "
-                "page faults/call (kernel CPU) | status |")
-        lines = [head, "|" + "---|" * 11]
-        for r in self.rows():
-            lines.append(
-                f"| {r.rung} | {r.title} | {_f(r.median_ms_per_batch, '.1f')}"
-                f"{_f(r.spread_pct, '.0f', '%', ' (±{})')} | "
-                f"{_f(r.images_per_sec, '.1f')} | {_f(r.speedup, '.2f', 'x')}"
-                f"{_range(r.speedup_low, r.speedup_high)} | "
-                f"{_f(r.first_call_s if r.ran else None, '.1f')} | "
-                f"{_f(r.rel_error, '.1e')} ({r.tolerance:g}) | "
-                f"{_agree(r.top1_agreement, self.weights)} | "
-                f"{_f(r.achieved_gflops, '.0f')} ({_f(r.percent_of_peak, '.1f', '%')} "
-                f"{r.precision}) | {_f(r.page_faults_per_call, ',.0f')}"
-                f"{_f(r.kernel_cpu_pct, '.0f', '%', ' ({})')} | {r.status_text} |")
-        return "\n".join(lines)
+        """Markdown, every column (for the report): one row per rung, failures with a reason."""
+        return md_table(
+            ("#", "rung", "ms/batch (IQR)", "images/s", "speedup (range over rounds)",
+             "1st call s", "max rel. err (tol)", "top-1 agree", "GFLOP/s (% of own peak)",
+             "page faults/call (kernel CPU)", "status"),
+            ((r.rung, r.title,
+              _f(r.median_ms_per_batch, ".1f") + _f(r.spread_pct, ".0f", "%", " (±{})"),
+              _f(r.images_per_sec, ".1f"), _f(r.speedup, ".2f", "x") + (
+                  "" if r.speedup_low is None or r.speedup_high is None
+                  else f" ({r.speedup_low:.2f}-{r.speedup_high:.2f})"),
+              _f(r.first_call_s if r.ran else None, ".1f"), _error(r),
+              _agree(r.top1_agreement, self.weights), _rate(r), _faults(r), r.status_text)
+             for r in self.rows()))
 
     def summary(self) -> str:
-        """Markdown, six columns for the notebook: each rung's speed, its error against its
-        tolerance and its status (table() has every column, for the report)."""
-        lines = ["| # | rung | ms per batch (images/s) | speedup over rung 0 | "
-                 "max rel. error (tolerance) | status |", "|---|---|---|---|---|---|"]
-        for r in self.rows():
-            lines.append(f"| {r.rung} | {r.title} | {_f(r.median_ms_per_batch, '.1f')}"
-                         f"{_f(r.images_per_sec, '.1f', '', ' ({})')} | "
-                         f"{_f(r.speedup, '.2f', 'x')} | {_f(r.rel_error, '.1e')} "
-                         f"({r.tolerance:g}) | {r.status_text} |")
-        return "\n".join(lines)
+        """Markdown, six columns for the notebook: speed, error against tolerance, status."""
+        return md_table(("#", "rung", "ms per batch (images/s)", "speedup over rung 0",
+                         "max rel. error (tolerance)", "status"),
+                        ((r.rung, r.title, _f(r.median_ms_per_batch, ".1f")
+                          + _f(r.images_per_sec, ".1f", "", " ({})"),
+                          _f(r.speedup, ".2f", "x"), _error(r), r.status_text)
+                         for r in self.rows()))
 
     def details(self) -> str:
-        """Markdown, six columns: the rest of each ran rung's row (agreement, spread, rate
-        against its own precision's peak, page faults)."""
-        lines = ["| # | rung | top-1 agreement | spread of ms (IQR) | GFLOP/s (% of own peak) | "
-                 "page faults per call (kernel CPU) |", "|---|---|---|---|---|---|"]
-        for r in self.rows():
-            if not r.ran:
-                continue
-            agree, peak = _agree(r.top1_agreement, self.weights), r.percent_of_peak
-            lines.append(f"| {r.rung} | {r.key} | {agree} | "
-                         f"{_f(r.spread_pct, '.0f', '%')} | {_f(r.achieved_gflops, '.0f')} "
-                         f"({_f(peak, '.1f', '%')} {r.precision}) | "
-                         f"{_f(r.page_faults_per_call, ',.0f')}"
-                         f"{_f(r.kernel_cpu_pct, '.0f', '%', ' ({})')} |")
-        return "\n".join(lines)
+        """Markdown, six columns: each ran rung's agreement, spread, share of peak, page faults."""
+        return md_table(("#", "rung", "top-1 agreement", "spread of ms (IQR)",
+                         "GFLOP/s (% of own peak)", "page faults per call (kernel CPU)"),
+                        ((r.rung, r.key, _agree(r.top1_agreement, self.weights),
+                          _f(r.spread_pct, ".0f", "%"), _rate(r), _faults(r))
+                         for r in self.rows() if r.ran))
 
     def peak_notes(self) -> list[str]:
         """How each precision's peak was estimated (flags, clock, threads), one line each."""
-        seen = {r.precision: r.peak_basis for r in self.rows()
-                if r.ran}
+        seen = {r.precision: r.peak_basis for r in self.rows() if r.ran}
         return [f"{precision} peak: {basis}" for precision, basis in seen.items()]
 
     def to_dict(self) -> dict:
@@ -314,9 +276,16 @@ def _f(value: float | None, fmt: str, suffix: str = "", wrap: str = "{}") -> str
     return wrap.format(f"{value:{fmt}}{suffix}")
 
 
-def _range(low: float | None, high: float | None) -> str:
-    """' (1.9-2.1)' for a speedup's range over rounds, or nothing."""
-    return "" if low is None or high is None else f" ({low:.2f}-{high:.2f})"
+def _error(r: Row) -> str:
+    return f"{_f(r.rel_error, '.1e')} ({r.tolerance:g})"
+
+
+def _rate(r: Row) -> str:
+    return f"{_f(r.achieved_gflops, '.0f')} ({_f(r.percent_of_peak, '.1f', '%')} {r.precision})"
+
+
+def _faults(r: Row) -> str:
+    return _f(r.page_faults_per_call, ",.0f") + _f(r.kernel_cpu_pct, ".0f", "%", " ({})")
 
 
 def _agree(value: float | None, weights: str) -> str:

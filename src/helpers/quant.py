@@ -1,13 +1,6 @@
-"""int8 post-training quantization through PT2E (torchao) with the x86 inductor quantizer.
+"""Whether int8 PT2E (torchao, x86 inductor quantizer) can run; notebook 06's int8 cell is the flow.
 
-PT2E moved out of `torch.ao` into `torchao.quantization.pt2e` (PyPI `torchao`). The flow:
-export the model at the batch shape it will run, insert observers, run calibration batches
-of that shape, convert to quantize/dequantize pairs, then let inductor (with freezing) fuse
-them into int8 kernels. The quantizer's default config already quantizes weights per output
-channel (symmetric int8) and activations per tensor (uint8, histogram observer); run the
-converted model under bf16 autocast and the ops int8 leaves in floating point run in bf16
-(the quantizer's "int8-mixed-bf16" mode: the ladder's int8_bf16 rung). Notebook 06's `int8`
-cell is the flow itself (the ladder runs it); this module only says whether it can run.
+PT2E moved out of `torch.ao` into `torchao.quantization.pt2e` (PyPI `torchao`).
 """
 
 from __future__ import annotations

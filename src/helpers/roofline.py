@@ -161,11 +161,9 @@ def cpu_rate(precision: str, info: CpuInfo | None = None) -> tuple[float, str, s
 
 def cpu_peak(precision: str = "fp32", threads: int | None = None, *,
              info: CpuInfo | None = None) -> Peak:
-    """Peak GFLOP/s (int8: GOP/s) of the cores torch uses for one precision: cores (threads,
-    at most the physical cores: SMT siblings share units) x GHz x the microarchitecture's
-    per-cycle rate. NaN when the microarchitecture or clock is unknown; turbo clocks vary."""
+    """Peak GFLOP/s (int8: GOP/s): physical cores torch uses x max GHz x per-cycle rate, or NaN."""
     info = info or cpu_info()
-    per_cycle, arch, how = cpu_rate(precision, info)
+    per_cycle, arch, how = cpu_rate(precision, info)  # SMT siblings share a core's units
     if math.isnan(per_cycle):
         return Peak(float("nan"), arch)
     if info.max_mhz is None:
@@ -196,8 +194,8 @@ def gpu_peak(name: str, precision: str = "fp16") -> Peak:
 def peak_for(device: torch.device, precision: str, tf32: bool = False) -> Peak:
     """The peak of the rung's own precision on this device (fp32, tf32, bf16/fp16 or int8)."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return gpu_peak(name, "tf32" if precision == "fp32" and tf32 else precision)
+        return gpu_peak(torch.cuda.get_device_name(device),
+                        "tf32" if precision == "fp32" and tf32 else precision)
     return cpu_peak(precision)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,33 +14,38 @@ from helpers.files import write_json_atomic
 from helpers.ladder import WEIGHTS, LadderResult, Rung, Rungs, as_rung
 from helpers.ladder_bench import held_out_ladder, targets
 from helpers.ladder_result import Row
+from helpers.markdown import md_table
 from helpers.runtime.notebook import NotebookRun, labelled_table
 
 QUICK_RUNGS = ("inference_mode", "channels_last", "bf16", "fp16")  # no compile: seconds
+
+
+def _label(text: str) -> Any:
+    """A LadderSizes field with the words sizes_table shows for it."""
+    return field(metadata={"label": text})
 
 
 @dataclass(frozen=True)
 class LadderSizes:
     """The ladder's and the brief training's sizes for one run (images in px)."""
 
-    batch_size: int
-    image_size: int
-    iters: int
-    warmup: int
-    calibration_batches: int
-    train_epochs: int
-    train_per_class: int
-    rungs: tuple[str, ...] | None  # None: every rung
-    batch_rungs: tuple[str, ...]
-    quick: bool
-    batch_sizes: tuple[int, ...]
+    batch_size: int = _label("batch size of the ladder")
+    image_size: int = _label("image size, px")
+    iters: int = _label("timed rounds per rung")
+    warmup: int = _label("warm-up calls per rung")
+    calibration_batches: int = _label("int8 calibration batches")
+    train_epochs: int = _label("epochs of the brief training")
+    train_per_class: int = _label("training images per class")
+    rungs: tuple[str, ...] | None = _label("rungs (all when none are named)")  # None: every rung
+    batch_rungs: tuple[str, ...] = _label("rungs of the batch sweep")
+    quick: bool = _label("quick mode (tiny sizes, no compiled rungs)")
+    batch_sizes: tuple[int, ...] = _label("batch sizes of the sweep")
 
 
 def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
                  *, train_per_class: int, weights: str = "trained",
                  batch_sizes: list[int] | None = None, calibration_batches: int = 2) -> LadderSizes:
-    """Ladder and training sizes, rungs and batch sizes, each checked; quick mode shrinks them
-    to a smoke test without compilation."""
+    """Ladder and training sizes, rungs and batch sizes, checked; quick mode: tiny, no compiling."""
     params.one_of("weights", weights, WEIGHTS)
     params.positive_int("calibration_batches", calibration_batches)
     for b in batch_sizes or []:
@@ -59,17 +64,6 @@ def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: in
             batch_sizes or ((1, 8, 256) if gpu else (1, 8))))
 
 
-SIZE_LABELS = {"batch_size": "batch size of the ladder", "image_size": "image size, px",
-               "iters": "timed rounds per rung", "warmup": "warm-up calls per rung",
-               "calibration_batches": "int8 calibration batches",
-               "train_epochs": "epochs of the brief training",
-               "train_per_class": "training images per class",
-               "rungs": "rungs (all when none are named)",
-               "batch_rungs": "rungs of the batch sweep",
-               "quick": "quick mode (tiny sizes, no compiled rungs)",
-               "batch_sizes": "batch sizes of the sweep"}
-
-
 MODEL_LABELS = {"train_image_size": "trained at, px", "train_epochs": "epochs trained",
                 "val_accuracy": "validation accuracy on the generated shapes",
                 "reused_checkpoint": "reused an earlier run's training", "source": "weights from"}
@@ -84,48 +78,33 @@ def sizes_table(s: LadderSizes) -> str:
     """The run's sizes in words."""
     shown = {k: ", ".join(v) if isinstance(v, tuple) and v and isinstance(v[0], str) else
              "all" if v is None else v for k, v in asdict(s).items()}
-    return labelled_table(shown, SIZE_LABELS, header=("setting", "this run"))
-
-
-
-
-
-
-
-
-def for_run(rungs: Rungs, s: LadderSizes) -> list[Rung]:
-    """The rungs this run measures: all of them, or in quick mode only PyTorch's that neither
-    compile nor quantize (seconds, not minutes)."""
-    chosen = [as_rung(r) for r in rungs]
-    if s.quick:  # no compiling, quantizing or exporting: seconds
-        chosen = [r for r in chosen
-                  if not r.compile_mode and r.precision != "int8" and r.engine == "pytorch"]
-    return chosen
+    labels = {f.name: f.metadata["label"] for f in fields(s)}
+    return labelled_table(shown, labels, header=("setting", "this run"))
 
 
 def measure(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str,
             *, weights: str, rungs: Rungs | None = None, batch_size: int | None = None,
             budget_s: float = 20.0) -> LadderResult:
-    """The ladder of `rungs` (the notebook's, or the ladder's own) on held-out generated images
-    (rung 0 = the article's code), calibrating the int8 rungs on two other batches."""
+    """The ladder of `rungs` (default the ladder's own) on held-out images; int8 calibrated."""
+    chosen = [as_rung(r) for r in rungs] if rungs else s.rungs
+    if rungs and s.quick:  # no compiling, quantizing or exporting: seconds, not minutes
+        chosen = [r for r in chosen
+                  if not r.compile_mode and r.precision != "int8" and r.engine == "pytorch"]
     return held_out_ladder(model, run.device, batch_size or s.batch_size, s.image_size,
-                           weights=weights, variant=variant,
-                           rungs=for_run(rungs, s) if rungs else s.rungs,
+                           weights=weights, variant=variant, rungs=chosen,
                            warmup=s.warmup, iters=s.iters, budget_s=budget_s,
                            calibration_batches=s.calibration_batches)
 
 
 def batch_choices(s: LadderSizes) -> dict[str, Any]:
     """The rung picker's batch slider: powers of two up to the ladder's batch, starting there."""
-    options = sorted({b for b in (1, 2, 4, 8, 16, 32) if b <= s.batch_size}
-                     | {s.batch_size})
+    options = sorted({b for b in (1, 2, 4, 8, 16, 32) if b <= s.batch_size} | {s.batch_size})
     return {"options": options, "value": s.batch_size, "description": "batch size"}
 
 
 def rerun(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str, *,
           weights: str) -> Callable[[Rung, int], str]:
-    """For the rung picker: (rung, batch size) -> one line, that rung measured again beside
-    rung 0 at that batch (a compiled rung compiles again for a new batch size)."""
+    """For the rung picker: (rung, batch size) -> one line, that rung timed again beside rung 0."""
     def line(rung: Rung, batch: int) -> str:
         params.positive_int("batch_size", batch)
         got = measure(run, model, s, variant, weights=weights, rungs=[rung], batch_size=batch,
@@ -138,11 +117,8 @@ def rerun(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str
     return line
 
 
-
-
 def first_calls(result: LadderResult) -> dict[str, str]:
-    """Each compiled or exported rung's one-off cost (building: export, calibration; the first
-    call: where torch.compile compiles) next to its time per batch afterwards."""
+    """Each compiled or exported rung's one-off cost (build, first call), then its ms per batch."""
     costs = {f"{s.number} {s.rung.key}": f"prepared in {s.prepare_s:.1f} s (first call "
              f"{s.first_call_s:.1f} s), then {s.median_ms:.0f} ms per batch"
              for s in result.steps
@@ -150,32 +126,9 @@ def first_calls(result: LadderResult) -> dict[str, str]:
     return costs or {"none": "no compiled or exported rung ran (quick mode runs none)"}
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def batch_effects(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str,
                   *, weights: str, rungs: Rungs | None = None) -> list[LadderResult]:
-    """A few rungs (of `rungs`, by key; default the ladder's) at other batch sizes: small
-    batches pay per-call overheads."""
+    """A few rungs (of `rungs`, by key; default the ladder's) at the sweep's batch sizes."""
     by_key = {as_rung(r).key: r for r in rungs or []}
     chosen = [by_key.get(k, k) for k in ("eager", *s.batch_rungs)]
     return [measure(run, model, s, variant, weights=weights, rungs=chosen, batch_size=b,
@@ -185,47 +138,27 @@ def batch_effects(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, vari
 def batch_table(results: list[LadderResult]) -> str:
     """Markdown: images/s and ms per batch of each rung, one row per batch size."""
     keys = [r.key for r in results[0].rows()] if results else []
-    head = "| batch | " + " | ".join(f"{k} images/s (ms)" for k in keys) + " |"
-    lines = [head, "|" + "---|" * (len(keys) + 1)]
-    for res in results:
-        cells = [f"{r.images_per_sec:.0f} ({r.median_ms_per_batch:.1f})"
-                 if r.ok else r.status for r in res.rows()]
-        lines.append(f"| {res.batch_size} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return md_table(["batch", *(f"{k} images/s (ms)" for k in keys)],
+                    ([res.batch_size, *(f"{r.images_per_sec:.0f} ({r.median_ms_per_batch:.1f})"
+                                        if r.ok else r.status for r in res.rows())]
+                     for res in results))
 
 
 def roofline_summary(result: LadderResult) -> dict:
-    """The roofline quantities: work per image, the best rung's achieved rate against the peak
-    of its own precision, and how that peak was estimated."""
+    """GFLOP per image, the best rung's GFLOP/s against its own precision's peak, and its basis."""
     best = result.best()
     precision = best.precision if best else "fp32"
     peak = roofline.peak_for(result.device, precision)
     return {"GFLOP per image (FlopCounterMode, 2 per MAC)": round(result.gflops_per_image, 3),
             "best rung": best and best.title, "its precision": best and best.precision,
             "achieved GFLOP/s": best and best.achieved_gflops,
-            f"{precision} peak GFLOP/s (estimate)": peak.gflops,
-            "peak basis": peak.basis,
+            f"{precision} peak GFLOP/s (estimate)": peak.gflops, "peak basis": peak.basis,
             "share of that peak": f"{best.percent_of_peak:.1f}%" if best else None}
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
            model_info: dict) -> Path:
-    """Metrics (every rung), the article claim, the targets, and the whole ladder as
-    06_ladder.json / .md."""
+    """Metrics (every rung), the article claim, the targets; the ladder as 06_ladder.json/.md."""
     rows, best = result.rows(), result.best()
     run.metric(**{f"model_{k}": v for k, v in model_info.items()},
                gflops_per_image=result.gflops_per_image,
@@ -239,9 +172,8 @@ def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
     _claims(run, result, best)
     run.targets += targets(result, batches)
     (run.results_dir / "06_ladder.md").write_text(result.table() + "\n")
-    return write_json_atomic(run.results_dir / "06_ladder.json",
-                             {"ladder": result.to_dict(),
-                              "batch_sizes": [b.to_dict() for b in batches]})
+    return write_json_atomic(run.results_dir / "06_ladder.json", {
+        "ladder": result.to_dict(), "batch_sizes": [b.to_dict() for b in batches]})
 
 
 # The article's table: B0, batch 32, eager fp32 (its rung 0); a like-for-like rung 0 reproduces
@@ -252,10 +184,8 @@ ARTICLE_TEXT = {"cpu": "480 ms per batch, ~67 images/s (8-core Xeon)",
 
 
 def _claims(run: NotebookRun, result: LadderResult, best: Row | None) -> None:
-    """The article's claim behind the ladder: its numbers come from 'no advanced optimisation'
-    (rung 0), judged on this machine's rung 0 like for like; the best rung shown beside it."""
-    zero = result.rows()[0]
-    ms = zero.median_ms_per_batch
+    """The article's 'no advanced optimisation' numbers judged on rung 0; the best rung beside."""
+    ms = result.rows()[0].median_ms_per_batch
     here = (f"rung 0: {ms:.0f} ms per batch of {result.batch_size}; best correct rung "
             f"{best.key} {best.median_ms_per_batch:.0f} ms ({best.speedup:.1f}x)"
             if ms and best else "rung 0 did not run")
