@@ -64,4 +64,4 @@ def test_report_from_the_notebooks_results(nbval_run: tuple[Path, str]) -> None:
         assert f"## {title}" in report
     page = outcome.html.read_text()
     figures = sum(len(json.loads((latest / f"{n}.json").read_text())["figures"]) for n in names)
-    assert figures and page.count("data:image/png;base64,") == figures
+    assert figures and page.count('src="data:image/png;base64,') == figures
