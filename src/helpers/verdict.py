@@ -161,6 +161,19 @@ def targets_markdown(targets: Sequence[Target], notebooks: Sequence[str] | None 
 
 # The article's hardware: its CPU row says "Intel Xeon, 8 cores"; its table names no GPU, and
 # the one GPU it names (section 1) is the RTX 3090, so a GPU figure is like for like only there.
+# The article's B0 inference table (seed-article.md, section 3): batch 32, 224 px, eager fp32
+# ("no advanced optimisation"); notebooks 02 and 06 judge their numbers against it.
+ARTICLE_B0 = {"cpu_ms": 480.0, "cpu_images_per_sec": 67.0, "gpu_ms": 26.0,
+              "gpu_images_per_sec": 1230.0, "gpu_memory_mib": 980.0, "speedup": 18.0,
+              "after_to_device_mb": 350.0}
+BAND = 0.3  # a like-for-like number reproduces the article's within +-30%
+
+
+def band(claimed: float) -> tuple[float, float]:
+    """The +-BAND interval around a number the article states."""
+    return claimed * (1 - BAND), claimed * (1 + BAND)
+
+
 ARTICLE_CPU = "an 8-core Intel Xeon"
 ARTICLE_GPU = "an RTX 3090 (the GPU the article names)"
 

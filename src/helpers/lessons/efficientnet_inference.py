@@ -15,10 +15,7 @@ from helpers import bench, env, images, memory, models, verdict
 from helpers.markdown import kv_table, labelled_table, md_table
 from helpers.runtime.notebook import NotebookRun, show_on_change
 
-# The article's table (seed-article.md, section 3): B0, batch 32, "no advanced optimisation".
-ARTICLE = {"cpu_ms": 480.0, "cpu_images_per_sec": 67.0, "gpu_ms": 26.0,
-           "gpu_images_per_sec": 1230.0, "gpu_memory_mib": 980.0, "speedup": 18.0,
-           "after_to_device_mb": 350.0}
+ARTICLE = verdict.ARTICLE_B0  # the article's table: B0, batch 32, "no advanced optimisation"
 CPU_SWEEP = (1, 2, 4, 8, 16, 32, 64)
 GPU_SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -195,7 +192,6 @@ def plot_sweep(results: list[bench.BenchResult]):
     return fig
 
 
-BAND = 0.3  # a like-for-like number "reproduces" the article within +-30%
 MB_PER_MIB = 2**20 / 1e6  # the article's "350 MB" is decimal: 350 MB = 333.8 MiB
 # (claim, the article's words, its number, the unit of the band): the CPU row, then the GPU rows
 ROWS = (("CPU, B0 eager fp32, batch 32: ms per batch (images/s)",
@@ -238,7 +234,7 @@ def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None]
     measured = [(cpu.median_ms, f"{cpu.median_ms:.0f} ms ({cpu.images_per_sec:.0f} images/s) on "
                  f"{axes[0].here}", axes, "{:.0f} ms"), *(_gpu_rows(mem, cpu, gpu) if gpu else ())]
     for (claim, text, claimed, unit), row in itertools.zip_longest(ROWS, measured):
-        band = (claimed * (1 - BAND), claimed * (1 + BAND))
+        band = verdict.band(claimed)
         article = f"{text} (band {band[0]:.0f}-{band[1]:.0f} {unit})"
         if row is None:
             run.claim(claim, article, "needs a GPU", "needs a GPU")

@@ -176,9 +176,7 @@ def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
         "ladder": result.to_dict(), "batch_sizes": [b.to_dict() for b in batches]})
 
 
-# The article's table: B0, batch 32, eager fp32 (its rung 0); a like-for-like rung 0 reproduces
-# it within +-30%.
-ARTICLE_MS = {"cpu": 480.0, "cuda": 26.0}
+# The article's table (verdict.ARTICLE_B0): B0, batch 32, eager fp32, its rung 0
 ARTICLE_TEXT = {"cpu": "480 ms per batch, ~67 images/s (8-core Xeon)",
                 "cuda": "26 ms per batch, ~1230 images/s"}
 
@@ -197,7 +195,7 @@ def _claims(run: NotebookRun, result: LadderResult, best: Row | None) -> None:
     axes = [hardware, verdict.axis("model", "B0", result.variant.upper()),
             verdict.axis("batch", "32", str(result.batch_size)),
             verdict.axis("image size", "224 px", f"{result.image_size} px")]
-    band = (ARTICLE_MS[kind] * 0.7, ARTICLE_MS[kind] * 1.3)
+    band = verdict.band(verdict.ARTICLE_B0["cpu_ms" if kind == "cpu" else "gpu_ms"])
     j = verdict.judge(ms, band, axes, fmt="{:.0f} ms".format, missing="rung 0 did not run")
     run.judged(f"{claim}, {'CPU' if kind == 'cpu' else 'GPU'}",
                f"{ARTICLE_TEXT[kind]} (band {band[0]:.0f}-{band[1]:.0f} ms)", here, j)
