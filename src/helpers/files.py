@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 
 @contextmanager
-def atomic_file(path: Path, mode: str = "w", *,
-                check: Callable[[Path], None] | None = None) -> Iterator[IO]:
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     """A file that appears at `path` whole or not at all (on an error `path` keeps what it held)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -22,8 +21,6 @@ def atomic_file(path: Path, mode: str = "w", *,
             yield f
             f.flush()
             os.fsync(f.fileno())  # a killed process is covered by the rename; this, an OS crash
-        if check is not None:  # e.g. a hash, before it replaces a good file
-            check(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
         os.replace(tmp, path)
     except BaseException:
