@@ -67,7 +67,7 @@ def test_rounding_units_and_what_is_not_a_figure(tmp_path: Path) -> None:
 
 def test_notebook_run_times_are_the_committed_runs() -> None:
     """Each notebook's "Took N s in the committed run" is that run's papermill duration."""
-    run = ROOT / "docs" / "results" / "run-cpu-20261202"
+    run = ROOT / "docs" / "results" / "run-cpu-zen4-20261207"
     seconds = json.loads((run / "run_times.json").read_text())["seconds"]
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         title = "".join(json.loads(nb.read_text())["cells"][0]["source"])
