@@ -167,7 +167,9 @@ def export_notebooks(run_dir: Path) -> list[Path]:
 OFFLINE_TEMPLATE = "{%- extends 'lab/index.html.j2' -%}" + "".join(
     f"{{%- block {b} -%}}{{%- endblock {b} -%}}" for b in (
         "html_head_js_requirejs", "html_head_js_mathjax", "html_head_js_mermaidjs",
-        "jupyter_widgets"))
+        "jupyter_widgets")) + (  # and tables flush left, as a report reads (lab centres them)
+    "{% block extra_css %}<style>html .jp-RenderedHTMLCommon table { margin-left: 0; }</style>"
+    "{% endblock extra_css %}")
 
 
 def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = (),
