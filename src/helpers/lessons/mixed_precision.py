@@ -206,8 +206,12 @@ def gains(results: dict[str, train.FitResult], on_gpu: bool) -> tuple[float, flo
     speed = mixed_r.images_per_sec / fp32_r.images_per_sec - 1
     if on_gpu:
         return speed, 1 - mixed_r.peak_memory_mib / fp32_r.peak_memory_mib, "CUDA peak memory"
-    return (speed, 1 - mixed_r.saved_activations_mib / fp32_r.saved_activations_mib,
-            "saved activations")
+    return speed, _activation_saving(fp32_r, mixed_r), "saved activations"
+
+
+def _activation_saving(fp32_r: train.FitResult, mixed_r: train.FitResult) -> float:
+    """The fraction of fp32's saved-for-backward bytes the mixed run no longer saves."""
+    return 1 - mixed_r.saved_activations_mib / fp32_r.saved_activations_mib
 
 
 def speed_why(speed: float, mixed: str, device: torch.device,
@@ -264,8 +268,8 @@ def record(run: NotebookRun, results: dict[str, train.FitResult], underflow: dic
     quantity = verdict.axis("quantity", "GPU memory, how measured not stated", kind,
                             kind == "CUDA peak memory")
     j = verdict.judge(saving, MEMORY_BAND, [*axes, quantity], fmt="{:.0%}".format)
-    act = results[mixed].saved_activations_mib / results["fp32"].saved_activations_mib
-    context = (f"activations shrank {1 - act:.0%}; "
+    shrank = _activation_saving(results["fp32"], results[mixed])
+    context = (f"activations shrank {shrank:.0%}; "
                "weights, AdamW's moments and the allocator's cache stay fp32-sized")
     run.judged("AMP saves GPU memory", f"over 30% less (band {MEMORY_BAND[0]:.0%} or more)",
                f"{kind}: {saving:.0%} less", _context(j, context))

@@ -164,12 +164,14 @@ def export_notebooks(run_dir: Path) -> list[Path]:
 
 # nbconvert's lab page without the scripts it loads from a CDN (require.js, MathJax, mermaid, the
 # widget renderer): the report opens whole on a machine with no internet and asks no other host
-OFFLINE_TEMPLATE = "{%- extends 'lab/index.html.j2' -%}" + "".join(
-    f"{{%- block {b} -%}}{{%- endblock {b} -%}}" for b in (
-        "html_head_js_requirejs", "html_head_js_mathjax", "html_head_js_mermaidjs",
-        "jupyter_widgets")) + (  # and tables flush left, as a report reads (lab centres them)
-    "{% block extra_css %}<style>html .jp-RenderedHTMLCommon table { margin-left: 0; }</style>"
-    "{% endblock extra_css %}")
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block extra_css -%}
+<style>html .jp-RenderedHTMLCommon table { margin-left: 0; }</style>
+{%- endblock extra_css -%}"""  # tables flush left, as a report reads (lab centres them)
 
 
 def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = (),
@@ -192,13 +194,13 @@ def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure]
     # then put the exact package set in a collapsible <details>
     details = (f"<details><summary>Installed packages ({len(names)}, as pip freeze lists them; "
                f"also in packages.txt)</summary><pre>{html.escape(listing)}</pre></details>")
-    cell = nbformat.v4.new_markdown_cell(
+    page_cell = nbformat.v4.new_markdown_cell(
         html.escape(text, quote=False).replace(PACKAGES_SLOT, details, 1))
     exporter = HTMLExporter(embed_images=True, exclude_anchor_links=True,
                             extra_loaders=[DictLoader({"report.html.j2": OFFLINE_TEMPLATE})],
                             template_file="report.html.j2")
     page, _ = exporter.from_notebook_node(
-        nbformat.v4.new_notebook(cells=[cell]),
+        nbformat.v4.new_notebook(cells=[page_cell]),
         {"metadata": {"name": f"Run report {run_dir.name}", "path": str(run_dir)}})
     path = run_dir / "report.html"
     path.write_text(page, encoding="utf-8")
