@@ -47,8 +47,9 @@ def free_port() -> int:
 def quick_env_for(root: Path) -> dict[str, str]:
     """Environment for child processes: quick notebooks, offline, data and checkpoints under
     root, this venv's Python first on PATH."""
-    env = dict(os.environ, HELPERS_QUICK="1", HELPERS_OFFLINE="1", PYTHONUNBUFFERED="1",
-               DATA_DIR=str(root / "data"), CHECKPOINT_DIR=str(root / "checkpoints"))
+    env = dict(os.environ, HELPERS_QUICK="1", HELPERS_OFFLINE="1", HELPERS_HEADLESS="1",
+               PYTHONUNBUFFERED="1", DATA_DIR=str(root / "data"),
+               CHECKPOINT_DIR=str(root / "checkpoints"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -233,3 +233,15 @@ def test_make_run_end_to_end(tmp_path: Path, notebooks_copy: Path,
     assert "| 00_environment |" in report, "papermill's time for the notebook not reported"
     page = (latest / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(data["figures"])
+
+
+def test_headless_bar_saves_its_final_line(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    """Headless, a bar prints nothing while it runs and its 100% line once it closes."""
+    from helpers import progress
+
+    monkeypatch.setenv(progress.HEADLESS, "1")
+    for _ in progress.tqdm(range(7), desc="steps"):
+        assert capsys.readouterr().out == ""  # no redraws a saved notebook would keep
+    out = capsys.readouterr().out
+    assert out.count("steps") == 1 and "100%" in out and "7/7" in out and " 0%" not in out

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.models import get_model
-from tqdm.auto import tqdm
 
 from helpers import cells, checkpoint, params
 from helpers.env import pick_device
 from helpers.memory import PeakMemory
 from helpers.models import TinyCNN
 from helpers.precision import PRECISIONS, autocast, resolve_precision
+from helpers.progress import tqdm
 from helpers.timing import make_clock
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from helpers import env, params
+from helpers import env, params, progress
 from helpers.runtime import nbparams
 from helpers.runtime.report import Failure
 
@@ -129,6 +129,7 @@ def run_all(spec: RunSpec) -> RunOutcome:
     """Run the chosen notebooks in order (stop at a failure unless keep_going), then report."""
     from tqdm.auto import tqdm
 
+    os.environ[progress.HEADLESS] = "1"  # the kernels inherit it: their bars end on one line
     env.pick_device(spec.device)  # a bad device fails here, before any kernel starts
     notebooks = discover(spec.notebooks_dir, spec.only)
     values = nbparams.resolve(notebooks, spec.parameters)  # a bad -p fails here too
