@@ -163,6 +163,8 @@ def test_a_nan_or_infinite_value_is_not_measured(value: float) -> None:
     assert j.verdict == "not comparable" and j.why == f"not measured: value is {value}"
     unlike = verdict.judge(value, (336.0, 624.0), [verdict.axis("batch", "32", "8")])
     assert unlike.why.startswith("batch: 8 here")  # an unlike axis is named first
+    with pytest.raises(ValueError, match=f"value={value} is not allowed"):
+        verdict.band_verdict(value, 336.0, 624.0)
 
 
 HASWELL = CpuInfo("Intel(R) Xeon(R) CPU E5-2640 v3 @ 2.60GHz", "GenuineIntel", 6, 0x3F,

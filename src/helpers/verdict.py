@@ -43,6 +43,9 @@ def band_verdict(value: float, low: float, high: float) -> str:
     """'reproduced' when low <= value <= high, else 'differs': a claim passes only in its band."""
     if low > high:
         raise ValueError(f"band ({low}, {high}) is not allowed: low must be <= high")
+    if not math.isfinite(value):
+        raise ValueError(f"value={value} is not allowed: no measurement (judge() says "
+                         "'not comparable' for it)")
     return "reproduced" if low <= value <= high else "differs"
 
 
