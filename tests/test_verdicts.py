@@ -105,27 +105,25 @@ def test_no_helper_records_a_measured_verdict_without_axes(tmp_path: Path) -> No
 def test_nvidia_visible_devices_without_device_nodes_is_no_gpus_flag(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pytorch/pytorch images set NVIDIA_VISIBLE_DEVICES=all in every container: the env
-    var alone, with no /dev/nvidiaN and no driver entry, is a stand-in for --gpus."""
+    var alone, with no /dev/nvidiaN, is a stand-in for --gpus."""
     monkeypatch.setattr(verdict, "in_container", lambda: True)
     monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
-    proc, dev = tmp_path / "gpus", tmp_path / "dev"
+    dev = tmp_path / "dev"
     dev.mkdir()
-    (dev / "nvidiactl").touch()  # a control node is no GPU
-    bare = verdict.gpus_flag_axis(proc_gpus=proc, dev=dev)
+    for node in ("nvidiactl", "nvidia-uvm", "null"):  # control nodes are no GPU
+        (dev / node).touch()
+    bare = verdict.gpus_flag_axis(dev=dev)
     assert not bare.matches
-    assert "NVIDIA_VISIBLE_DEVICES=all but no NVIDIA device" in bare.here
+    assert "NVIDIA_VISIBLE_DEVICES=all but no /dev/nvidiaN" in bare.here
     assert "stand-in" in bare.here
     assert verdict.check(True, [bare], why_not="").verdict == "not comparable"
     (dev / "nvidia0").touch()
-    given = verdict.gpus_flag_axis(proc_gpus=proc, dev=dev)
-    assert given.matches and "nvidia0" in given.here
-    (proc / "0000:3b:00.0").mkdir(parents=True)  # the driver's own entry wins over the nodes
-    assert "0000:3b:00.0" in verdict.gpus_flag_axis(proc_gpus=proc, dev=dev).here
-    child = verdict.gpus_flag_axis(pinned_by="CUDA_VISIBLE_DEVICES in a child process",
-                                   proc_gpus=proc, dev=dev)
+    given = verdict.gpus_flag_axis(dev=dev)
+    assert given.matches and "/dev/nvidia0" in given.here
+    child = verdict.gpus_flag_axis(pinned_by="CUDA_VISIBLE_DEVICES in a child process", dev=dev)
     assert not child.matches and "CUDA_VISIBLE_DEVICES in a child process" in child.here
     monkeypatch.setattr(verdict, "in_container", lambda: False)
-    assert not verdict.gpus_flag_axis(proc_gpus=proc, dev=dev).matches
+    assert not verdict.gpus_flag_axis(dev=dev).matches
 
 
 MOUNTINFO = """\

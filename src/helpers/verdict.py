@@ -224,30 +224,27 @@ def image_axis() -> Axis:
                 boxed and base.startswith("pytorch/pytorch:2.8"))  # the official images' tag
 
 
-PROC_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU the driver gives
 DEV = Path("/dev")  # /dev/nvidia0, /dev/nvidia1 ...: the device nodes --gpus puts in a container
+# Not /proc/driver/nvidia/gpus: a container's /proc shows the host driver's GPUs with or without
+# --gpus (only the runtime masks the GPUs it did not select), so its entries prove nothing.
 
 
-def nvidia_devices(proc_gpus: Path = PROC_NVIDIA_GPUS, dev: Path = DEV) -> list[str]:
-    """The GPUs the NVIDIA runtime gave this container: driver entries, else /dev/nvidiaN."""
-    entries = sorted(p.name for p in proc_gpus.glob("*")) if proc_gpus.is_dir() else []
-    nodes = sorted(p.name for p in dev.glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name))
-    return entries or nodes
+def nvidia_devices(dev: Path = DEV) -> list[str]:
+    """The GPU device nodes (/dev/nvidiaN) in this container: what `--gpus` creates."""
+    return sorted(p.name for p in dev.glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name))
 
 
-def gpus_flag_axis(*, pinned_by: str | None = None, proc_gpus: Path = PROC_NVIDIA_GPUS,
-                   dev: Path = DEV) -> Axis:
+def gpus_flag_axis(*, pinned_by: str | None = None, dev: Path = DEV) -> Axis:
     """Whether `docker run --gpus` gave this container GPUs: its device nodes, not an env var."""
     # NVIDIA_VISIBLE_DEVICES alone proves nothing: the official pytorch/pytorch images set it to
     # `all` for every container. `pinned_by` names a stand-in that chose the measured GPUs (e.g.
     # 'CUDA_VISIBLE_DEVICES in a child process'): it never matches.
-    given, boxed, devices = os.environ.get("NVIDIA_VISIBLE_DEVICES"), in_container(), []
-    if boxed:
-        devices = nvidia_devices(proc_gpus, dev)
+    given, boxed = os.environ.get("NVIDIA_VISIBLE_DEVICES"), in_container()
+    devices = nvidia_devices(dev) if boxed else []
     env = f"NVIDIA_VISIBLE_DEVICES={given}" if given is not None else "no NVIDIA_VISIBLE_DEVICES"
     here = ("no container" if not boxed else
-            f"a container with {env} but no NVIDIA device (a stand-in: the env var, not --gpus)"
-            if not devices else f"a container given {', '.join(devices)} by the NVIDIA runtime")
+            f"a container with {env} but no /dev/nvidiaN (a stand-in: the env var, not --gpus)"
+            if not devices else f"a container given /dev/{', /dev/'.join(devices)} by --gpus")
     if boxed and devices and pinned_by:
         here += f", the measured GPU chosen by {pinned_by} (a stand-in for --gpus device=N)"
     return Axis("environment", "a container started with --gpus", here,
