@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import json
 import re
 import shutil
@@ -9,15 +12,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "check_figures.py"
 RESULTS_README = ROOT / "docs" / "results" / "README.md"
+_spec = importlib.util.spec_from_file_location("check_figures", SCRIPT)
+check_figures = sys.modules.setdefault("check_figures", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(check_figures)  # registered first: its dataclasses look it up
 
 
 def check(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run the checker as a reader would; its exit status and output."""
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    """Run the checker's main in this process; its exit status and output, as a run gives them."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = check_figures.main(list(map(str, args)))
+    return subprocess.CompletedProcess([str(SCRIPT), *map(str, args)], code, out.getvalue(),
+                                       err.getvalue())
+
+
+@pytest.mark.slow
+def test_the_script_runs_as_a_reader_runs_it() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stdout
+    assert done.stderr.strip() == "0 problem(s) in 1 file(s)"
 
 
 def test_committed_results_readme_is_backed() -> None:
