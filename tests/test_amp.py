@@ -136,7 +136,7 @@ def test_throughput_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speed:
                          verdict: str) -> None:
     """Like for like, "+25%" passes only inside +15%..+35%: a larger gain differs too, with
     the reason computed from the numbers."""
-    run = helpers.start("03_t", "t", device="cpu", quick=True, results_dir=tmp_path)
+    run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
     same = [axis("device class", "a CUDA GPU", "a CUDA GPU")]
     monkeypatch.setattr(mixed_precision, "amp_axes", lambda *a: same)
     results = _results()

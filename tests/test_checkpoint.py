@@ -185,7 +185,7 @@ def test_claims_computed_from_what_ran(tmp_path: Path, monkeypatch: pytest.Monke
                         lambda p, m=None: verdicts.Mount("/workspace/checkpoints", "ext4"))
     monkeypatch.setattr(verdicts, "nvidia_devices", lambda *a: ["nvidia0", "nvidia1"])
     monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
-    run = helpers.start("05_t", "t", device="cpu", quick=True, results_dir=tmp_path)
+    run = helpers.start("05_t", "t", device="cpu", quick=False, results_dir=tmp_path)
     demo = {"bit_identical": True, "resumed_from_epoch": 2, "checkpoint_dir": str(tmp_path)}
     proof = {"weights only": 0.25, "weights + optimizer": 0.1, "full state": 0.0}
     engineering_practices.record(run, demo, ("a", "b"), proof, gpus=gpus)

@@ -16,7 +16,7 @@ from helpers.lessons import efficientnet_inference as inference
 @pytest.fixture
 def run(tmp_path: Path) -> helpers.NotebookRun:
     """A quick CPU run writing into tmp_path."""
-    return helpers.start("02_test", "t", device="cpu", quick=True, results_dir=tmp_path)
+    return helpers.start("02_test", "t", device="cpu", quick=False, results_dir=tmp_path)
 
 
 def test_measure_move_on_cpu_reports_footprint() -> None:

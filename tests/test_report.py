@@ -28,8 +28,8 @@ def test_report_renders_every_notebook(tmp_path: Path) -> None:
     text = report.write_report(tmp_path, "| env |").read_text()
     assert "| 00 | claim of 00_a | 18x | 2x | reproduced |" in text
     assert "| 01 | claim of 01_b | 18x | 2x | differs (2 cores) |" in text
-    assert ("Verdicts: 1 reproduced, 1 differs, 0 not comparable, 0 needs a GPU, "
-            "0 fact check.") in text
+    assert ("Verdicts: 1 reproduced, 1 differs, 0 inconclusive, 0 not comparable, "
+            "0 needs a GPU, 0 not measured (quick), 0 fact check.") in text
     assert "## 00 · Title 00_a" in text and "## 01 · Title 01_b" in text
     assert "| x (ms) | 1.235 | `x_ms` |" in text and "![f.png](f.png)" in text
     assert "## Failed" not in text

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from helpers import params
+from helpers import params, stats
 from helpers.cpuinfo import CpuInfo, cpu_info
 from helpers.markdown import md_table
 
@@ -18,10 +18,14 @@ from helpers.markdown import md_table
 # measured), inside the band shown beside the claim; differs: like for like, outside it; not
 # comparable: an axis differs (named in the why); needs a GPU: a GPU claim and none is here; fact
 # check: a statement of fact ("2.8 needs CUDA 12.1") checked against the published record (the
-# row's `holds` says whether it is right), so `differs` keeps one meaning.
-VERDICTS = ("reproduced", "differs", "not comparable", "needs a GPU", "fact check")
+# row's `holds` says whether it is right), so `differs` keeps one meaning. inconclusive: like for
+# like, but the figure's 95% interval spans the band's edge; not measured (quick): a smoke run.
+QUICK = "not measured (quick)"
+VERDICTS = ("reproduced", "differs", "inconclusive", "not comparable", "needs a GPU", QUICK,
+            "fact check")
 MEASURED = ("reproduced", "differs")
-NEEDS_WHY = ("differs", "not comparable", "fact check")
+NEEDS_WHY = ("differs", "inconclusive", "not comparable", QUICK, "fact check")
+QUICK_WHY = "quick mode is a smoke run: its figures are not measurements and judge nothing"
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,11 @@ def _unlike(axes: Sequence[Axis]) -> Judgement | None:
 
 
 def judge(value: float | None, band: tuple[float, float], axes: Sequence[Axis], *,
-          fmt: Callable[[float], str] = "{:.3g}".format,
-          missing: str = "not measured") -> Judgement:
-    """Not comparable when an axis differs or no finite value was measured, else the band's."""
+          fmt: Callable[[float], str] = "{:.3g}".format, missing: str = "not measured",
+          interval: tuple[float, float] | None = None) -> Judgement:
+    """Not comparable when an axis differs or no finite value was measured, else the band's
+    verdict: on the value's 95% `interval` where there is one (inconclusive when it spans an
+    edge), on the value itself for an exact figure (a count, a size)."""
     names = tuple(a.name for a in axes)
     if unlike := _unlike(axes):
         return unlike
@@ -78,10 +84,26 @@ def judge(value: float | None, band: tuple[float, float], axes: Sequence[Axis], 
         return Judgement("not comparable", missing, names)
     if not math.isfinite(value):  # NaN compares false with both ends: it is no measurement
         return Judgement("not comparable", f"not measured: value is {value}", names)
+    if interval is not None:
+        return _judge_interval(interval, band, names, fmt)
     (low, high), word = band, band_verdict(value, *band)
     why = (None if word == "reproduced" else  # the reason, from the numbers themselves
            f"{fmt(value)} is below the band's low end, {fmt(low)}" if value < low else
            f"{fmt(value)} is above the band's high end, {fmt(high)}")
+    return Judgement(word, why, names)
+
+
+def _judge_interval(interval: tuple[float, float], band: tuple[float, float],
+                    names: tuple[str, ...], fmt: Callable[[float], str]) -> Judgement:
+    """The band's verdict on a 95% interval: inside, outside, or spanning an edge."""
+    (lo, hi), (low, high) = interval, band
+    word, ci = stats.band_word(lo, hi, band), f"95% CI {fmt(lo)}-{fmt(hi)}"
+    if math.isinf(lo) or math.isinf(hi):
+        return Judgement(word, f"too few rounds for a 95% interval: {stats.ADVICE}", names)
+    why = (None if word == "reproduced" else
+           f"{ci} is below the band's low end, {fmt(low)}" if hi < low else
+           f"{ci} is above the band's high end, {fmt(high)}" if lo > high else
+           f"{ci} spans the band's edge ({fmt(low)}-{fmt(high)}): {stats.ADVICE}")
     return Judgement(word, why, names)
 
 
@@ -155,8 +177,8 @@ class Target(_Row):
 
 
 def targets_markdown(targets: Sequence[Target], notebooks: Sequence[str] | None = None) -> str:
-    """Targets as Markdown: goal, measured, met (yes/no/not run) and why; `notebooks` go first."""
-    met = {True: "yes", False: "no", None: "not run"}
+    """Targets as Markdown: goal, measured, met (yes/no/not judged) and why; `notebooks` first."""
+    met = {True: "yes", False: "no", None: "not judged"}  # None: not run, inconclusive, quick
     head = ["target", "goal", "measured", "met"]
     rows = [[t.target, t.goal, t.measured, met[t.met] + (f" ({t.why})" if t.why else "")]
             for t in targets]
