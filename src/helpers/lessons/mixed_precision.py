@@ -187,11 +187,14 @@ def underflow_table(underflow: dict) -> str:
                                       f"this batch finite (at most {first})"}
     shown = {k: v if isinstance(v, int) else f"{v:g}" if k == "loss_scale_that_fits"
              else f"{v:.4%}" for k, v in underflow.items()}
+    backoff = (f" Here {first} overflows: a GradScaler's first steps on this batch would be "
+               f"skipped while it backs off to {shown['loss_scale_that_fits']} or so."
+               if underflow[over] > 0 else "")
     return labelled_table(shown, labels, read=(
         "Shares are of the values the scaled backward resolves (not 0). fp16 keeps full "
         "precision down to 6.1e-5 and subnormals down to 2^-24 (about 6e-8); below half of "
         "that a value becomes 0. The weight gradients are computed from these fp16 values, "
-        "so what is lost here is lost from the fp32 `.grad` that autocast hands back."))
+        "so what is lost here is lost from the fp32 `.grad` that autocast hands back." + backoff))
 
 
 def compare(run: NotebookRun, loop: Loop, spec: TrainSpec,
