@@ -36,12 +36,13 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return datasets.make_dataset(tmp_path_factory.mktemp("s") / "s", 3, 1, 8)
 
 
-def _scaler_run(root: Path, old: str = "", new: str = "") -> list[dict]:
+def _scaler_run(root: Path, old: str = "", new: str = "", device: torch.device = CPU
+                ) -> list[dict]:
     """The cells' `scaler_run` (with `old` replaced by `new`) over the tiny set, STEPS steps."""
     sources = lesson_cells.lesson_sources("03")
     assert not old or any(old in s for s in sources), f"no lesson cell of 03 holds {old!r}"
     ns = {"torch": torch, "nn": torch.nn, "torchvision": torchvision, "datasets": datasets,
-          "models": models, "run": SimpleNamespace(device=CPU)}
+          "models": models, "run": SimpleNamespace(device=device)}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lesson_cells, "lesson_sources",
                    lambda prefix: [s.replace(old, new) if old else s for s in sources])
@@ -79,6 +80,15 @@ def test_03_scaler_cell_records_backoff_skips_and_growth(history: list[dict]) ->
     assert _growths(history), "no growth in the run: the learner would not see it"
     s = amp.scaler_summary(history)
     assert s["skipped"] >= 3 and s["grew"] == len(_growths(history))
+
+
+@pytest.mark.gpu
+def test_03_scaler_cell_backs_off_on_cuda_too(root: Path) -> None:
+    """The same cell on a GPU: GradScaler("cuda") skips and halves from 2**24 as on a CPU."""
+    history = _scaler_run(root, device=torch.device("cuda"))
+    assert history[0]["scale"] == 2.0**24 and history[0]["skipped"]
+    assert amp.scaler_summary(history)["skipped"] >= 3
+    assert all(isinstance(h["scale"], float) for h in history)
 
 
 @pytest.mark.parametrize("edit", ["init_scale", "growth_interval"])
