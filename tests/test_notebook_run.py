@@ -211,8 +211,9 @@ def test_labelled_tables_speak_words_and_refuse_an_unlabelled_key() -> None:
     with pytest.raises(ValueError, match=r"no label for \['extra_key'\]"):
         notebook.labelled_table({"save_s": 1.0, "extra_key": 2}, {"save_s": "s"})
     cmp = dict.fromkeys(dynamic_graph.DROPOUT_LABELS, 0.5)
-    under = {"gradient_values": 10, "zero_in_fp16_unscaled": 0.3,
-             "zero_in_fp16_scaled_x65536": 0.0, "smallest_abs_gradient": 1e-9}
+    under = {"activation_gradient_values": 10, "zero_in_fp16_unscaled": 0.3,
+             "subnormal_in_fp16_unscaled": 0.2, "subnormal_in_fp16_scaled": 0.0,
+             "overflow_in_fp16_at_x65536": 0.01, "loss_scale_that_fits": 2048.0}
     demo = dict.fromkeys(engineering_practices.DEMO_LABELS, 1)
     for table in (dynamic_graph.dropout_table(cmp), mixed_precision.underflow_table(under),
                   engineering_practices.demo_table(demo)):
