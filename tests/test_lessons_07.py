@@ -232,7 +232,8 @@ def test_07_profiler_cell_prints_no_kineto_noise(tmp_path: Path) -> None:
     profiler = next(s for s in lesson_sources("07") if "ProfilerActivity" in s)
     script = tmp_path / "profile_cell.py"
     script.write_text(
-        "import torch\nfrom helpers.models import TinyCNN\nfrom helpers import ladder\n"
+        "import torch\nfrom helpers.models import TinyCNN\nfrom helpers import cells, ladder\n"
+        "nb06 = cells.module('06')\n"
         "model, x = TinyCNN(10, width=8).eval(), torch.randn(2, 3, 32, 32)\n"
         "run = type('Run', (), {'device': torch.device('cpu')})()\n" + profiler + "\n")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
