@@ -31,7 +31,7 @@ def test_report_renders_every_notebook(tmp_path: Path) -> None:
     assert ("Verdicts: 1 reproduced, 1 differs, 0 not comparable, 0 needs a GPU, "
             "0 fact check.") in text
     assert "## 00 · Title 00_a" in text and "## 01 · Title 01_b" in text
-    assert "| x_ms | 1.235 |" in text and "![f.png](f.png)" in text
+    assert "| x (ms) | 1.235 | `x_ms` |" in text and "![f.png](f.png)" in text
     assert "## Failed" not in text
     assert "own targets" not in text  # no notebook recorded one
 
@@ -142,3 +142,17 @@ def test_run_times_come_from_papermills_record(tmp_path: Path) -> None:
     text = report.write_report(tmp_path, "| env |").read_text()
     assert "## How long each notebook took here" in text and "| 00_a | 12 | 0.2 |" in text
     assert json.loads((tmp_path / "run_times.json").read_text()) == {"seconds": {"00_a": 12.4}}
+
+
+@pytest.mark.parametrize(("key", "value", "shown"), [
+    ("cpu_fp32_ms_per_batch", 1096.0, "| CPU fp32 (ms per batch) | 1096 | `cpu_fp32_ms"),
+    ("speedup_gpu_over_cpu", None, "| speedup GPU over CPU | not measured | `speedup_gpu"),
+    ("rungs_failed", [], "| rungs failed | none | `rungs_failed` |"),
+    ("sweep_batch2_images_per_sec", 68.05, "| sweep batch2 (images/s) | 68.05 |"),
+    ("gradcheck_passed", True, "| gradcheck passed | yes |"),
+    ("weights_mib", 20.3, "| weights (MiB) | 20.3 |"),
+])
+def test_metrics_read_as_words_with_units(key: str, value: object, shown: str) -> None:
+    """The report labels a metric as the notebooks do; the raw key stays beside it."""
+    text = report.notebook_section({"notebook": "02_x", "metrics": {key: value}})
+    assert shown in text

@@ -224,6 +224,7 @@ def test_make_run_end_to_end(tmp_path: Path, notebooks_copy: Path,
          "--notebooks-dir", str(notebooks_copy), "--output-dir", str(out)],
         cwd=ROOT, env=quick_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "without encryption" not in proc.stderr, "the kernel ran over TCP, not a local socket"
     latest, name = out / "latest", "00_environment"
     data = json.loads((latest / f"{name}.json").read_text())
     assert data["parameters"]["quick"] is True

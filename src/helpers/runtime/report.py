@@ -62,6 +62,36 @@ def cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+# A metric key's unit suffix, as a reader says it (the longest suffix that fits wins).
+UNITS = {"images_per_sec": "images/s", "ms_per_batch": "ms per batch", "ms_per_step": "ms per step",
+         "ms": "ms", "s": "s", "mib": "MiB", "gib": "GiB", "mb": "MB", "pct": "%",
+         "millions": "millions", "gflops": "GFLOP/s", "tflops": "TFLOP/s", "x": "x"}
+WORDS = {"cpu": "CPU", "gpu": "GPU", "cuda": "CUDA", "ddp": "DDP", "amp": "AMP", "nhwc": "NHWC",
+         "nchw": "NCHW", "ort": "ONNX Runtime", "ov": "OpenVINO", "rss": "RSS", "lr": "lr",
+         "smt": "SMT", "nvml": "NVML", "sm": "SM", "b0": "B0", "b4": "B4"}
+
+
+def label(key: str) -> str:
+    """A metric key as words with its unit: 'cpu_fp32_ms_per_batch' -> 'CPU fp32 (ms per batch)'."""
+    words = key.split("_")
+    for n in range(min(3, len(words) - 1), 0, -1):  # "images_per_sec" before "sec"
+        if (unit := UNITS.get("_".join(words[-n:]))) is not None:
+            words = [*words[:-n], f"({unit})"]
+            break
+    return " ".join(WORDS.get(w, w) for w in words)
+
+
+def metric_value(value: Any) -> str:
+    """A metric's value as a reader reads it: None -> 'not measured', [] -> 'none', yes/no."""
+    if value is None:
+        return "not measured"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(metric_value(v) for v in value) or "none"
+    return cell(value)
+
+
 def all_claims_table(results: list[dict[str, Any]]) -> str:
     """One 'article vs this machine' table over all notebooks, with a verdict count."""
     claims = [(r["notebook"][:2], Claim.from_dict(c)) for r in results for c in r.get("claims", [])]
@@ -79,7 +109,9 @@ def notebook_section(r: dict[str, Any], tables: dict[str, str] | None = None) ->
     lines = [f"## {r['notebook'][:2]} · {r.get('title', r['notebook'])}", "",
              f"Parameters: {params or 'defaults'}", ""]
     if metrics := r.get("metrics", {}):
-        lines += [md_table(("metric", "value"), ((k, cell(v)) for k, v in metrics.items())), ""]
+        lines += [md_table(("metric", "value", "results-file key"),
+                           ((label(k), metric_value(v), f"`{k}`") for k, v in metrics.items())),
+                  ""]
     lines += [f"![{f}]({f})" for f in r.get("figures", [])]
     for name, table in (tables or {}).items():  # what a notebook shows in six columns, whole
         lines += ["", f"### Every column: {name}", "", table.strip()]

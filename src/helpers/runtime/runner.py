@@ -110,6 +110,25 @@ def failure_from(err: Exception, nb: Path, out_nb: Path, timeout_s: float) -> Fa
     return Failure(nb.name, cell, f"{ename}: {lines[-1]}" if lines else ename, out_nb)
 
 
+def ipc_kernel_manager() -> type | None:
+    """A kernel manager whose kernels talk over Unix sockets (POSIX), None elsewhere.
+
+    Over TCP, ipykernel 7 warns once per kernel that its traffic is unencrypted; a local
+    socket file is private to this user and leaves nothing to warn about.
+    """
+    if os.name != "posix":
+        return None
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+    return IPCKernelManager
+
+
 def execute(nb: Path, out_nb: Path, spec: RunSpec, run_dir: Path, *,
             values: dict | None = None) -> None:
     """Run one notebook with papermill in its own folder: common parameters, then `values`."""
@@ -123,6 +142,7 @@ def execute(nb: Path, out_nb: Path, spec: RunSpec, run_dir: Path, *,
                     "results_dir": str(run_dir.resolve())},
         kernel_name=spec.kernel_name, cwd=str(nb.parent), progress_bar=bar,
         log_output=spec.verbose, execution_timeout=spec.timeout_s,
+        **({"kernel_manager_class": km} if (km := ipc_kernel_manager()) else {}),
     )
 
 
