@@ -141,6 +141,9 @@ def test_notebook_run_times_are_the_committed_runs() -> None:
     seconds = json.loads((run / "run_times.json").read_text())["seconds"]
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         title = "".join(json.loads(nb.read_text())["cells"][0]["source"])
+        if nb.stem not in seconds:  # a notebook newer than the run says so instead
+            assert "Not yet timed in a committed run" in title, nb.name
+            continue
         took = re.search(r"Took (\d+) s .*?in the committed run \(`docs/results/([\w-]+)`", title,
                          re.S)
         assert took, f"{nb.name}: its title states no measured run time"

@@ -46,6 +46,19 @@ def test_report_keeps_targets_apart_from_claims(tmp_path: Path) -> None:
     assert "| 06 | CPU ladder | >= 8x | 8.4x | yes |" in targets
 
 
+def test_a_notebooks_full_tables_are_in_its_section(tmp_path: Path) -> None:
+    """06 and 07 show six columns; every column (NN_ladder.md) is in the report, under its
+    own notebook."""
+    for name in ("06_x", "07_y"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(sample(name, "reproduced")))
+    (tmp_path / "07_ladder.md").write_text("| # | a | b | c | d | e | f | g |\n|---|\n")
+    text = report.write_report(tmp_path, "| env |").read_text()
+    six, seven = text.split("## 07 · ")
+    assert "07_ladder.md" not in six
+    assert "### Every column: 07_ladder.md" in seven
+    assert "| # | a | b | c | d | e | f | g |" in seven
+
+
 def test_failures_come_first_with_what_did_not_run(tmp_path: Path) -> None:
     failures = [report.Failure("01_b.ipynb", 3, "ValueError: x", tmp_path / "01_b.ipynb"),
                 report.Failure("04_c.ipynb", 7, "ran past 5 s", tmp_path / "04_c.ipynb", 5.0)]
