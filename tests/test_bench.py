@@ -16,9 +16,10 @@ from helpers import bench, precision, timing
 from helpers.runtime import cli
 
 RESULT_KEYS = {"variant", "device", "batch_size", "precision", "channels_last", "compile",
-               "warmup", "iters", "image_size", "device_name", "median_ms_per_batch", "p10_ms",
-               "p90_ms", "iqr_ms", "images_per_sec", "warmup_s", "peak_memory_mib",
-               "memory_kind", "process_memory_mib", "process_memory_how", "times_ms", "warnings"}
+               "warmup", "iters", "image_size", "device_name", "median_ms_per_batch",
+               "median_ms_per_batch_low", "median_ms_per_batch_high", "p10_ms", "p90_ms",
+               "iqr_ms", "images_per_sec", "warmup_s", "peak_memory_mib", "memory_kind",
+               "process_memory_mib", "process_memory_how", "times_ms", "busy", "warnings"}
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
@@ -55,9 +56,16 @@ def test_statistics_from_raw_times() -> None:
     json.dumps(d)
 
 
-def test_spread_warning() -> None:
-    assert result([10.0] * 9 + [10.1]).warnings() == []
-    assert "large spread" in result([5, 10, 15, 20, 25]).warnings()[0]
+def test_interval_and_its_warnings() -> None:
+    r = result([10.0] * 9 + [10.1])
+    assert r.warnings() == [] and r.interval_ms() == pytest.approx((10.0, 10.0, 10.0))
+    d = result([10, 11, 12, 13, 14, 15, 16, 17, 18, 100]).to_dict()  # [x(2), x(9)] of ten
+    assert (d["median_ms_per_batch_low"], d["median_ms_per_batch_high"]) == pytest.approx((11, 18))
+    assert "wide interval" in result([5, 10, 15, 20, 25, 30, 35]).warnings()[0]
+    assert "too few for a 95% CI" in result([10, 10, 10]).warnings()[0]
+    busy = bench.BenchResult(bench.BenchSpec(), "cpu", (0.01,) * 8, 0.1, 1.0, "k",
+                             busy=("load average 3.1 on 2 cores",))
+    assert busy.warnings() == ["busy machine: load average 3.1 on 2 cores"]
 
 
 class Probe(nn.Module):
@@ -110,7 +118,9 @@ def test_run_and_sweep_on_efficientnet() -> None:
     spec = bench.BenchSpec(batch_size=1, warmup=0, iters=1, image_size=64)
     results = bench.sweep(spec, (1, 2))
     assert [r.spec.batch_size for r in results] == [1, 2]
-    assert "| cpu | b0 | fp32 | NCHW | no | 2 |" in bench.table(results)
+    text = bench.table(results)
+    assert "| cpu | b0 | fp32 | NCHW | no | 2 | " in text and "too few rounds" in text
+    assert "1 timed calls are too few for a 95% CI" in text  # the table says why, below it
 
 
 def test_cli_bench_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -120,7 +130,7 @@ def test_cli_bench_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
                      "--json", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "median ms" in printed and "images/s" in printed and "p90 ms" in printed
+    assert "median ms (95% CI)" in printed and "images/s" in printed and "p90 ms" in printed
     doc = json.loads(out.read_text())
     assert set(doc["results"][0]) == RESULT_KEYS and doc["environment"]["torch"]
     assert doc["results"][0]["channels_last"] is True
@@ -163,3 +173,27 @@ def test_gpu_clock_waits_for_kernels() -> None:
     for _ in range(5):
         a @ a
     assert clock() - t0 > 1e-3
+
+
+@pytest.mark.slow
+def test_clock_agreement_benchmark_reports_both_clocks(tmp_path: Path) -> None:
+    """benchmarks/clock_agreement.py at tiny sizes: two fresh processes, both clocks, a verdict."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ca.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "clock_agreement.py"),
+                           "--batch-size", "1", "--image-size", "32", "--processes", "2",
+                           "--rounds", "3", "--calls", "2", "--warmup", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "helpers bench:" in proc.stdout and "torch.utils.benchmark:" in proc.stdout
+    assert "ratio Timer / helpers:" in proc.stdout and "agree" in proc.stdout.lower()
+    doc = json.loads(out.read_text())
+    assert len(doc["processes"]) == 2 and len(doc["processes"][0]["timer_s"]) == 3
+    assert doc["processes"][0]["threads"] == doc["processes"][0]["timer_threads"]
+    assert isinstance(doc["agree"], bool) and "busy" in doc["load"]
+    bad = subprocess.run([sys.executable, str(root / "benchmarks" / "clock_agreement.py"),
+                          "--rounds", "0"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--rounds=0 is not allowed" in bad.stderr

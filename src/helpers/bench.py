@@ -10,15 +10,13 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from helpers import images, params
+from helpers import images, params, stats
 from helpers.env import compile_problem, pick_device
 from helpers.markdown import md_table
 from helpers.memory import PeakMemory, kind_words, nvml_process_mib
 from helpers.models import load_efficientnet
 from helpers.precision import autocast, resolve_precision
 from helpers.timing import make_clock, quantile, timed_calls
-
-SPREAD_WARN = 0.10  # IQR / median above this: the machine was busy, rerun before trusting it
 
 
 @dataclass(frozen=True)
@@ -61,6 +59,7 @@ class BenchResult:
     memory_kind: str
     process_memory_mib: float | None = None  # GPU: NVML's per-process total after the run
     process_memory_how: str = "not read (CPU)"
+    busy: tuple[str, ...] = ()  # what else ran meanwhile (stats.Load.busy)
 
     def ms(self, q: float) -> float:
         """The q-quantile of the per-batch time, ms."""
@@ -76,28 +75,38 @@ class BenchResult:
         """Interquartile range of the per-batch time, ms."""
         return self.ms(0.75) - self.ms(0.25)
 
+    def interval_ms(self) -> tuple[float, float, float]:
+        """(median, low, high) ms per batch: the median's 95% interval (stats.median_interval)."""
+        return tuple(t * 1e3 for t in stats.median_interval(self.times_s))
+
     @property
     def images_per_sec(self) -> float:
         """Throughput at the median batch time, images/s."""
         return self.spec.batch_size / (self.median_ms / 1e3)
 
     def warnings(self) -> list[str]:
-        """Reasons not to trust the numbers yet."""
-        spread = self.iqr_ms / self.median_ms
-        return [f"large spread: IQR is {spread:.0%} of the median; the machine was busy or "
-                "warm-up too short, rerun"] if spread > SPREAD_WARN else []
+        """Reasons not to trust the numbers yet: a wide (or unbounded) interval, a busy box."""
+        hw = stats.half_width(*self.interval_ms())
+        wide = [] if hw <= stats.NARROW else [
+            f"wide interval: the median's 95% CI is +-{hw:.0%} (goal +-{stats.NARROW:.0%}); "
+            f"{stats.ADVICE}" if hw < float("inf") else
+            f"{len(self.times_s)} timed calls are too few for a 95% CI (6 or more); "
+            "raise iters"]
+        return wide + [f"busy machine: {why}" for why in self.busy]
 
     def to_dict(self) -> dict:
         """Flat, unit-suffixed keys for JSON and tables."""
+        _, low, high = self.interval_ms()
         return {**asdict(self.spec), "device_name": self.device_name,
-                "median_ms_per_batch": self.median_ms, "p10_ms": self.ms(0.10),
+                "median_ms_per_batch": self.median_ms, "median_ms_per_batch_low": low,
+                "median_ms_per_batch_high": high, "p10_ms": self.ms(0.10),
                 "p90_ms": self.ms(0.90), "iqr_ms": self.iqr_ms,
                 "images_per_sec": self.images_per_sec, "warmup_s": self.warmup_s,
                 "peak_memory_mib": self.peak_memory_mib, "memory_kind": self.memory_kind,
                 "process_memory_mib": self.process_memory_mib,
                 "process_memory_how": self.process_memory_how,
                 "iters": len(self.times_s), "times_ms": [t * 1e3 for t in self.times_s],
-                "warnings": self.warnings()}
+                "busy": list(self.busy), "warnings": self.warnings()}
 
 
 # (model, input batch, timed iterations, warm-up iterations) -> seconds of each timed call;
@@ -120,7 +129,7 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
     mem = PeakMemory(device)
     mem.start()
     t0 = time.perf_counter()
-    with autocast(device, dtype):
+    with autocast(device, dtype), stats.watch_load() as load:
         times = tuple(float(s) for s in time_fn(model, x, spec.iters, spec.warmup))
     mem.sample()
     if len(times) != spec.iters or min(times, default=0) <= 0:
@@ -130,7 +139,8 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
     on_gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if on_gpu else "cpu"
     process = nvml_process_mib(device) if on_gpu else (None, "not read (CPU)")
-    result = BenchResult(spec, name, times, warmup_s, mem.peak_mib(), mem.kind, *process)
+    result = BenchResult(spec, name, times, warmup_s, mem.peak_mib(), mem.kind, *process,
+                         busy=tuple(load.busy()))
     for w in result.warnings():
         warnings.warn(f"{spec.variant} {spec.device} batch {spec.batch_size}: {w}",
                       stacklevel=2)
@@ -158,12 +168,14 @@ def sweep(spec: BenchSpec, batch_sizes: tuple[int, ...], *,
 
 
 def table(results: list[BenchResult]) -> str:
-    """Markdown table: median ms, p10/p90, images/s and peak memory per result."""
-    header = ("device", "model", "precision", "layout", "compiled", "batch", "median ms",
-              "p10 ms", "p90 ms", "images/s", "peak MiB (kind)")
+    """Markdown table: median ms with its 95% CI, p90, images/s and peak memory per result."""
+    header = ("device", "model", "precision", "layout", "compiled", "batch",
+              "median ms (95% CI)", "p90 ms", "images/s", "peak MiB (kind)")
     rows = [(r.device_name, r.spec.variant, r.spec.precision,
              "NHWC" if r.spec.channels_last else "NCHW", "yes" if r.spec.compile else "no",
-             r.spec.batch_size, f"{r.median_ms:.1f}", f"{r.ms(0.1):.1f}", f"{r.ms(0.9):.1f}",
-             f"{r.images_per_sec:.1f}", f"{r.peak_memory_mib:.0f} ({kind_words(r.memory_kind)})")
-            for r in results]
-    return md_table(header, rows)
+             r.spec.batch_size, stats.interval_text(*r.interval_ms(), "{:.1f}"),
+             f"{r.ms(0.9):.1f}", f"{r.images_per_sec:.1f}",
+             f"{r.peak_memory_mib:.0f} ({kind_words(r.memory_kind)})") for r in results]
+    notes = [f"- {r.device_name} batch {r.spec.batch_size}: {w}" for r in results
+             for w in r.warnings()]
+    return "\n".join([md_table(header, rows), *(["", *notes] if notes else [])])

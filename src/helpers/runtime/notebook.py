@@ -123,6 +123,7 @@ def start(name: str, title: str, *, device: str = "auto", quick: bool = False,
     params.flag("quick", quick)
     # warnings read as one line in this kernel: `Category: message`, no path and line
     warnings.formatwarning = lambda message, category, *_, **__: f"{category.__name__}: {message}\n"
+    env.quiet_cuda_home()  # torch's "No CUDA runtime is found" note: "no GPU in use" says it
     out = Path(results_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     run = NotebookRun(name, title, dev, quick, out.resolve(), params.check_knobs(knobs))
