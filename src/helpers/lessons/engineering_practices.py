@@ -153,10 +153,11 @@ def write_cells_module(path: Path, functions: Sequence[Callable]) -> Path:
 
 
 def _run(cmd: list[str], cells_dir: Path, timeout_s: float) -> tuple[int, str]:
-    """(exit code, output) of cmd in a session of its own, so no signal to the kernel's process
-    group reaches it; it finds the cells' module, and one thread does the same maths each run."""
+    """(exit code, output) of cmd in its own session (launcher.stream), the cells' module found."""
+    # its own session: a signal to the kernel's process group (jupyter's interrupt) misses it;
+    # one thread: every run does the same arithmetic, so their weights compare bit for bit
     path = os.pathsep.join(filter(None, [str(cells_dir), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", HELPERS_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     return stream(cmd, timeout_s, show=False, env=env)
 
 
