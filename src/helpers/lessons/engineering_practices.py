@@ -181,7 +181,7 @@ def weight_diff(a: dict, b: dict) -> float:
 
 
 def kill_and_resume(script: str | Path, functions: Sequence[Callable], data_dir: Path,
-                    workdir: Path, epochs: int = 4, kill_at: int = 2, *,
+                    workdir: Path, *, epochs: int = 4, kill_at: int = 2,
                     timeout_s: float = 300) -> dict:
     """Run `script` straight; again, SIGKILLed mid-save after `kill_at` epochs; rerun; compare."""
     params.positive_int("epochs", epochs)
