@@ -19,7 +19,8 @@ RESULT_KEYS = {"variant", "device", "batch_size", "precision", "channels_last", 
                "warmup", "iters", "image_size", "device_name", "median_ms_per_batch",
                "median_ms_per_batch_low", "median_ms_per_batch_high", "p10_ms", "p90_ms",
                "iqr_ms", "images_per_sec", "warmup_s", "peak_memory_mib", "memory_kind",
-               "process_memory_mib", "process_memory_how", "times_ms", "busy", "warnings"}
+               "process_memory_mib", "process_memory_how", "times_ms", "busy", "warnings",
+               "page_faults_per_call", "kernel_cpu_pct"}
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
