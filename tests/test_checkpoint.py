@@ -1,10 +1,14 @@
-"""helpers.checkpoint, resume in fit(), and a real SIGKILL in the middle of training."""
+"""helpers.checkpoint and resume in fit() (notebook 05's real SIGKILL: tests/test_lessons_05.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +113,7 @@ def test_bad_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keep=0"):
         checkpoint.save(tmp_path, 1, {}, keep=0)
     with pytest.raises(ValueError, match="kill_at=5"):
-        engineering_practices.kill_and_resume(tmp_path, tmp_path, epochs=4, kill_at=5)
+        engineering_practices.kill_and_resume("s.py", [], tmp_path, tmp_path, epochs=4, kill_at=5)
 
 
 @pytest.fixture(scope="module")
@@ -135,19 +139,41 @@ def test_fit_resumes_in_process(shapes: Path, tmp_path: Path) -> None:
     assert resumed.losses == straight.losses
     saved = checkpoint.resume(tmp_path / "b")[1]["config"]  # the keys old checkpoints hold
     assert saved == {"epochs": 3, "lr": 3e-3, "precision": "fp32", "clip_norm": 1.0}
-    assert engineering_practices.same_weights(tmp_path / "a" / "ckpt-epoch0003.pt",
-                                   tmp_path / "b" / "ckpt-epoch0003.pt")
+    final = [checkpoint.load(tmp_path / d / "ckpt-epoch0003.pt")["model"] for d in "ab"]
+    assert engineering_practices.weight_diff(*final) == 0.0
+
+
+def cli_train(data: Path, ckpt: Path, resume: bool = False) -> list[str]:
+    """`python -m helpers train` on a tiny CNN, CPU, no workers (bit-exact), 3 epochs."""
+    return [sys.executable, "-m", "helpers", "train", "--model", "tiny", "--device", "cpu",
+            "--data-dir", str(data), "--image-size", "32", "--batch-size", "16", "--epochs", "3",
+            "--workers", "0", "--checkpoint-dir", str(ckpt), "--no-progress", "--lr", "3e-3",
+            *(["--resume"] if resume else [])]
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical(shapes: Path, tmp_path: Path) -> None:
-    """A real subprocess, killed with SIGKILL after epoch 1, resumed to the end."""
-    demo = engineering_practices.kill_and_resume(shapes, tmp_path, epochs=3, kill_at=1)
-    assert 1 <= demo["resumed_from_epoch"] < 3, demo
-    assert demo["bit_identical"] is True
-    assert "resumed after epoch" in demo["resume_message"]
-    name, picked = engineering_practices.corrupt_newest(tmp_path / "killed")
-    assert name == "ckpt-epoch0003.pt" and picked == "ckpt-epoch0002.pt"
+def test_cli_sigkill_then_resume_is_bit_identical(shapes: Path, tmp_path: Path) -> None:
+    """The README's promise for the CLI: SIGKILLed once epoch 1 is saved, resumed to the end."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HELPERS_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(Path(helpers.__file__).parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
+    a, b = tmp_path / "a", tmp_path / "b"
+    subprocess.run(cli_train(shapes, a), env=env, check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen(cli_train(shapes, b), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:  # the data file appears complete (written atomically, its sha256 first)
+        deadline = time.monotonic() + 300
+        while not checkpoint.path_for(b, 1).exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint of epoch 1"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    out = subprocess.run(cli_train(shapes, b, resume=True), env=env, check=True,
+                         capture_output=True, text=True, timeout=300).stdout
+    assert "resumed after epoch" in out
+    final = [checkpoint.load(checkpoint.path_for(d, 3))["model"] for d in (a, b)]
+    assert engineering_practices.weight_diff(*final) == 0.0
 
 
 def test_tiny_model_and_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

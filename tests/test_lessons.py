@@ -571,7 +571,8 @@ def _lessons_05() -> dict:
     import torch
 
     return exec_lessons("05", {"os": os, "random": random, "Path": Path, "np": np,
-                               "torch": torch})
+                               "torch": torch},
+                        select=lambda src: not src.startswith("%%writefile"))  # test_lessons_05
 
 
 def test_05_cells_save_and_resume_helper_checkpoints(tmp_path) -> None:

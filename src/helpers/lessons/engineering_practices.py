@@ -1,14 +1,17 @@
-"""Notebook 05's plumbing: the resume proof over the cells' functions, SIGKILL, GPU pinning."""
+"""Notebook 05's plumbing: resume proof and SIGKILL demo over the cells' functions, GPU pinning."""
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +60,7 @@ def train_epochs(t: Trainee, epochs: range) -> None:
 
 def max_weight_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
     """Largest absolute difference between two models' weights and buffers (0.0: identical)."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa)
+    return weight_diff(a.state_dict(), b.state_dict())
 
 
 def resume_proof(workdir: Path, *, state_fn: StateFn, save_fn: SaveFn, resume_fn: ResumeFn,
@@ -98,86 +100,142 @@ def proof_table(proof: dict[str, float]) -> str:
                      for way, d in proof.items()))
 
 
-def train_command(data_dir: Path, ckpt_dir: Path, epochs: int, resume: bool = False) -> list[str]:
-    """The CLI run the demo kills and resumes: a small CNN, CPU, no workers (bit-exact)."""
-    cmd = [sys.executable, "-m", "helpers", "train", "--model", "tiny", "--device", "cpu",
-           "--data-dir", str(data_dir), "--image-size", "32", "--batch-size", "16",
-           "--epochs", str(epochs), "--workers", "0", "--checkpoint-dir", str(ckpt_dir),
-           "--no-progress", "--lr", "3e-3"]
-    return cmd + (["--resume"] if resume else [])
+CELLS_HEADER = '''"""Notebook 05's checkpoint cells as its kernel ran them: edit the cells."""
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+'''
+
+# Run in the child ahead of the script. Every torch.save writes through one PyTorchFileWriter,
+# so the save after `let_through` complete ones is cut short by SIGKILL after its first record.
+KILL_MID_SAVE = """
+import os, runpy, signal, sys
+import torch
+
+let_through, Writer = int(sys.argv.pop(1)), torch._C.PyTorchFileWriter
+opened = 0
 
 
-def _child_env() -> dict[str, str]:
-    """The child imports this checkout's helpers and uses one thread (same maths both runs)."""
-    src = str(Path(__file__).resolve().parents[1])
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get(
-        "PYTHONPATH")])), OMP_NUM_THREADS="1", HELPERS_OFFLINE="1")
+class CutShort:
+    def __init__(self, *args, **kwargs):
+        global opened
+        opened += 1
+        self._writer = Writer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
+
+    def write_record(self, *args, **kwargs):
+        self._writer.write_record(*args, **kwargs)
+        if opened > let_through:
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-save: no cleanup, no flush, no atexit
 
 
-def run_to_end(cmd: list[str], timeout_s: float = 300) -> str:
-    """Run a command to completion; its output (stdout and stderr), or a RuntimeError."""
-    code, out = stream(cmd, timeout_s, show=False, env=_child_env())
-    if code != 0:
-        raise RuntimeError(f"{' '.join(cmd[2:5])} failed ({code}): {out[-1500:]}")
-    return out
+torch._C.PyTorchFileWriter = CutShort
+sys.argv.pop(0)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
-def kill_after(cmd: list[str], ckpt_dir: Path, epoch: int, timeout_s: float = 300) -> float:
-    """Start cmd, SIGKILL it as soon as the checkpoint of `epoch` exists; seconds it ran."""
-    target, t0 = checkpoint.path_for(ckpt_dir, epoch), time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=_child_env())
+def write_cells_module(path: Path, functions: Sequence[Callable]) -> Path:
+    """The cells' functions, as the kernel last ran them, in one module the script imports."""
     try:
-        while not target.exists():
-            if proc.poll() is not None:
-                raise RuntimeError(f"the run ended ({proc.returncode}) before epoch {epoch}: "
-                                   f"{proc.stderr.read()[-1500:].decode(errors='replace')}")
-            if time.monotonic() - t0 > timeout_s:
-                raise RuntimeError(f"no checkpoint for epoch {epoch} after {timeout_s:.0f} s")
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)  # no cleanup, no atexit: as a lost node would die
-    finally:
-        proc.kill()
-        proc.wait()
-    return time.monotonic() - t0
+        body = [textwrap.dedent(inspect.getsource(f)) for f in functions]
+    except (OSError, TypeError) as e:
+        raise ValueError(f"functions={functions!r}: each must be a function defined in a cell or "
+                         f"a file, so that its source can be read ({e})") from e
+    path.write_text(CELLS_HEADER + "".join(f"\n\n{b.rstrip()}\n" for b in body))
+    return path
 
 
-def same_weights(a: Path, b: Path) -> bool:
-    """True when two checkpoints hold bit-identical model weights and buffers."""
-    wa, wb = checkpoint.load(a)["model"], checkpoint.load(b)["model"]
-    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+def _run(cmd: list[str], cells_dir: Path, timeout_s: float) -> tuple[int, str]:
+    """(exit code, output) of cmd in its own session (launcher.stream), the cells' module found."""
+    # its own session: a signal to the kernel's process group (jupyter's interrupt) misses it;
+    # one thread: every run does the same arithmetic, so their weights compare bit for bit
+    path = os.pathsep.join(filter(None, [str(cells_dir), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
+    return stream(cmd, timeout_s, show=False, env=env)
 
 
-def kill_and_resume(data_dir: Path, workdir: Path, epochs: int = 4, kill_at: int = 2) -> dict:
-    """Train straight; train again, SIGKILL after `kill_at` epochs, resume; compare weights."""
+def _load(path: Path) -> tuple[dict | None, str]:
+    """(a checkpoint's state, or None; a few words on what the file holds)."""
+    if not path.exists():
+        return None, "no checkpoint"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a torn file: torch.load names what it could not find
+        why = f"{type(e).__name__} {(str(e).splitlines() or [''])[0][:120]}".strip()
+        return None, f"torn ({path.stat().st_size} bytes): torch.load raises {why}"
+    return state, f"complete, epoch {state.get('epoch')}"
+
+
+def weight_diff(a: dict, b: dict) -> float:
+    """Largest absolute difference between two state_dicts' tensors (0.0: bit-identical)."""
+    if a.keys() != b.keys():
+        return float("inf")
+    return max(((a[k].double() - b[k].double()).abs().max().item() for k in a), default=0.0)
+
+
+def kill_and_resume(script: str | Path, functions: Sequence[Callable], data_dir: Path,
+                    workdir: Path, *, epochs: int = 4, kill_at: int = 2,
+                    timeout_s: float = 300) -> dict:
+    """Run `script` straight; again, SIGKILLed mid-save after `kill_at` epochs; rerun; compare."""
     params.positive_int("epochs", epochs)
     if not isinstance(kill_at, int) or not 1 <= kill_at < epochs:
         raise ValueError(f"kill_at={kill_at!r} is not allowed; it must be in 1..{epochs - 1} "
                          f"(epochs={epochs})")
-    straight, killed = Path(workdir) / "straight", Path(workdir) / "killed"
-    for d in (straight, killed):
+    workdir, name = Path(workdir), Path(script).name
+    runs = {"straight": workdir / "straight", "killed": workdir / "killed"}
+    for d in runs.values():
         shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    write_cells_module(workdir / "checkpoint_cells.py", functions)
+    cmd = [str(Path(script).resolve()), "--data-dir", str(data_dir), "--epochs", str(epochs)]
+    ckpt = {k: ["--checkpoint", str(d / "checkpoint.pt")] for k, d in runs.items()}
     t0 = time.monotonic()
-    run_to_end(train_command(data_dir, straight, epochs))
-    straight_s = time.monotonic() - t0
-    killed_s = kill_after(train_command(data_dir, killed, epochs), killed, kill_at)
-    left = [p.name for p in checkpoint.checkpoints(killed)]
-    out = run_to_end(train_command(data_dir, killed, epochs, resume=True))
-    final = checkpoint.path_for(straight, epochs), checkpoint.path_for(killed, epochs)
+    code, out = _run([sys.executable, *cmd, *ckpt["straight"]], workdir, timeout_s)
+    if code != 0:
+        raise RuntimeError(f"{name} failed ({code}) without a kill: {out[-1500:]}")
+    straight_s, t0 = time.monotonic() - t0, time.monotonic()
+    code, out = _run([sys.executable, "-c", KILL_MID_SAVE, str(kill_at), *cmd, *ckpt["killed"]],
+                     workdir, timeout_s)
+    if code != -signal.SIGKILL:
+        raise RuntimeError(f"{name} was to be killed in its save {kill_at + 1}, but it ended "
+                           f"({code}): does it save with torch.save? {out[-1500:]}")
+    killed_s, files = time.monotonic() - t0, sorted(p.name for p in runs["killed"].iterdir())
+    on_disk = _load(runs["killed"] / "checkpoint.pt")[1]
+    code, out = _run([sys.executable, *cmd, *ckpt["killed"]], workdir, timeout_s)
     return {"straight_run_s": straight_s, "killed_after_s": killed_s,
-            "checkpoints_after_kill": left, "checkpoint_dir": str(killed),
-            "resume_message": next((line for line in out.splitlines()
-                                    if line.startswith("resumed after")), "started over"),
-            "resumed_from_epoch": checkpoint.load(final[1])["history"]["resumed_from_epoch"],
-            "bit_identical": same_weights(*final)}
+            "killed_while": f"writing the checkpoint of epoch {kill_at + 1}",
+            "files_after_kill": files, "checkpoint_after_kill": on_disk,
+            "checkpoint_dir": str(runs["killed"]), **_compare(code, out, runs)}
+
+
+def _compare(code: int, out: str, runs: dict[str, Path]) -> dict:
+    """What the rerun printed, the epoch it resumed after, and its final weights' difference."""
+    lines = out.strip().splitlines() or ["(no output)"]
+    found = re.search(r"resumed after epoch (\d+)", out)
+    final = [_load(d / "checkpoint.pt")[0] for d in runs.values()]
+    diff = weight_diff(final[0]["model"], final[1]["model"]) if code == 0 and all(final) else None
+    said = next((x for x in lines if x.startswith(("resumed", "started"))), lines[-1])
+    return {"resume_message": said if code == 0 else f"failed ({code}): {lines[-1][:200]}",
+            "resumed_from_epoch": int(found.group(1)) if code == 0 and found else 0,
+            "max_weight_diff": diff, "bit_identical": diff == 0.0}
 
 
 COST_LABELS = {"checkpoint_mib": "one full-state checkpoint, MiB", "save_s": "time to save it, s"}
 DEMO_LABELS = {"straight_run_s": "uninterrupted run, s", "killed_after_s": "killed after, s",
-               "checkpoints_after_kill": "checkpoints left after the kill",
+               "killed_while": "SIGKILL came while",
+               "files_after_kill": "files left after the kill",
+               "checkpoint_after_kill": "the checkpoint after the kill",
                "checkpoint_dir": "checkpoint folder of the killed run",
-               "resume_message": "what the resumed run printed",
-               "resumed_from_epoch": "resumed after epoch",
+               "resume_message": "what the rerun printed",
+               "resumed_from_epoch": "resumed after epoch (0: started over)",
+               "max_weight_diff": "max abs weight difference vs never stopped",
                "bit_identical": "final weights bit-identical to the uninterrupted run"}
 
 
@@ -190,9 +248,12 @@ def cost_table(cost: dict) -> str:
 
 def demo_table(demo: dict) -> str:
     """kill_and_resume's record in words, with how to read it."""
-    return labelled_table(demo, DEMO_LABELS, read="True in the last row means the run that was "
-                          "killed and resumed ended with exactly the weights of the run that "
-                          "never stopped: nothing of the training state was lost.")
+    diff = demo.get("max_weight_diff")
+    shown = {**demo, "max_weight_diff": "not compared: the rerun failed" if diff is None else diff}
+    return labelled_table(shown, DEMO_LABELS, read="True in the last row: the killed run, started "
+                          "again, resumed from its last complete checkpoint and ended with exactly "
+                          "the weights of the run that never stopped. A torn checkpoint, or a "
+                          "piece of state left out of it, turns it False.")
 
 
 def corrupt_newest(ckpt_dir: Path) -> tuple[str, str]:
@@ -202,6 +263,17 @@ def corrupt_newest(ckpt_dir: Path) -> tuple[str, str]:
     newest.write_bytes(blob[: len(blob) // 2])
     found = checkpoint.resume(ckpt_dir)
     return newest.name, found[0].name if found else "nothing"
+
+
+def helper_checkpoints(ckpt_dir: Path, state_fn: StateFn, epochs: int = 3) -> list[Path]:
+    """A small run saved by helpers.checkpoint after each epoch (a sha256 beside each file)."""
+    params.positive_int("epochs", epochs)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    t = trainee()
+    for epoch in range(1, epochs + 1):
+        train_epochs(t, range(epoch - 1, epoch))
+        checkpoint.save(ckpt_dir, epoch, state_fn(t.model, t.opt, t.scaler, t.loader, epoch))
+    return checkpoint.checkpoints(ckpt_dir)
 
 
 def save_cost(variant: str, workdir: Path) -> dict[str, float]:
@@ -229,7 +301,8 @@ def visible_gpus(values: tuple[str | None, ...] | None = None) -> list[tuple[str
             env["CUDA_VISIBLE_DEVICES"] = value
         proc = subprocess.run([sys.executable, "-c", "import torch; print("
                                "torch.cuda.device_count())"], env=env, capture_output=True,
-                              text=True, timeout=120, check=True)
+                              text=True, timeout=120, check=True,
+                              start_new_session=True)  # the kernel's SIGINT never reaches it
         label = "unset" if value is None else value or "empty"
         out.append((label, int(proc.stdout.split()[-1])))
     return out
@@ -240,17 +313,20 @@ def record(run: NotebookRun, demo: dict, corrupt: tuple[str, str], proof: dict[s
     """Metrics, and the article's practices as claims checked here."""
     run.metric(**(cost or {}), bit_identical_after_kill=demo["bit_identical"],
                resumed_from_epoch=demo["resumed_from_epoch"],
+               max_weight_diff_after_kill=demo.get("max_weight_diff"),
                corrupted_file=corrupt[0], resume_fell_back_to=corrupt[1],
                **{f"resume_max_weight_diff_{k.replace(' ', '_').replace('+', 'and')}": v
                   for k, v in proof.items()},
                **{f"gpus_seen_with_cuda_visible_devices_{v}": n for v, n in gpus})
-    ok = demo["bit_identical"]
+    ok = demo["bit_identical"] and demo["resumed_from_epoch"] > 0  # started over: nothing kept
     where = verdict.mounted_folder_axis(demo.get("checkpoint_dir", "/"))
     run.judged("Checkpoints in a mounted folder let training survive the container",
-               "save state_dict per epoch", f"SIGKILL after epoch {demo['resumed_from_epoch']}, "
-               f"resumed from {where.here}: weights bit-identical = {ok}",
-               verdict.check(ok, [where], why_not="the resumed run's final weights differ from "
-                             "the straight run's"))
+               "save state_dict per epoch",
+               f"SIGKILL while {demo.get('killed_while', 'training')}, resumed after"
+               f" epoch {demo['resumed_from_epoch']} from {where.here}: weights "
+               f"bit-identical = {demo['bit_identical']}",
+               verdict.check(ok, [where], why_not="the rerun did not resume, or its final weights "
+                             "differ from the uninterrupted run's"))
     weights_only, full = proof["weights only"], proof["full state"]
     resume = verdict.axis("quantity", "a resumed run's weights vs an uninterrupted run's",
                           "a resumed run's weights vs an uninterrupted run's")
