@@ -1,7 +1,7 @@
 """The speed ladder as a benchmark script (e.g. `--device cpu --batch-size 32`).
 
 Same as `python -m helpers bench --ladder ...`: every rung of `helpers.ladder.RUNGS` (the build
-functions notebook 06's cells define: PyTorch's rungs and the peers, ONNX Runtime and OpenVINO)
+functions the notebooks' cells define: 06's PyTorch rungs, 07's peers, ONNX Runtime and OpenVINO)
 built on its own copy of the model, checked against rung 0, then timed interleaved
 (round-robin, so every ratio is measured side by side in one run); a table with images/s, ms
 per batch and its IQR, speedup over rung 0 and its range over rounds, first-call (compile) time,

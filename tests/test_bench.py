@@ -19,7 +19,8 @@ RESULT_KEYS = {"variant", "device", "batch_size", "precision", "channels_last", 
                "warmup", "iters", "image_size", "device_name", "median_ms_per_batch",
                "median_ms_per_batch_low", "median_ms_per_batch_high", "p10_ms", "p90_ms",
                "iqr_ms", "images_per_sec", "warmup_s", "peak_memory_mib", "memory_kind",
-               "process_memory_mib", "process_memory_how", "times_ms", "busy", "warnings"}
+               "process_memory_mib", "process_memory_how", "times_ms", "busy", "warnings",
+               "page_faults_per_call", "kernel_cpu_pct"}
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
@@ -173,3 +174,27 @@ def test_gpu_clock_waits_for_kernels() -> None:
     for _ in range(5):
         a @ a
     assert clock() - t0 > 1e-3
+
+
+@pytest.mark.slow
+def test_clock_agreement_benchmark_reports_both_clocks(tmp_path: Path) -> None:
+    """benchmarks/clock_agreement.py at tiny sizes: two fresh processes, both clocks, a verdict."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ca.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "clock_agreement.py"),
+                           "--batch-size", "1", "--image-size", "32", "--processes", "2",
+                           "--rounds", "3", "--calls", "2", "--warmup", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "helpers bench:" in proc.stdout and "torch.utils.benchmark:" in proc.stdout
+    assert "ratio Timer / helpers:" in proc.stdout and "agree" in proc.stdout.lower()
+    doc = json.loads(out.read_text())
+    assert len(doc["processes"]) == 2 and len(doc["processes"][0]["timer_s"]) == 3
+    assert doc["processes"][0]["threads"] == doc["processes"][0]["timer_threads"]
+    assert isinstance(doc["agree"], bool) and "busy" in doc["load"]
+    bad = subprocess.run([sys.executable, str(root / "benchmarks" / "clock_agreement.py"),
+                          "--rounds", "0"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--rounds=0 is not allowed" in bad.stderr

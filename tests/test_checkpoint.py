@@ -171,18 +171,21 @@ def test_visible_gpus_child_process() -> None:
     ([("unset", 0), ("empty", 0), ("0", 0)], False, "needs a GPU"),
     ([("unset", 1), ("empty", 0), ("0", 1)], True, "not comparable"),
     ([("unset", 2), ("empty", 0), ("0", 1), ("1", 1)], False, "not comparable"),  # no --gpus
-    ([("unset", 2), ("empty", 0), ("0", 1), ("1", 1)], True, "reproduced")])
+    # CUDA_VISIBLE_DEVICES in a child process stands in for --gpus device=N: never reproduced
+    ([("unset", 2), ("empty", 0), ("0", 1), ("1", 1)], True, "not comparable")])
 def test_claims_computed_from_what_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        gpus: list, container: bool, verdict: str) -> None:
-    """Pinning is like for like only in a container given GPUs by --gpus with 2+ GPUs; the
+    """Pinning by CUDA_VISIBLE_DEVICES is a stand-in for --gpus, never like for like; the
     mounted-folder claim only in a container on a mounted folder; the state_dict claim differs
     by the proof's own numbers."""
     from helpers import verdict as verdicts
 
     monkeypatch.setattr(verdicts, "in_container", lambda: container)
-    monkeypatch.setattr(verdicts, "mount_point", lambda p: "/workspace/checkpoints")
+    monkeypatch.setattr(verdicts, "mount_of",
+                        lambda p, m=None: verdicts.Mount("/workspace/checkpoints", "ext4"))
+    monkeypatch.setattr(verdicts, "nvidia_devices", lambda *a: ["nvidia0", "nvidia1"])
     monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
-    run = helpers.start("05_t", "t", device="cpu", quick=True, results_dir=tmp_path)
+    run = helpers.start("05_t", "t", device="cpu", quick=False, results_dir=tmp_path)
     demo = {"bit_identical": True, "resumed_from_epoch": 2, "checkpoint_dir": str(tmp_path)}
     proof = {"weights only": 0.25, "weights + optimizer": 0.1, "full state": 0.0}
     engineering_practices.record(run, demo, ("a", "b"), proof, gpus=gpus)
@@ -197,6 +200,7 @@ def test_claims_computed_from_what_ran(tmp_path: Path, monkeypatch: pytest.Monke
     if verdict == "not comparable":
         assert ("GPUs on the host: 1 here" in pinning.why) == (gpus[0][1] == 1)
         assert ("environment: no container here" in pinning.why) == (not container)
+        assert ("CUDA_VISIBLE_DEVICES in a child process" in pinning.why) == container
     assert run.metrics["resume_max_weight_diff_full_state"] == 0.0
 
 
@@ -204,9 +208,9 @@ def test_the_checkpoint_folder_is_read_from_mountinfo(tmp_path: Path) -> None:
     """The longest mount point containing the folder; '/' on a plain host folder."""
     from helpers import verdict as verdicts
 
-    point = verdicts.mount_point(tmp_path)
+    point = verdicts.mount_of(tmp_path).point
     assert Path(tmp_path).resolve().is_relative_to(point)
-    assert verdicts.mount_point("/") == "/"
+    assert verdicts.mount_of("/").point == "/"
 
 
 def test_resume_proof_refuses_bad_stop(tmp_path: Path) -> None:

@@ -63,6 +63,19 @@ def test_a_run_against_a_committed_ladder_result(tmp_path: Path) -> None:
     assert "| 06 | batch32_eager_images_per_sec |" in text and "| 2x |" in text
 
 
+def test_a_ladders_runtime_rungs_line_up_with_notebook_07() -> None:
+    """PyTorch's rungs are 06's metrics, the runtimes' (ONNX Runtime, OpenVINO) 07's."""
+    folder = LADDER_RESULT.parent / "ladder-cpu-peers-20261202" / "malloc-default"
+    ladder = json.loads((folder / "ladder.json").read_text())["ladders"][0]
+    docs = compare.load(folder)
+    peers = [r for r in ladder["rungs"] if r["engine"] != "pytorch" and r["status"] == "ok"]
+    assert peers
+    for r in peers:
+        assert docs.metrics[("07", f"rung{r['rung']}_{r['key']}_speedup")] == r["speedup"]
+        assert ("06", f"rung{r['rung']}_{r['key']}_speedup") not in docs.metrics
+    assert docs.metrics[("06", "rung0_eager_speedup")] == 1.0
+
+
 def test_cli_compare_prints_and_writes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     results_file(tmp_path / "a", "00_env", {"x_ms": 4.0}, [])
     results_file(tmp_path / "b", "00_env", {"x_ms": 2.0}, [])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import pytest
 
-from helpers import roofline
+from helpers import cpuinfo, roofline
 from helpers.cpuinfo import cpu_info
 
 
@@ -37,8 +38,10 @@ def test_parses_a_zen4_epyc_with_smt_siblings() -> None:
     assert {"avx512f", "avx512_bf16"} <= info.flags and info.max_mhz == 2753.0
     assert roofline.microarch_name(info) == "Zen 4"
     rates = {p: roofline.cpu_rate(p, info)[0] for p in ("fp32", "bf16", "int8")}
-    assert rates == {"fp32": 32, "bf16": 64, "int8": 128}
+    assert rates == {"fp32": 32, "bf16": 32, "int8": 64}  # bf16/int8: lower bounds, noted
     assert "double-pumped" in roofline.cpu_rate("fp32", info)[2]
+    for p in ("bf16", "int8"):
+        assert "lower bound" in roofline.cpu_rate(p, info)[2]
 
 
 def test_zen4_fp32_peak_is_half_the_old_flag_based_figure() -> None:
@@ -114,3 +117,56 @@ def test_this_machine_is_read_once_and_recorded() -> None:
     assert identity["cpu_model"] == cpu_info().model_name
     assert identity["cpu_microarch"] == roofline.microarch_name()
     assert cpu_info().model_name in roofline.cpu_line()
+
+
+def test_the_clock_is_cpufreq_s_maximum_else_said_to_be_nominal(tmp_path: Path) -> None:
+    """cpuinfo's "cpu MHz" is a snapshot of the current clock: a peak uses sysfs's
+    cpuinfo_max_freq where present, and says when only that nominal clock is known."""
+    for cpu, khz in (("cpu0", "3700000\n"), ("cpu1", "3500000\n")):
+        (tmp_path / cpu / "cpufreq").mkdir(parents=True)
+        (tmp_path / cpu / "cpufreq" / "cpuinfo_max_freq").write_text(khz)
+    (tmp_path / "cpufreq").mkdir()  # not a cpuN folder: ignored
+    assert cpuinfo.sysfs_max_mhz(tmp_path) == 3700.0
+    assert cpuinfo.sysfs_max_mhz(tmp_path / "nowhere") is None
+    nominal = cpu_info(ZEN4)
+    assert (nominal.max_mhz, nominal.clock) == (2753.0, cpuinfo.CLOCK_NOMINAL)
+    assert "nominal 2.75 GHz" in roofline.cpu_peak("fp32", threads=2, info=nominal).basis
+    top = cpu_info(ZEN4, max_mhz=cpuinfo.sysfs_max_mhz(tmp_path))
+    assert (top.max_mhz, top.clock) == (3700.0, cpuinfo.CLOCK_MAX)
+    peak = roofline.cpu_peak("fp32", threads=2, info=top)
+    assert peak.gflops == pytest.approx(2 * 3.7 * 32)
+    assert "max 3.70 GHz (sysfs cpuinfo_max_freq)" in peak.basis
+    assert cpu_info("").clock == cpuinfo.CLOCK_UNKNOWN
+
+
+def test_int8_without_vnni_is_the_three_instruction_rate_not_twice_fp32() -> None:
+    """vpmaddubsw + vpmaddwd + vpaddd: about 1.33x the fp32 FLOP, not 2x."""
+    skx = cpu_info(fake_cpuinfo("GenuineIntel", 6, 0x55, "Xeon Gold 6148", "avx2 fma avx512f",
+                                [(0, 0)]))
+    hsw = cpu_info(fake_cpuinfo("GenuineIntel", 6, 0x3F, "Xeon E5-2640 v3", "avx2 fma",
+                                [(0, 0)]))
+    assert [roofline.cpu_rate(p, skx)[0] for p in ("fp32", "int8")] == [64, 85]
+    assert [roofline.cpu_rate(p, hsw)[0] for p in ("fp32", "int8")] == [32, 43]
+    assert roofline.microarch_name(hsw) == "Haswell"
+    for info in (skx, hsw):
+        assert "vpmaddubsw+vpmaddwd+vpaddd" in roofline.cpu_rate("int8", info)[2]
+
+
+AMX_FLAGS = "avx2 fma avx512f avx512_bf16 avx512_vnni avx512_fp16 amx_tile amx_bf16 amx_int8"
+
+
+def test_an_amx_xeon_with_a_model_no_table_knows_falls_back_on_its_flags() -> None:
+    """The project's AMX VM reports family 6 model 167: its flags name the AMX entry."""
+    vm = cpu_info(fake_cpuinfo("GenuineIntel", 6, 167, "Intel(R) Xeon(R) Processor", AMX_FLAGS,
+                               [(0, 0), (0, 1)]))
+    name = roofline.microarch_name(vm)
+    assert name.startswith("Sapphire/Emerald Rapids, by its flags amx_tile, avx512_bf16, "
+                           "avx512_vnni")
+    assert "family 6 (0x6) model 167 (0xa7): in no table" in name
+    assert [roofline.cpu_rate(p, vm)[0] for p in ("fp32", "bf16", "int8")] == [64, 1024, 2048]
+    assert name in roofline.cpu_peak("bf16", threads=2, info=vm).basis
+    no_amx = cpu_info(fake_cpuinfo("GenuineIntel", 6, 167, "Xeon", "avx2 fma avx512_vnni",
+                                   [(0, 0)]))
+    assert roofline.microarch_name(no_amx).startswith("unknown microarchitecture")
+    amd = cpu_info(fake_cpuinfo("AuthenticAMD", 99, 1, "EPYC", AMX_FLAGS, [(0, 0)]))
+    assert roofline.microarch_name(amd).startswith("unknown")  # the entry is Intel's

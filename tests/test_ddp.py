@@ -196,7 +196,7 @@ def test_record_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device
     from helpers.runtime.notebook import NotebookRun
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA A100-SXM4-80GB")
-    run = NotebookRun("04_ddp_torchrun", "t", torch.device("cpu"), True, tmp_path, {})
+    run = NotebookRun("04_ddp_torchrun", "t", torch.device("cpu"), False, tmp_path, {})
     plan = launcher.WorldPlan(device, 2, "gloo" if device == "cpu" else "nccl", "")
     results = fake_results(10.0, 10.0 * speed, 11 if data else 1, model=model,
                            image_size=data.get("image_size", 32))

@@ -16,7 +16,7 @@ from helpers.lessons import efficientnet_inference as inference
 @pytest.fixture
 def run(tmp_path: Path) -> helpers.NotebookRun:
     """A quick CPU run writing into tmp_path."""
-    return helpers.start("02_test", "t", device="cpu", quick=True, results_dir=tmp_path)
+    return helpers.start("02_test", "t", device="cpu", quick=False, results_dir=tmp_path)
 
 
 def test_measure_move_on_cpu_reports_footprint() -> None:
@@ -69,6 +69,7 @@ def test_cpu_row_is_judged_only_like_for_like(run: helpers.NotebookRun,
     """8 physical Xeon cores at batch 32 are judged in the band; 8 logical cores (SMT), another
     CPU line or another batch are not comparable, naming the axis."""
     monkeypatch.setattr(verdict, "cpu_info", lambda: cpu)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)  # the article's 8 cores' threads
     batch = 16 if named and "batch" in named else 32
     slow = bench.BenchResult(bench.BenchSpec(batch_size=batch, iters=2), "cpu", (1.0, 1.0), 0.0,
                              1.0, "process_rss_delta")

@@ -21,7 +21,7 @@ from helpers.lessons import dynamic_graph, efficientnet_inference, environment
 
 from .lesson_cells import exec_lessons, lesson_sources
 
-NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("00", "01", "02", "03", "04", "05", "06")  # all
+NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("00", "01", "02", "03", "04", "05", "06", "07")  # all
 
 
 @pytest.mark.parametrize("prefix", NOTEBOOKS_WITH_LESSONS)
@@ -74,7 +74,7 @@ def lessons_01(**names: object) -> dict:
 
     torch.compiler.reset()
     base = {"torch": torch, "nn": nn, "F": F, "tqdm": tqdm, "env": env, "hidden": 16, "p": 0.5,
-            "seed": 0}
+            "seed": 0, "dynamic_graph": dynamic_graph}
     return exec_lessons("01", base | names)
 
 
@@ -126,7 +126,8 @@ def test_01_logs_cell_shows_a_graph_break_and_a_recompile(
     """The TORCH_LOGS cell logs the data-dependent branch and the guard k == 2 failing, with
     inductor where a compiler is found, else with the eager backend and the reason."""
     ns = lessons_01()
-    err = capfd.readouterr().err
+    assert "Graph break" not in capfd.readouterr().err  # held back by the cell, for the summary
+    err = ns["log"].getvalue()
     assert "Graph break" in err and "Data-dependent branching" in err
     assert "Recompiling function" in err and "k == 2" in err
     assert ns["backend"] == ("inductor" if env.compile_problem("cpu") is None else "eager")
@@ -643,7 +644,8 @@ def test_06_notebook_rungs_are_the_ladders_table(capsys: pytest.CaptureFixture) 
     from helpers import ladder, ladder_result
 
     ns = lessons_06()
-    assert [ladder.as_rung(r).key for r in ns["rungs"]] == list(ladder.RUNG_KEYS)
+    assert [ladder.as_rung(r).key for r in ns["rungs"]] == [  # 06's: PyTorch's; the peers: 07's
+        r.key for r in ladder.RUNGS if r.engine == "pytorch"]
     out = capsys.readouterr().out
     assert "NCHW strides: (48, 16, 4, 1)" in out and "(48, 1, 12, 3)" in out
     assert "bf16 vs rung 0: max rel. error" in out
@@ -751,32 +753,6 @@ def test_06_the_ladders_own_rungs_are_the_notebooks_cells(tmp_path: Path,
     assert after >= 500 and after > before, (before, after)  # a sleep only ever adds time
 
 
-def test_06_a_peer_rung_runs_through_the_ladder_or_says_what_to_install() -> None:
-    """The ONNX Runtime and OpenVINO cells on a tiny CNN: exported, checked against rung 0,
-    timed; a peer whose package is missing is a skip that names the pip command."""
-    import importlib.util
-    from dataclasses import replace
-
-    from helpers import ladder
-
-    ns, (tiny, x, cal) = lessons_06(), tiny_06()
-    peers = [ladder.rung("onnxruntime", ns["onnxruntime_model"]()),
-             ladder.rung("openvino", ns["openvino_model"]("f32")),
-             replace(ladder.as_rung("openvino"), key="needs_nothing_real", needs=("no_such_mod",))]
-    rows = {r.key: r for r in ladder.ladder(tiny, "cpu", 4, 32, inputs=x, calibration=cal,
-                                               iters=2, rungs=peers).rows()}
-    assert rows["needs_nothing_real"].status == "skipped"
-    assert "pip install no_such_mod" in rows["needs_nothing_real"].reason
-    for key, module in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
-        if importlib.util.find_spec(module) is None:
-            assert rows[key].status == "skipped"
-            assert f"pip install {module}" in rows[key].reason
-            continue
-        assert rows[key].status == "ok", rows[key].reason
-        assert rows[key].rel_error < 1e-4 and rows[key].engine == module
-        assert rows[key].median_ms_per_batch > 0
-
-
 def test_06_a_notebook_rung_runs_through_the_ladder_like_the_built_in_one() -> None:
     import torch
 
@@ -792,47 +768,3 @@ def test_06_a_notebook_rung_runs_through_the_ladder_like_the_built_in_one() -> N
     for m, b in zip(mine, built_in, strict=True):
         assert m.status == b.status == "ok", (m, b)
         assert m.rel_error == b.rel_error and m.code != b.code
-
-
-def test_06_page_cost_counts_what_the_allocator_module_counts() -> None:
-    """The notebook's getrusage helper sees the pages a fresh buffer touches, like
-    helpers.allocator.usage (which the ladder's page-fault column uses)."""
-    from helpers import allocator
-
-    from .conftest import touch_fresh_pages
-
-    ns = lessons_06()
-    if ns["resource"] is None:
-        pytest.skip("no resource module on this OS: the cell says it skips")
-    faults, sys_s, user_s = ns["page_cost"](touch_fresh_pages)
-    before = allocator.usage()
-    touch_fresh_pages()
-    counted = allocator.usage() - before
-    assert faults >= 1000 and counted.minor_faults >= 1000  # 2048 pages of 4 KiB each
-    assert abs(faults - counted.minor_faults) < 200 and sys_s >= 0 and user_s >= 0
-
-
-@pytest.mark.slow
-def test_06_rung0_pages_script_shows_what_reusing_memory_saves(tmp_path: Path) -> None:
-    """The notebook's %%writefile script, run as its two `!python` lines run it (batch 8)."""
-    import os
-    import subprocess
-    import sys
-
-    from helpers import allocator
-
-    if reason := allocator.reuse_reason():
-        pytest.skip(f"glibc's reuse settings do not apply here: {reason}")
-    exec_lessons("06", {"model": None, "x": None, "run": None}, workdir=tmp_path,
-                 select=lambda src: src.startswith("%%writefile"))
-    script = tmp_path / "rung0_pages.py"
-
-    def fresh_pages(env: dict[str, str]) -> int:
-        out = subprocess.run([sys.executable, str(script), "8"], capture_output=True, text=True,
-                             timeout=300, env=os.environ | env, check=True).stdout
-        assert "ms per batch of 8" in out, out
-        return int(out.split(" fresh pages")[0].split(", ")[-1].replace(",", ""))
-
-    default = fresh_pages({})
-    reuse = fresh_pages(allocator.ENV_REUSE)
-    assert default > 10_000 and reuse * 5 < default, (default, reuse)

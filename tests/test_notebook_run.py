@@ -18,14 +18,14 @@ KEYS = {"notebook", "title", "environment", "parameters", "claims", "targets", "
         "figures"}
 
 
-def make_run(tmp_path: Path, **knobs: object) -> notebook.NotebookRun:
-    """A run writing into tmp_path/out."""
-    return helpers.start("99_test", "Test", device="cpu", quick=True,
+def make_run(tmp_path: Path, *, quick: bool = False, **knobs: object) -> notebook.NotebookRun:
+    """A run writing into tmp_path/out (at full sizes unless `quick`)."""
+    return helpers.start("99_test", "Test", device="cpu", quick=quick,
                          results_dir=tmp_path / "out", **knobs)
 
 
 def test_start_resolves_and_prints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    run = make_run(tmp_path, steps=3)
+    run = make_run(tmp_path, quick=True, steps=3)
     assert run.device == torch.device("cpu") and run.quick is True
     assert run.results_dir.is_dir() and run.parameters == {"steps": 3}
     assert "99_test: device cpu" in capsys.readouterr().out
@@ -60,7 +60,7 @@ def test_results_file_shape(tmp_path: Path) -> None:
     path = run.save()
     data = json.loads(path.read_text())
     assert path.name == "99_test.json" and set(data) == KEYS
-    assert data["parameters"] == {"quick": True}
+    assert data["parameters"] == {"quick": False}
     assert data["claims"][1]["why"] == "2 cores vs 8" and "why" not in data["claims"][0]
     assert data["environment"]["device"] == "cpu"
     assert not list(path.parent.glob(".*.tmp")), "temp file left behind"
@@ -110,6 +110,38 @@ def test_judge_names_every_axis_that_differs() -> None:
         verdict.judge(1.0, (0, 2), [])
 
 
+def test_an_interval_that_spans_the_band_edge_is_inconclusive() -> None:
+    """A fake clock's planted spread: the same median, judged on its 95% interval."""
+    from helpers import stats, verdict
+
+    same, band = [verdict.axis("batch", "32", "32")], (336.0, 624.0)
+    clean = stats.median_interval([500, 501, 499, 500, 502, 498, 500, 501, 499, 500])
+    noisy = stats.median_interval([500, 300, 700, 450, 650, 350, 600, 500, 400, 550])
+    assert verdict.judge(500, band, same, interval=clean[1:]).verdict == "reproduced"
+    j = verdict.judge(500, band, same, interval=noisy[1:], fmt="{:.0f} ms".format)
+    assert j.verdict == "inconclusive" and "spans the band's edge (336 ms-624 ms)" in j.why
+    assert "rerun on a quiet machine" in j.why
+    far = verdict.judge(700, band, same, interval=(680.0, 720.0), fmt="{:.0f}".format)
+    assert (far.verdict, far.why) == ("differs", "95% CI 680-720 is above the band's high end, 624")
+    few = verdict.judge(500, band, same, interval=stats.median_interval([500, 501])[1:])
+    assert few.verdict == "inconclusive" and "too few rounds" in few.why
+
+
+def test_quick_mode_judges_nothing(tmp_path: Path) -> None:
+    """A smoke run: no reproduced, differs or inconclusive row and no met target survives."""
+    from helpers import verdict
+
+    run = make_run(tmp_path, quick=True)
+    run.claim("latency", "480 ms", "1031 ms", "differs", why="2 cores vs 8", axes=("CPU",))
+    run.judged("speed", "18x", "17x", verdict.Judgement("reproduced", None, ("GPU",)))
+    run.claim("speedup", "18x", "needs a GPU", "needs a GPU")
+    run.target("ladder", ">= 1.0x", "1.2x", True)
+    assert [c.verdict for c in run.claims] == [verdict.QUICK, verdict.QUICK, "needs a GPU"]
+    assert run.claims[0].measured == "1031 ms (smoke run)" and "smoke run" in run.claims[0].why
+    assert run.targets[0].met is None and "smoke run" in run.targets[0].why
+    assert "| not judged (quick mode is a smoke run" in run.targets_table()
+
+
 def test_band_verdict_is_two_sided() -> None:
     assert notebook.band_verdict(1.25, 1.15, 1.35) == "reproduced"
     assert notebook.band_verdict(2.5, 1.15, 1.35) == "differs"  # +150% does not pass "+25%"
@@ -125,7 +157,7 @@ def test_targets_stay_out_of_the_claims(tmp_path: Path) -> None:
     assert run.claims == [] and len(run.targets) == 2
     table = run.targets_table()
     assert "| CPU ladder speedup | >= 8x | 5.6x | no (int8 rung skipped) |" in table
-    assert "| not run |" in table
+    assert "| not judged |" in table
     data = json.loads(run.save().read_text())
     assert data["targets"][0]["met"] is False
 
@@ -148,7 +180,7 @@ def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_scaled_and_tables(tmp_path: Path) -> None:
-    run = make_run(tmp_path)
+    run = make_run(tmp_path, quick=True)
     assert run.scaled(500, quick=60) == 60
     run.quick = False
     assert run.scaled(500, quick=60) == 500
@@ -179,8 +211,9 @@ def test_labelled_tables_speak_words_and_refuse_an_unlabelled_key() -> None:
     with pytest.raises(ValueError, match=r"no label for \['extra_key'\]"):
         notebook.labelled_table({"save_s": 1.0, "extra_key": 2}, {"save_s": "s"})
     cmp = dict.fromkeys(dynamic_graph.DROPOUT_LABELS, 0.5)
-    under = {"gradient_values": 10, "zero_in_fp16_unscaled": 0.3,
-             "zero_in_fp16_scaled_x65536": 0.0, "smallest_abs_gradient": 1e-9}
+    under = {"activation_gradient_values": 10, "zero_in_fp16_unscaled": 0.3,
+             "subnormal_in_fp16_unscaled": 0.2, "subnormal_in_fp16_scaled": 0.0,
+             "overflow_in_fp16_at_x65536": 0.01, "loss_scale_that_fits": 2048.0}
     demo = dict.fromkeys(engineering_practices.DEMO_LABELS, 1)
     for table in (dynamic_graph.dropout_table(cmp), mixed_precision.underflow_table(under),
                   engineering_practices.demo_table(demo)):

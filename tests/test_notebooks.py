@@ -18,7 +18,8 @@ from .conftest import copy_notebooks, quick_env_for
 TITLES = ("00 · Environment check", "01 · Autograd on a dynamic graph",
           "02 · EfficientNet inference: CPU vs GPU", "03 · Mixed-precision training, measured",
           "04 · DistributedDataParallel with torchrun", "05 · Engineering practices",
-          "06 · The speed ladder")
+          "06 · The speed ladder", "07 · Deploying to another runtime")
+NO_ARTICLE_CLAIMS = ("07_export_runtimes",)  # the article runs PyTorch only: 07 says so
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,8 @@ def test_notebooks_pass_nbval(nbval_run: tuple[Path, str]) -> None:
     assert len(names) == len(TITLES)
     for name in names:
         data = json.loads((root / "outputs" / "latest" / f"{name}.json").read_text())
-        assert data["notebook"] == name and data["claims"], f"{name} states no article claim"
+        assert data["notebook"] == name
+        assert bool(data["claims"]) != (name in NO_ARTICLE_CLAIMS), f"{name}: {data['claims']}"
         for c in data["claims"]:  # as the report reads them: every verdict rule holds
             Claim.from_dict(c)
         for fig in data["figures"]:
@@ -52,7 +54,7 @@ def test_notebooks_pass_nbval(nbval_run: tuple[Path, str]) -> None:
 
 @pytest.mark.slow
 def test_report_from_the_notebooks_results(nbval_run: tuple[Path, str]) -> None:
-    """report.md and report.html over the seven results files: every section and claim, and
+    """report.md and report.html over the eight results files: every section and claim, and
     every figure embedded in the page."""
     root = nbval_run[0]
     latest = root / "outputs" / "latest"

@@ -28,8 +28,8 @@ def test_report_renders_every_notebook(tmp_path: Path) -> None:
     text = report.write_report(tmp_path, "| env |").read_text()
     assert "| 00 | claim of 00_a | 18x | 2x | reproduced |" in text
     assert "| 01 | claim of 01_b | 18x | 2x | differs (2 cores) |" in text
-    assert ("Verdicts: 1 reproduced, 1 differs, 0 not comparable, 0 needs a GPU, "
-            "0 fact check.") in text
+    assert ("Verdicts: 1 reproduced, 1 differs, 0 inconclusive, 0 not comparable, "
+            "0 needs a GPU, 0 not measured (quick), 0 fact check.") in text
     assert "## 00 · Title 00_a" in text and "## 01 · Title 01_b" in text
     assert "| x (ms) | 1.235 | `x_ms` |" in text and "![f.png](f.png)" in text
     assert "## Failed" not in text
@@ -44,6 +44,19 @@ def test_report_keeps_targets_apart_from_claims(tmp_path: Path) -> None:
     claims, targets = text.split("## The project's own targets")
     assert "CPU ladder" not in claims
     assert "| 06 | CPU ladder | >= 8x | 8.4x | yes |" in targets
+
+
+def test_a_notebooks_full_tables_are_in_its_section(tmp_path: Path) -> None:
+    """06 and 07 show six columns; every column (NN_ladder.md) is in the report, under its
+    own notebook."""
+    for name in ("06_x", "07_y"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(sample(name, "reproduced")))
+    (tmp_path / "07_ladder.md").write_text("| # | a | b | c | d | e | f | g |\n|---|\n")
+    text = report.write_report(tmp_path, "| env |").read_text()
+    six, seven = text.split("## 07 · ")
+    assert "07_ladder.md" not in six
+    assert "### Every column: 07_ladder.md" in seven
+    assert "| # | a | b | c | d | e | f | g |" in seven
 
 
 def test_failures_come_first_with_what_did_not_run(tmp_path: Path) -> None:

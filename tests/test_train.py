@@ -39,6 +39,17 @@ def test_it_learns(shapes: Path, precision: str) -> None:
     assert sum(r.losses[-10:]) / 10 < 0.7 * sum(r.losses[:10]) / 10
     assert r.images_per_sec > 0 and r.precision == precision
     json.dumps(r.to_dict())
+    timed = 8 * (len(tl) - 3)  # each epoch's first 3 steps are warm-up, untimed
+    assert len(r.step_s) == len(r.step_images) == timed and r.images_timed == sum(r.step_images)
+    assert r.images_per_sec_low <= r.images_per_sec <= r.images_per_sec_high
+
+
+def test_too_few_timed_steps_give_no_interval(shapes: Path) -> None:
+    """One epoch of 5 batches, 3 skipped: 2 timed steps are too few for a 95% interval."""
+    tl, vl = datasets.loaders(shapes, 32, 120, CPU, workers=0)
+    r = train.fit(TinyCNN(), tl, vl, train.FitConfig(1, 1e-3), progress=False)
+    assert len(r.step_s) == len(tl) - 3 and r.images_per_sec > 0
+    assert r.images_per_sec_low is None and r.images_per_sec_high is None
 
 
 def test_clipping_sees_unscaled_gradients() -> None:

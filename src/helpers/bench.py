@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from helpers import images, params, stats
+from helpers import allocator, images, params, stats
 from helpers.env import compile_problem, pick_device
 from helpers.markdown import md_table
 from helpers.memory import PeakMemory, kind_words, nvml_process_mib
@@ -60,6 +60,8 @@ class BenchResult:
     process_memory_mib: float | None = None  # GPU: NVML's per-process total after the run
     process_memory_how: str = "not read (CPU)"
     busy: tuple[str, ...] = ()  # what else ran meanwhile (stats.Load.busy)
+    faults_per_call: float | None = None  # minor page faults per call, warm-up included (CPU)
+    kernel_pct: float | None = None  # share of the calls' CPU time spent in the kernel, %
 
     def ms(self, q: float) -> float:
         """The q-quantile of the per-batch time, ms."""
@@ -106,6 +108,7 @@ class BenchResult:
                 "process_memory_mib": self.process_memory_mib,
                 "process_memory_how": self.process_memory_how,
                 "iters": len(self.times_s), "times_ms": [t * 1e3 for t in self.times_s],
+                "page_faults_per_call": self.faults_per_call, "kernel_cpu_pct": self.kernel_pct,
                 "busy": list(self.busy), "warnings": self.warnings()}
 
 
@@ -128,9 +131,10 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
     dtype = resolve_precision(spec.precision, device)
     mem = PeakMemory(device)
     mem.start()
-    t0 = time.perf_counter()
+    t0, before = time.perf_counter(), allocator.usage()
     with autocast(device, dtype), stats.watch_load() as load:
         times = tuple(float(s) for s in time_fn(model, x, spec.iters, spec.warmup))
+    used = allocator.usage() - before if before is not None else None
     mem.sample()
     if len(times) != spec.iters or min(times, default=0) <= 0:
         raise ValueError(f"time_fn returned {len(times)} times (min {min(times, default=0)}); "
@@ -139,8 +143,12 @@ def time_model(model: torch.nn.Module, x: torch.Tensor, spec: BenchSpec, *,
     on_gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if on_gpu else "cpu"
     process = nvml_process_mib(device) if on_gpu else (None, "not read (CPU)")
+    cpu_s = used.sys_s + used.user_s if used else 0.0
     result = BenchResult(spec, name, times, warmup_s, mem.peak_mib(), mem.kind, *process,
-                         busy=tuple(load.busy()))
+                         busy=tuple(load.busy()),
+                         faults_per_call=used.minor_faults / (spec.iters + spec.warmup)
+                         if used else None,
+                         kernel_pct=100 * used.sys_s / cpu_s if cpu_s > 0 else None)
     for w in result.warnings():
         warnings.warn(f"{spec.variant} {spec.device} batch {spec.batch_size}: {w}",
                       stacklevel=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import platform
 import re
@@ -146,6 +147,29 @@ def c_compiler() -> str | None:
 def python_headers() -> bool:
     """Whether Python.h is installed (inductor's CPU kernels are built as Python extensions)."""
     return Path(sysconfig.get_paths()["include"], "Python.h").exists()
+
+
+NO_CUDA_RUNTIME = "No CUDA runtime is found"  # torch.utils.cpp_extension's line, once per process
+
+
+class _NoCudaRuntimeLine(logging.Filter):
+    """Drops cpp_extension's 'No CUDA runtime is found, using CUDA_HOME=...' record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(NO_CUDA_RUNTIME)
+
+
+def quiet_cuda_home() -> None:
+    """Hold back torch's "No CUDA runtime is found, using CUDA_HOME='...'" line (idempotent).
+
+    torch.utils.cpp_extension logs it on import (inductor and torch.utils.benchmark import it)
+    where a CUDA toolkit is installed (nvcc on PATH, or CUDA_HOME) but no GPU is usable. It
+    only names the toolkit CUDA extensions would be built with; the environment line already
+    says that no GPU is in use. Other records of that logger still show.
+    """
+    log = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _NoCudaRuntimeLine) for f in log.filters):
+        log.addFilter(_NoCudaRuntimeLine())
 
 
 def compile_problem(device: torch.device | str = "cpu") -> str | None:

@@ -1,6 +1,7 @@
 """The speed ladder: one model, rung by rung, each rung's speed *and* its error vs rung 0.
 
-Every rung (a `Rung` whose `build` makes a forward call; by default notebook 06's cells) runs on
+Every rung (a `Rung` whose `build` makes a forward call; by default the cells of notebook 06,
+PyTorch's rungs, or 07, the runtimes a user would export to instead) runs on
 its own copy of the model in one process, timed interleaved so the speedups are side-by-side
 ratios; a rung that cannot run is listed as skipped, one that raises or drifts as failed.
 """
@@ -56,7 +57,7 @@ RUNGS: tuple[Rung, ...] = (
          compile_mode="default"),
     Rung("int8_bf16", "int8 PT2E, other ops in bf16 (int8-mixed-bf16)", ("cpu",), precision="int8",
          autocast="bf16", compile_mode="default"),
-    # Peers: the runtimes a user would export to instead (CPU), each run with torch's threads.
+    # Peers (notebook 07's cells): the runtimes a user would export to instead, torch's threads.
     Rung("onnxruntime", "ONNX Runtime fp32 (torch.onnx export, ORT_ENABLE_ALL)", ("cpu",),
          channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript")),
     Rung("openvino", "OpenVINO fp32, latency hint", ("cpu",), channels_last=False,
@@ -75,7 +76,8 @@ RUNGS: tuple[Rung, ...] = (
          channels_last=False, compile_mode="openvino", engine="openvino", needs=("openvino",)),
     Rung("onnxruntime_cuda", "ONNX Runtime fp32, CUDA provider (numpy in and out)", ("cuda",),
          channels_last=False, engine="onnxruntime", needs=("onnxruntime", "onnxscript")),
-    # Paths worth measuring against the peers (after them, so earlier rung numbers stay).
+    # PyTorch again (06's cells), paths worth measuring against the peers (numbered after them,
+    # so earlier rung numbers stay).
     Rung("compile_bf16_cpp_wrapper", "torch.compile, bf16, C++ wrapper (cpp_wrapper)", ("cpu",),
          precision="bf16", autocast="bf16", compile_mode="default + cpp_wrapper"),
     Rung("compile_requests", "torch.compile fp32, 2 parallel requests (half batch, half threads)",
@@ -152,13 +154,13 @@ def skip_reason(rung: Rung, device: torch.device) -> str | None:
 
 
 def default_build(rung: Rung) -> Build:
-    """A rung's code when the caller gives none: notebook 06's `BUILDS` entry (the one copy)."""
+    """A rung's code when the caller gives none: its notebook's `BUILDS` entry (the one copy)."""
     from helpers import cells
 
-    builds = cells.module("06").BUILDS
+    builds = cells.module(rung.notebook).BUILDS
     if rung.key not in builds:
-        raise ValueError(f"rung {rung.key!r} has no build function: notebook 06's BUILDS has "
-                         f"{', '.join(builds)}; give the Rung a build")
+        raise ValueError(f"rung {rung.key!r} has no build function: notebook {rung.notebook}'s "
+                         f"BUILDS has {', '.join(builds)}; give the Rung a build")
     return builds[rung.key]
 
 

@@ -265,10 +265,20 @@ def _allocator_target(result: LadderResult) -> Target:
 
 def targets(result: LadderResult, batches: list[LadderResult]) -> list[Target]:
     """The project's own targets (not article claims): ratios or rates within this run."""
-    if result.device.type == "cpu":
-        return [_vs_peer(result, None), _vs_peer(result, "fp32"), _vs_peer(result, "bf16"),
-                _allocator_target(result), *_gpu_targets(None, [])]
-    return _gpu_targets(result, batches)
+    return peer_targets(result) + pytorch_targets(result, batches)
+
+
+def peer_targets(result: LadderResult) -> list[Target]:
+    """Notebook 07's targets: the best correct PyTorch rung over the best peer, CPU (else none)."""
+    if result.device.type != "cpu":
+        return []
+    return [_vs_peer(result, None), _vs_peer(result, "fp32"), _vs_peer(result, "bf16"),
+            _allocator_target(result)]
+
+
+def pytorch_targets(result: LadderResult, batches: list[LadderResult]) -> list[Target]:
+    """Notebook 06's targets: the GPU rates (H100), measured only on a GPU."""
+    return _gpu_targets(result if result.device.type == "cuda" else None, batches)
 
 
 def _gpu_targets(result: LadderResult | None, batches: list[LadderResult]) -> list[Target]:

@@ -22,6 +22,7 @@ LOW_TOLERANCE = 3e-2  # bf16 / fp16 / TF32 rungs: 8-10 mantissa bits
 # (random weights give ~1.0).
 INT8_TOLERANCE = 0.5
 INT8_MIN_AGREEMENT = 0.9
+SMOKE = "smoke run, not a measurement"  # what quick mode's rates say instead of a number
 
 
 # A rung's code: given its own copy of the model (on the device, in eval mode), the batch and the
@@ -43,7 +44,7 @@ class Rung:
     tf32: bool = False
     autocast: str | None = None  # bf16 | fp16: what autocast runs the (non-int8) ops in
     compile_mode: str | None = None  # torch.compile mode; None: eager
-    build: Build | None = field(default=None, compare=False, repr=False)  # None: notebook 06's
+    build: Build | None = field(default=None, compare=False, repr=False)  # None: its notebook's
     engine: str = "pytorch"  # what runs the graph: pytorch | onnxruntime | openvino (a peer)
     needs: tuple[str, ...] = ()  # modules a peer imports (each also its PyPI name)
 
@@ -55,10 +56,15 @@ class Rung:
         return FP32_TOLERANCE if self.precision == "fp32" and not self.tf32 else LOW_TOLERANCE
 
     @property
+    def notebook(self) -> str:
+        """The notebook whose `BUILDS` cell holds this rung's code: 06 PyTorch's, 07 the peers'."""
+        return "06" if self.engine == "pytorch" else "07"
+
+    @property
     def code(self) -> str:
         """Where the rung's code comes from: the caller's build function or the ladder's."""
         if self.build is None:
-            return "notebook 06"
+            return f"notebook {self.notebook}"
         name, where = name_of(self.build), getattr(self.build, "__qualname__", "")
         if name == "build" and ".<locals>." in where:  # made by a factory: name the factory
             return where.split(".<locals>.")[-2].split(".")[-1] + "(...)"
@@ -187,6 +193,7 @@ class LadderResult:
     gflops_per_image: float
     steps: list[Step]
     allocator: str = ""  # helpers.allocator.describe(): who served the tensors' memory
+    smoke: bool = False  # quick mode's tiny sizes: the figures show the code runs, nothing more
 
     def rows(self) -> list[Row]:
         """One Row per rung; speedups are over rung 0 in this run (range: round by round)."""
@@ -237,19 +244,22 @@ class LadderResult:
 
     def summary(self) -> str:
         """Markdown, six columns for the notebook: speed, error against tolerance, status."""
-        return md_table(("#", "rung", "ms per batch (images/s)", "speedup over rung 0",
-                         "max rel. error (tolerance)", "status"),
-                        ((r.rung, r.title, _f(r.median_ms_per_batch, ".1f")
-                          + _f(r.images_per_sec, ".1f", "", " ({})"),
-                          _f(r.speedup, ".2f", "x"), _error(r), r.status_text)
-                         for r in self.rows()))
+        table = md_table(("#", "rung", "ms per batch (images/s)", "speedup over rung 0",
+                          "max rel. error (tolerance)", "status"),
+                         ((r.rung, r.title, _f(r.median_ms_per_batch, ".1f")
+                           + _f(r.images_per_sec, ".1f", "", " ({})"),
+                           _f(r.speedup, ".2f", "x"), _error(r), r.status_text)
+                          for r in self.rows()))
+        return f"*{SMOKE.capitalize()}: quick mode's tiny sizes.*\n\n{table}" if self.smoke \
+            else table
 
     def details(self) -> str:
         """Markdown, six columns: each ran rung's agreement, spread, share of peak, page faults."""
         return md_table(("#", "rung", "top-1 agreement", "spread of ms (IQR)",
                          "GFLOP/s (% of own peak)", "page faults per call (kernel CPU)"),
                         ((r.rung, r.key, _agree(r.top1_agreement, self.weights),
-                          _f(r.spread_pct, ".0f", "%"), _rate(r), _faults(r))
+                          _f(r.spread_pct, ".0f", "%"), SMOKE if self.smoke else _rate(r),
+                          _faults(r))
                          for r in self.rows() if r.ran))
 
     def peak_notes(self) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -64,12 +64,18 @@ class Microarch:
     ids: tuple[tuple[str, int, int, int], ...]  # (vendor_id, cpu family, first, last model)
     rates: dict[str, tuple[int, str]]  # precision: (FLOP per cycle per core, how it is counted)
     needs: frozenset[str] = frozenset()  # flags that tell apart entries sharing a model number
+    by_flags: frozenset[str] = frozenset()  # flags that name it when no entry knows the model
 
     def matches(self, info: CpuInfo) -> bool:
         """Whether a CPU's vendor, family, model (and flags) are this entry's."""
         return self.needs <= info.flags and info.model is not None and any(
             (vendor, family) == (info.vendor, info.family) and first <= info.model <= last
             for vendor, family, first, last in self.ids)
+
+    def matches_flags(self, info: CpuInfo) -> bool:
+        """Whether a CPU of this entry's vendor has every flag that names the entry."""
+        vendors = {vendor for vendor, *_ in self.ids}
+        return bool(self.by_flags) and self.by_flags <= info.flags and info.vendor in vendors
 
 
 def _rates(fp32: tuple[int, str], bf16: tuple[int, str],
@@ -82,21 +88,34 @@ AMD, INTEL = "AuthenticAMD", "GenuineIntel"
 _NO_BF16 = "no native bf16: runs as fp32 after conversion, at the fp32 rate"
 _VNNI_512 = (256, "AVX512_VNNI: 2 units x 16 lanes x 4 int8 pairs x 2")
 _SKYLAKE_SP_FP32 = (64, "2 AVX-512 FMA units x 16 fp32 lanes x 2 (1-unit Bronze/Silver: half)")
+# No VNNI: an int8 dot is vpmaddubsw + vpmaddwd + vpaddd, three instructions on the two FMA
+# ports for one vector of multiply-adds: 2/3 of a vector per cycle, about 1.33x fp32's FLOP.
+_SKYLAKE_SP_INT8 = (85, "no VNNI: vpmaddubsw+vpmaddwd+vpaddd, 2 units x 64 int8 MACs / 3 "
+                        "instructions x 2 (~1.33x fp32)")
 _DOUBLE_PUMPED = _rates(
     (32, "AVX-512 double-pumped on 2x256-bit FMA units: 2 x 8 fp32 lanes x 2"),
-    (64, "AVX512_BF16 dot double-pumped: 2 x 8 lanes x 2 bf16 pairs x 2"),
-    (128, "AVX512_VNNI double-pumped: 2 x 8 lanes x 4 int8 pairs x 2"))
-_ZEN_AVX2 = ((AMD, 0x17, 0x30, 0x4F), (AMD, 0x17, 0x60, 0x7F), (AMD, 0x17, 0x90, 0x91),
-             (AMD, 0x17, 0xA0, 0xAF), (AMD, 0x19, 0x00, 0x0F), (AMD, 0x19, 0x20, 0x5F))
-_INTEL_AVX2 = tuple((INTEL, 6, m, m) for m in (  # Haswell, Broadwell, Skylake/Kaby/Comet client
-    0x3C, 0x3F, 0x45, 0x46, 0x3D, 0x47, 0x4F, 0x56, 0x4E, 0x5E, 0x8E, 0x9E, 0xA5, 0xA6))
+    (32, "AVX512_BF16 dot, lower bound: 1 x 256-bit pipe x 8 lanes x 2 bf16 pairs x 2 (no "
+         "primary source here says whether 2 pipes run it: 64 if they do)"),
+    (64, "AVX512_VNNI, lower bound: 1 x 256-bit pipe x 8 lanes x 4 int8 pairs x 2 (no "
+         "primary source here says whether 2 pipes run it: 128 if they do)"))
+_AVX2 = _rates(
+    (32, "2 FMA pipes x 8 fp32 lanes (256-bit) x 2"), (32, _NO_BF16),
+    (43, "no VNNI: vpmaddubsw+vpmaddwd+vpaddd, 2 pipes x 32 int8 MACs / 3 instructions x 2 "
+         "(~1.33x fp32)"))
+
+
+def _intel(*models: int) -> tuple[tuple[str, int, int, int], ...]:
+    """Intel family 6 model numbers as id ranges of one model each."""
+    return tuple((INTEL, 6, m, m) for m in models)
+
 
 # FLOP (int8: OPs) per cycle of one core, by microarchitecture, first match wins: FMA-pipe
 # throughput only (adds on other pipes not counted), one AMX tile unit. Family/model ranges:
 # AMD's from Linux's arch/x86/kernel/cpu/amd.c (its Zen generation table), Intel's from Linux's
 # intel-family.h (well-known values); unit counts and widths from the vendors' optimization
 # manuals (well-known values). Zen 5 models 0x60-0x7f (Krackan, Strix Halo) are left unknown:
-# whether their datapath is 256- or 512-bit is not confirmed here.
+# whether their datapath is 256- or 512-bit is not confirmed here. A model no entry knows (a VM
+# may report any) falls back on `by_flags`: AMX's flags name the AMX entry.
 MICROARCHS: tuple[Microarch, ...] = (
     Microarch("Zen 5 (512-bit datapath: EPYC Turin, Ryzen 9000)",
               ((AMD, 0x1A, 0x00, 0x1F), (AMD, 0x1A, 0x40, 0x4F)), _rates(
@@ -106,31 +125,41 @@ MICROARCHS: tuple[Microarch, ...] = (
     Microarch("Zen 5 mobile (256-bit datapath: Strix Point)", ((AMD, 0x1A, 0x20, 0x2F),),
               _DOUBLE_PUMPED),
     Microarch("Zen 4", ((AMD, 0x19, 0x10, 0x1F), (AMD, 0x19, 0x60, 0xAF)), _DOUBLE_PUMPED),
-    Microarch("Sapphire/Emerald Rapids", ((INTEL, 6, 0x8F, 0x8F), (INTEL, 6, 0xCF, 0xCF)), _rates(
+    Microarch("Sapphire/Emerald Rapids", _intel(0x8F, 0xCF), _rates(
         (64, "2 AVX-512 FMA units x 16 fp32 lanes x 2"),
         (1024, "AMX: 512 bf16 MACs x 2 per tile unit"),
-        (2048, "AMX: 1024 int8 MACs x 2 per tile unit"))),
-    Microarch("Ice Lake-SP", ((INTEL, 6, 0x6A, 0x6A), (INTEL, 6, 0x6C, 0x6C)), _rates(
+        (2048, "AMX: 1024 int8 MACs x 2 per tile unit")),
+        by_flags=frozenset({"amx_tile", "avx512_bf16", "avx512_vnni"})),
+    Microarch("Ice Lake-SP", _intel(0x6A, 0x6C), _rates(
         (64, "2 AVX-512 FMA units x 16 fp32 lanes x 2"), (64, _NO_BF16), _VNNI_512)),
     # Model 0x55 is three generations, told apart by the flags each one added.
-    Microarch("Cooper Lake", ((INTEL, 6, 0x55, 0x55),), _rates(
+    Microarch("Cooper Lake", _intel(0x55), _rates(
         _SKYLAKE_SP_FP32, (128, "AVX512_BF16 dot: 2 units x 16 lanes x 2 bf16 pairs x 2"),
         _VNNI_512), needs=frozenset({"avx512_bf16"})),
-    Microarch("Cascade Lake", ((INTEL, 6, 0x55, 0x55),), _rates(
+    Microarch("Cascade Lake", _intel(0x55), _rates(
         _SKYLAKE_SP_FP32, (64, _NO_BF16), _VNNI_512), needs=frozenset({"avx512_vnni"})),
-    Microarch("Skylake-SP/X", ((INTEL, 6, 0x55, 0x55),), _rates(
-        _SKYLAKE_SP_FP32, (64, _NO_BF16),
-        (128, "no VNNI: 3-instruction AVX-512 int8 dot, ~2x fp32 (upper bound)"))),
-    Microarch("AVX2 generation (Haswell to Comet Lake, Zen 2/3)", _INTEL_AVX2 + _ZEN_AVX2, _rates(
-        (32, "2 FMA pipes x 8 fp32 lanes (256-bit) x 2"), (32, _NO_BF16),
-        (64, "no VNNI: 3-instruction AVX2 int8 dot, ~2x fp32 (upper bound)"))),
+    Microarch("Skylake-SP/X", _intel(0x55), _rates(
+        _SKYLAKE_SP_FP32, (64, _NO_BF16), _SKYLAKE_SP_INT8)),
+    # The AVX2 generations: one per-cycle table, named apart (a Xeon E5 v3 is Haswell).
+    Microarch("Haswell", _intel(0x3C, 0x3F, 0x45, 0x46), _AVX2),
+    Microarch("Broadwell", _intel(0x3D, 0x47, 0x4F, 0x56), _AVX2),
+    Microarch("Skylake to Comet Lake (client)", _intel(0x4E, 0x5E, 0x8E, 0x9E, 0xA5, 0xA6),
+              _AVX2),
+    Microarch("Zen 2", ((AMD, 0x17, 0x30, 0x4F), (AMD, 0x17, 0x60, 0x7F),
+                        (AMD, 0x17, 0x90, 0x91), (AMD, 0x17, 0xA0, 0xAF)), _AVX2),
+    Microarch("Zen 3", ((AMD, 0x19, 0x00, 0x0F), (AMD, 0x19, 0x20, 0x5F)), _AVX2),
 )
 
 
 def microarch(info: CpuInfo | None = None) -> Microarch | None:
-    """The table entry of a CPU (this one by default); None when the table lacks it."""
+    """A CPU's table entry by its ids, else by its flags (named so); None when neither finds it."""
     info = info or cpu_info()
-    return next((m for m in MICROARCHS if m.matches(info)), None)
+    if known := next((m for m in MICROARCHS if m.matches(info)), None):
+        return known
+    if by := next((m for m in MICROARCHS if m.matches_flags(info)), None):
+        return replace(by, name=f"{by.name}, by its flags {', '.join(sorted(by.by_flags))} "
+                                f"({_ids(info)}: in no table)")
+    return None
 
 
 def _number(n: int | None) -> str:
@@ -138,12 +167,16 @@ def _number(n: int | None) -> str:
     return "?" if n is None else f"{n} ({n:#x})"
 
 
+def _ids(info: CpuInfo) -> str:
+    """'vendor V family F model M', as cpuinfo gives them."""
+    return f"vendor {info.vendor} family {_number(info.family)} model {_number(info.model)}"
+
+
 def microarch_name(info: CpuInfo | None = None) -> str:
     """The entry's name, or 'unknown microarchitecture (vendor V family F model M)'."""
     info = info or cpu_info()
     arch = microarch(info)
-    return arch.name if arch else (f"unknown microarchitecture (vendor {info.vendor} family "
-                                   f"{_number(info.family)} model {_number(info.model)})")
+    return arch.name if arch else f"unknown microarchitecture ({_ids(info)})"
 
 
 def cpu_rate(precision: str, info: CpuInfo | None = None) -> tuple[float, str, str]:
@@ -161,18 +194,18 @@ def cpu_rate(precision: str, info: CpuInfo | None = None) -> tuple[float, str, s
 
 def cpu_peak(precision: str = "fp32", threads: int | None = None, *,
              info: CpuInfo | None = None) -> Peak:
-    """Peak GFLOP/s (int8: GOP/s): physical cores torch uses x max GHz x per-cycle rate, or NaN."""
+    """Peak GFLOP/s (int8: GOP/s): physical cores torch uses x GHz x per-cycle rate, or NaN."""
     info = info or cpu_info()
     per_cycle, arch, how = cpu_rate(precision, info)  # SMT siblings share a core's units
     if math.isnan(per_cycle):
         return Peak(float("nan"), arch)
     if info.max_mhz is None:
-        return Peak(float("nan"), f"clock unknown (no 'cpu MHz' in /proc/cpuinfo); {arch}")
+        return Peak(float("nan"), f"{info.clock_text()}; {arch}")
     threads = threads or torch.get_num_threads()
     cores, ghz = min(threads, info.physical_cores), info.max_mhz / 1e3
     return Peak(cores * ghz * per_cycle,
-                f"{cores} cores ({threads} threads, {info.physical_cores} physical) x {ghz:.2f} "
-                f"GHz x {per_cycle:g} {precision} FLOP/cycle ({arch}: {how})")
+                f"{cores} cores ({threads} threads, {info.physical_cores} physical) x "
+                f"{info.clock_text()} x {per_cycle:g} {precision} FLOP/cycle ({arch}: {how})")
 
 
 def cpu_identity() -> dict[str, str]:

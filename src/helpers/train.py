@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, asdict, dataclass, field
@@ -13,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.models import get_model
 
-from helpers import cells, checkpoint, params
+from helpers import cells, checkpoint, params, stats
 from helpers.env import pick_device
 from helpers.memory import PeakMemory
 from helpers.models import TinyCNN
@@ -49,6 +50,10 @@ class FitResult:
     images_timed: int = 0
     seconds_timed: float = 0.0
     resumed_from_epoch: int = 0
+    step_s: list[float] = field(default_factory=list)  # each timed step (after the skipped)
+    step_images: list[int] = field(default_factory=list)  # images in each timed step
+    images_per_sec_low: float | None = None  # the 95% interval of the median step's images/s
+    images_per_sec_high: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready, unit-carrying keys."""
@@ -132,7 +137,7 @@ class Recorder:
         for step, batch in enumerate(tqdm(loader, desc=desc, unit="batch",
                                           disable=not self.progress, leave=False)):
             if step == skip:
-                t_timed = self.clock()
+                t_timed = t_step = self.clock()
             if self.out.saved_activations_mib is None:  # the first step: count what it saves
                 with saved_bytes() as counted:
                     yield batch
@@ -141,6 +146,11 @@ class Recorder:
                 yield batch
             n_timed += len(batch[-1]) if step >= skip else 0
             self.mem.sample()
+            if step >= skip:  # on a GPU the clock syncs each step: a small, stated cost
+                now = self.clock()
+                self.out.step_s.append(now - t_step)
+                self.out.step_images.append(len(batch[-1]))
+                t_step = now
         end = self.clock()
         self.out.images_timed += n_timed
         self.out.seconds_timed += end - t_timed if t_timed is not None else 0.0
@@ -162,10 +172,14 @@ class Recorder:
             self.out.scaler_final_scale = scaler.get_scale() if scaler.is_enabled() else None
 
     def result(self) -> FitResult:
-        """What was recorded: images/s over the timed steps, peak memory in MiB and its kind."""
+        """What was recorded: the median timed step's images/s with its 95% interval, peak MiB."""
         self._flush()
         out = self.out
-        out.images_per_sec = out.images_timed / out.seconds_timed if out.seconds_timed else 0.0
+        if out.step_s:
+            rates = [n / t for n, t in zip(out.step_images, out.step_s, strict=True) if t > 0]
+            out.images_per_sec, low, high = stats.median_interval(rates)
+            out.images_per_sec_low, out.images_per_sec_high = (
+                (None, None) if math.isinf(high) else (low, high))  # too few steps: none
         out.peak_memory_mib, out.memory_kind = self.mem.peak_mib(), self.mem.kind
         return out
 

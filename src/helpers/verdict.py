@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from helpers import params
+from helpers import params, stats
 from helpers.cpuinfo import CpuInfo, cpu_info
 from helpers.markdown import md_table
 
@@ -16,10 +18,14 @@ from helpers.markdown import md_table
 # measured), inside the band shown beside the claim; differs: like for like, outside it; not
 # comparable: an axis differs (named in the why); needs a GPU: a GPU claim and none is here; fact
 # check: a statement of fact ("2.8 needs CUDA 12.1") checked against the published record (the
-# row's `holds` says whether it is right), so `differs` keeps one meaning.
-VERDICTS = ("reproduced", "differs", "not comparable", "needs a GPU", "fact check")
+# row's `holds` says whether it is right), so `differs` keeps one meaning. inconclusive: like for
+# like, but the figure's 95% interval spans the band's edge; not measured (quick): a smoke run.
+QUICK = "not measured (quick)"
+VERDICTS = ("reproduced", "differs", "inconclusive", "not comparable", "needs a GPU", QUICK,
+            "fact check")
 MEASURED = ("reproduced", "differs")
-NEEDS_WHY = ("differs", "not comparable", "fact check")
+NEEDS_WHY = ("differs", "inconclusive", "not comparable", QUICK, "fact check")
+QUICK_WHY = "quick mode is a smoke run: its figures are not measurements and judge nothing"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ def band_verdict(value: float, low: float, high: float) -> str:
     """'reproduced' when low <= value <= high, else 'differs': a claim passes only in its band."""
     if low > high:
         raise ValueError(f"band ({low}, {high}) is not allowed: low must be <= high")
+    if not math.isfinite(value):
+        raise ValueError(f"value={value} is not allowed: no measurement (judge() says "
+                         "'not comparable' for it)")
     return "reproduced" if low <= value <= high else "differs"
 
 
@@ -63,18 +72,38 @@ def _unlike(axes: Sequence[Axis]) -> Judgement | None:
 
 
 def judge(value: float | None, band: tuple[float, float], axes: Sequence[Axis], *,
-          fmt: Callable[[float], str] = "{:.3g}".format,
-          missing: str = "not measured") -> Judgement:
-    """Not comparable when an axis differs (or no value was measured), else the band's verdict."""
+          fmt: Callable[[float], str] = "{:.3g}".format, missing: str = "not measured",
+          interval: tuple[float, float] | None = None) -> Judgement:
+    """Not comparable when an axis differs or no finite value was measured, else the band's
+    verdict: on the value's 95% `interval` where there is one (inconclusive when it spans an
+    edge), on the value itself for an exact figure (a count, a size)."""
     names = tuple(a.name for a in axes)
     if unlike := _unlike(axes):
         return unlike
     if value is None:
         return Judgement("not comparable", missing, names)
+    if not math.isfinite(value):  # NaN compares false with both ends: it is no measurement
+        return Judgement("not comparable", f"not measured: value is {value}", names)
+    if interval is not None:
+        return _judge_interval(interval, band, names, fmt)
     (low, high), word = band, band_verdict(value, *band)
     why = (None if word == "reproduced" else  # the reason, from the numbers themselves
            f"{fmt(value)} is below the band's low end, {fmt(low)}" if value < low else
            f"{fmt(value)} is above the band's high end, {fmt(high)}")
+    return Judgement(word, why, names)
+
+
+def _judge_interval(interval: tuple[float, float], band: tuple[float, float],
+                    names: tuple[str, ...], fmt: Callable[[float], str]) -> Judgement:
+    """The band's verdict on a 95% interval: inside, outside, or spanning an edge."""
+    (lo, hi), (low, high) = interval, band
+    word, ci = stats.band_word(lo, hi, band), f"95% CI {fmt(lo)}-{fmt(hi)}"
+    if math.isinf(lo) or math.isinf(hi):
+        return Judgement(word, f"too few rounds for a 95% interval: {stats.ADVICE}", names)
+    why = (None if word == "reproduced" else
+           f"{ci} is below the band's low end, {fmt(low)}" if hi < low else
+           f"{ci} is above the band's high end, {fmt(high)}" if lo > high else
+           f"{ci} spans the band's edge ({fmt(low)}-{fmt(high)}): {stats.ADVICE}")
     return Judgement(word, why, names)
 
 
@@ -148,8 +177,8 @@ class Target(_Row):
 
 
 def targets_markdown(targets: Sequence[Target], notebooks: Sequence[str] | None = None) -> str:
-    """Targets as Markdown: goal, measured, met (yes/no/not run) and why; `notebooks` go first."""
-    met = {True: "yes", False: "no", None: "not run"}
+    """Targets as Markdown: goal, measured, met (yes/no/not judged) and why; `notebooks` first."""
+    met = {True: "yes", False: "no", None: "not judged"}  # None: not run, inconclusive, quick
     head = ["target", "goal", "measured", "met"]
     rows = [[t.target, t.goal, t.measured, met[t.met] + (f" ({t.why})" if t.why else "")]
             for t in targets]
@@ -176,14 +205,26 @@ def band(claimed: float) -> tuple[float, float]:
 
 ARTICLE_CPU = "an 8-core Intel Xeon"
 ARTICLE_GPU = "an RTX 3090 (the GPU the article names)"
+ARTICLE_CPU_CORES = 8  # "CPU only (Intel Xeon, 8 cores)": its only CPU row, batch 32
+# The article names no Xeon generation (Haswell to Granite Rapids differ 4x or more per core):
+# the axis reports the microarchitecture here beside the verdict, and cannot match on it.
 
 
-def cpu_axis(info: CpuInfo | None = None) -> Axis:
-    """The CPU: physical cores (not SMT threads) and the Xeon line, read from /proc/cpuinfo."""
+def cpu_axis(info: CpuInfo | None = None, threads: int | None = None) -> Axis:
+    """The CPU: the Xeon line, 8 physical cores and 8 torch threads; the generation is reported."""
+    from helpers.roofline import microarch_name  # imports torch: only when a CPU is judged
+
     info = info or cpu_info()
-    here = (f"{info.model_name}, {info.physical_cores} physical cores "
-            f"({info.logical_cores} logical)")
-    return Axis("CPU", ARTICLE_CPU, here, "Xeon" in info.model_name and info.physical_cores == 8)
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    here = (f"{info.model_name} ({microarch_name(info)}), {info.physical_cores} physical cores "
+            f"({info.logical_cores} logical), torch on {threads} threads")
+    article = (f"{ARTICLE_CPU}, torch on {ARTICLE_CPU_CORES} threads (generation not named "
+               "in the article: reported, not matched)")
+    return Axis("CPU", article, here, "Xeon" in info.model_name
+                and info.physical_cores == threads == ARTICLE_CPU_CORES)
 
 
 def gpu_axis(name: str | None, *, article: str = ARTICLE_GPU, key: str = "3090") -> Axis:
@@ -205,26 +246,75 @@ def image_axis() -> Axis:
                 boxed and base.startswith("pytorch/pytorch:2.8"))  # the official images' tag
 
 
-def gpus_flag_axis() -> Axis:
-    """Whether GPUs came by `docker run --gpus` (its NVIDIA runtime sets NVIDIA_VISIBLE_DEVICES)."""
+DEV = Path("/dev")  # /dev/nvidia0, /dev/nvidia1 ...: the device nodes --gpus puts in a container
+# Not /proc/driver/nvidia/gpus: a container's /proc shows the host driver's GPUs with or without
+# --gpus (only the runtime masks the GPUs it did not select), so its entries prove nothing.
+
+
+def nvidia_devices(dev: Path = DEV) -> list[str]:
+    """The GPU device nodes (/dev/nvidiaN) in this container: what `--gpus` creates."""
+    return sorted(p.name for p in dev.glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name))
+
+
+def gpus_flag_axis(*, pinned_by: str | None = None, dev: Path = DEV) -> Axis:
+    """Whether `docker run --gpus` gave this container GPUs: its device nodes, not an env var."""
+    # NVIDIA_VISIBLE_DEVICES alone proves nothing: the official pytorch/pytorch images set it to
+    # `all` for every container. `pinned_by` names a stand-in that chose the measured GPUs (e.g.
+    # 'CUDA_VISIBLE_DEVICES in a child process'): it never matches.
     given, boxed = os.environ.get("NVIDIA_VISIBLE_DEVICES"), in_container()
-    here = (f"a container with NVIDIA_VISIBLE_DEVICES={given}" if boxed and given
-            else "a container without --gpus" if boxed else "no container")
-    return Axis("environment", "a container started with --gpus", here, boxed and bool(given))
+    devices = nvidia_devices(dev) if boxed else []
+    env = f"NVIDIA_VISIBLE_DEVICES={given}" if given is not None else "no NVIDIA_VISIBLE_DEVICES"
+    here = ("no container" if not boxed else
+            f"a container with {env} but no /dev/nvidiaN (a stand-in: the env var, not --gpus)"
+            if not devices else f"a container given /dev/{', /dev/'.join(devices)} by --gpus")
+    if boxed and devices and pinned_by:
+        here += f", the measured GPU chosen by {pinned_by} (a stand-in for --gpus device=N)"
+    return Axis("environment", "a container started with --gpus", here,
+                boxed and bool(devices) and not pinned_by)
 
 
-def mount_point(path: str | os.PathLike) -> str:
-    """The mount point `path` lives under (the longest one in /proc/self/mountinfo), or '/'."""
-    info, target = Path("/proc/self/mountinfo"), Path(path).resolve()
-    points = [line.split()[4] for line in info.read_text().splitlines()] if info.exists() else []
-    inside = [p for p in points if target.is_relative_to(p)]
-    return max(inside, key=len, default="/")
+# Filesystems that live and die with the container (or are no disk): not a folder from the host.
+NOT_FROM_HOST = frozenset({"tmpfs", "ramfs", "overlay", "devtmpfs", "aufs", "proc", "sysfs",
+                           "devpts", "mqueue", "cgroup", "cgroup2"})
+MOUNTINFO = Path("/proc/self/mountinfo")
 
 
-def mounted_folder_axis(path: str | os.PathLike) -> Axis:
-    """Whether `path` is a folder mounted into a container (`docker run -v`), not its own disk."""
-    point, boxed = mount_point(path), in_container()
-    here = (f"a folder mounted at {point} in a container" if boxed and point != "/"
-            else "a container's own disk" if boxed else "a host folder, no container")
+@dataclass(frozen=True)
+class Mount:
+    """One /proc/self/mountinfo line: where it is mounted and its filesystem type."""
+
+    point: str
+    fstype: str
+
+
+def mounts(text: str) -> list[Mount]:
+    """The mounts of a mountinfo text (field 5: the point, octal-escaped; after ' - ': the type)."""
+    out = []
+    for line in text.splitlines():
+        head, sep, tail = line.partition(" - ")
+        fields_, rest = head.split(), tail.split()
+        if sep and len(fields_) >= 5 and rest:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields_[4])
+            out.append(Mount(point, rest[0]))
+    return out
+
+
+def mount_of(path: str | os.PathLike, mountinfo: str | None = None) -> Mount:
+    """The mount `path` lives under (the longest point; the last mounted on ties), or '/'."""
+    if mountinfo is None:
+        mountinfo = MOUNTINFO.read_text() if MOUNTINFO.exists() else ""
+    target = Path(path).resolve()
+    inside = [m for m in mounts(mountinfo) if target.is_relative_to(m.point)]
+    best = max((len(m.point) for m in inside), default=-1)  # later lines stack on earlier ones
+    return next((m for m in reversed(inside) if len(m.point) == best), Mount("/", "unknown"))
+
+
+def mounted_folder_axis(path: str | os.PathLike, mountinfo: str | None = None) -> Axis:
+    """Whether `path` is a host folder mounted into a container (`docker run -v`): not tmpfs."""
+    mount, boxed = mount_of(path, mountinfo), in_container()
+    own = mount.point == "/" or mount.fstype in NOT_FROM_HOST
+    here = ("a host folder, no container" if not boxed else
+            f"a container's own disk ({mount.fstype} at {mount.point}: gone with the container)"
+            if own else f"a folder mounted at {mount.point} ({mount.fstype}) in a container")
     return Axis("checkpoint folder", "a folder mounted into the container", here,
-                boxed and point != "/")
+                boxed and not own)

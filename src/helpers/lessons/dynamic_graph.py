@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import io
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -89,23 +92,46 @@ def plot_trees(trees: dict[str, Tree]):
     return fig
 
 
-def dropout_vs_nn(p: float = 0.5, shape: tuple[int, int] = (256, 128), seed: int = 0) -> dict:
-    """nn.Dropout vs the hand-made formula on nn.Dropout's own mask: outputs, grads, keep rate."""
-    params.probability("p", p)
-    torch.manual_seed(seed)
-    h = torch.rand(shape, requires_grad=True)  # ReLU outputs are >= 0; rand is > 0 everywhere
-    ref = nn.Dropout(p).train()(h)
-    mask = ref.detach() != 0  # recover the mask nn.Dropout drew
-    mine = h * mask / (1 - p)
-    (g_ref,) = torch.autograd.grad(ref.sum(), h)
-    (g_mine,) = torch.autograd.grad(mine.sum(), h)
-    own_mask = torch.rand(shape) > p
+def dropout_vs_nn(model: nn.Module, n: int = 256, seed: int = 0) -> dict:
+    """*Your* model's dropout beside nn.Dropout on the same units: logits, grads, keep rate.
+
+    `model` is the article's MLP (fc1, ReLU, a dropout of probability `model.p`, fc2; its
+    forward takes an optional `mask`). What reaches fc2 is read by a hook: in eval mode, the
+    units before dropout; with nn.Dropout's mask passed in, your formula on that mask; with no
+    mask, your dropout on its own fresh mask.
+    """
+    p = params.probability("model.p", model.p)
+    params.positive_int("n", n)
+    was_training, seen = model.training, []
+    hook = model.fc2.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    try:
+        torch.manual_seed(seed)
+        x = torch.randn(n, model.fc1.in_features, device=model.fc1.weight.device)
+        model.eval()
+        model(x)  # eval: fc2 receives the units before dropout
+        h = seen.pop()
+        dropped = nn.Dropout(p).train()(h)
+        ref = model.fc2(dropped)  # the same network with nn.Dropout in place of yours
+        mask = (dropped != 0) | (h == 0)  # nn.Dropout's mask (where ReLU gave 0 it is moot)
+        model.train()
+        mine = model(x, mask=mask)  # your formula, on nn.Dropout's mask
+        seen.clear()
+        with torch.no_grad():
+            model(x)  # your dropout, on the mask it draws itself
+        own, alive = seen.pop(), h.detach() > 0
+        weights = [w for w in model.parameters() if w.requires_grad]
+        g_ref = torch.autograd.grad(ref.mean(), weights)
+        g_mine = torch.autograd.grad(mine.mean(), weights)
+    finally:
+        hook.remove()
+        model.train(was_training)
     return {"output_max_abs_diff": (ref - mine).abs().max().item(),
-            "grad_max_abs_diff": (g_ref - g_mine).abs().max().item(),
-            "keep_rate_nn_dropout": mask.float().mean().item(),
-            "keep_rate_hand_made": own_mask.float().mean().item(),
+            "grad_max_abs_diff": max((a - b).abs().max().item()
+                                     for a, b in zip(g_ref, g_mine, strict=True)),
+            "keep_rate_nn_dropout": (dropped != 0)[alive].float().mean().item(),
+            "keep_rate_hand_made": (own != 0)[alive].float().mean().item(),
             "keep_rate_expected": 1 - p,
-            "mean_ratio_out_over_in": (ref.mean() / h.mean()).item()}
+            "mean_ratio_out_over_in": (own.mean() / h.mean()).item()}
 
 
 @dataclass(frozen=True)
@@ -116,44 +142,49 @@ class Task:
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    ceiling: float  # val accuracy of the best possible rule (the nearest true prototype)
 
 
 DROPOUT_LABELS = {
-    "output_max_abs_diff": "outputs: largest difference, hand-made vs nn.Dropout (one mask)",
-    "grad_max_abs_diff": "gradients: largest difference",
+    "output_max_abs_diff": "logits: largest difference, your dropout vs nn.Dropout (its mask)",
+    "grad_max_abs_diff": "gradients of the mean logit, every parameter: largest difference",
     "keep_rate_nn_dropout": "share of units nn.Dropout kept",
-    "keep_rate_hand_made": "share of units the hand-made mask kept",
+    "keep_rate_hand_made": "share of units your dropout kept (its own mask)",
     "keep_rate_expected": "share expected to be kept (1 - p)",
-    "mean_ratio_out_over_in": "mean output / mean input (1: the expectation is unchanged)"}
+    "mean_ratio_out_over_in": "mean after your dropout / mean before (1: the mean is kept)"}
 
 
 def dropout_table(cmp: dict) -> str:
     """dropout_vs_nn's numbers in words, with how to read them."""
     return labelled_table(cmp, DROPOUT_LABELS, read="Differences of about 1e-7 are float "
-                          "rounding (nn.Dropout multiplies by 1/(1-p), the hand-made one divides "
-                          "by 1-p): the maths is the same. The keep rates should sit near 1 - p "
-                          "and the mean ratio near 1: inverted dropout keeps the mean.")
+                          "rounding (nn.Dropout multiplies by 1/(1-p), yours divides by 1-p): "
+                          "the maths is the same. The keep rates should sit near 1 - p and the "
+                          "mean ratio near 1: inverted dropout keeps the mean.")
 
 
-def make_task(n_train: int = 4096, n_val: int = 1024, signal: float = 0.12,
+def make_task(n_train: int = 16384, n_val: int = 1024, signal: float = 0.12,
               seed: int = 0) -> Task:
-    """Deterministic task: x = signal * prototype[y] + N(0, 1) noise, 10 classes."""
+    """Deterministic task: x = signal * prototype[y] + N(0, 1) noise, 10 classes, its ceiling."""
     params.positive_int("n_train", n_train)
     params.positive_int("n_val", n_val)
     g = torch.Generator().manual_seed(seed)
-    protos = torch.randn(10, 784, generator=g)
+    centres = signal * torch.randn(10, 784, generator=g)
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(0, 10, (n,), generator=g)
-        return signal * protos[y] + torch.randn(n, 784, generator=g), y
+        return centres[y] + torch.randn(n, 784, generator=g), y
 
-    return Task(*draw(n_train), *draw(n_val))
+    x_train, y_train, x_val, y_val = *draw(n_train), *draw(n_val)
+    # equal classes, unit Gaussian noise: the nearest centre is the Bayes-optimal guess
+    best = torch.cdist(x_val, centres).argmin(1)
+    return Task(x_train, y_train, x_val, y_val, (best == y_val).float().mean().item())
 
 
 def train_mlp(model: nn.Module, task: Task, steps: int = 300, batch_size: int = 64, *,
-              train_fn: Callable[..., list[float]], lr: float = 0.05,
+              train_fn: Callable[..., list[float]], lr: float = 0.01,
               device: torch.device | str = "cpu", seed: int = 0) -> dict:
-    """`train_fn` (the notebook's loop) on `device`: per-step losses, train/val accuracy."""
+    """`train_fn` (the notebook's loop) on `device`: per-step losses, train/val accuracy, and
+    the data's ceiling (the best val accuracy any model could reach)."""
     params.positive_int("steps", steps)
     params.positive_int("batch_size", batch_size)
     model = model.to(device).train()
@@ -162,7 +193,7 @@ def train_mlp(model: nn.Module, task: Task, steps: int = 300, batch_size: int = 
                       lr=params.positive_float("lr", lr), seed=seed)
     if len(losses) != steps:
         raise ValueError(f"train_fn returned {len(losses)} losses for steps={steps}")
-    hist = {"losses": [float(v) for v in losses]}
+    hist = {"losses": [float(v) for v in losses], "ceiling_accuracy": task.ceiling}
     model.eval()  # top-1 accuracy without dropout, as a fraction
     with torch.inference_mode():
         for split, x, y in (("train", xs, ys), ("val", task.x_val, task.y_val)):
@@ -200,6 +231,58 @@ def captured_table(graphs: list) -> str:
     return md_table(("call", "captured ops"), [(c, ", ".join(graph_ops(g))) for c, g in calls])
 
 
+@contextlib.contextmanager
+def held_log() -> Iterator[io.StringIO]:
+    """Hold back what is written to stderr in the block (torch's logs): log_summary shows it."""
+    held = io.StringIO()
+    with contextlib.redirect_stderr(held):  # torch's log handler writes to the current stderr
+        yield held
+
+
+LOGGED = re.compile(r"\[__(graph_breaks|recompiles)\] ?(.*)$")  # a TORCH_LOGS artifact's line
+FRAME = re.compile(r'File "[^"]*", line (\d+), in (\S+)')
+
+
+def log_events(text: str) -> list[tuple[str, str, str]]:
+    """(event, where, why) per graph break and recompile in a TORCH_LOGS text, in order."""
+    records: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if m := LOGGED.search(line):
+            kind, msg = m.groups()
+            if msg.startswith(("Graph break in user code", "Recompiling function")) or not records:
+                records.append((kind, []))
+            records[-1][1].append(msg.strip(" -"))
+    return [_event(kind, lines) for kind, lines in records]
+
+
+def _event(kind: str, lines: list[str]) -> tuple[str, str, str]:
+    """One logged graph break or recompile as (event, where: the user's line, why)."""
+    frames = [(i, m) for i, line in enumerate(lines) if (m := FRAME.search(line))]
+    where = lines[0]
+    if frames:  # the innermost frame: the user's function, its line, and the code on it
+        i, m = frames[-1]
+        code = lines[i + 1].split("#")[0].strip() if i + 1 < len(lines) else ""
+        where = f"`{m[2]}`, line {m[1]}" + (f": `{code}`" if code else "")
+    if kind == "graph_breaks":
+        why = next((ln.split(":", 1)[1].strip() for ln in lines
+                    if ln.startswith("Graph Break Reason")), lines[0])
+        return "graph break", where, why
+    guards = [ln.split(":", 1)[1].split("#")[0].strip() for ln in lines
+              if re.match(r"\d+/\d+:", ln)]
+    return "recompile", where, "guard failed: " + (", ".join(f"`{g}`" for g in guards) or "?")
+
+
+def log_summary(held: io.StringIO | str) -> str:
+    """Markdown: each graph break and recompile on one row, the full log collapsed below it."""
+    text = held if isinstance(held, str) else held.getvalue()
+    rows = [[c.replace("|", "\\|") for c in event] for event in log_events(text)]
+    table = (md_table(("event", "where (your code)", "why"), rows) if rows
+             else "Nothing was logged: no graph break, no recompile.")
+    n = len(text.splitlines())
+    return (f"{table}\n\n<details><summary>The full log ({n} lines: Dynamo's explanation, hints "
+            f"and the whole stack)</summary>\n\n```text\n{text.rstrip()}\n```\n\n</details>")
+
+
 def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured: list,
            hist: dict) -> None:
     """Notebook 01's metrics, and the article's four statements, each judged on its axes."""
@@ -209,7 +292,8 @@ def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured
                compiled_graphs=len(captured),
                **{f"dropout_{k}": cmp[k] for k in ("output_max_abs_diff", "grad_max_abs_diff")},
                steps_run=len(losses), loss_first=losses[0], loss_last=losses[-1],
-               train_accuracy=hist["train_accuracy"], val_accuracy=acc)
+               train_accuracy=hist["train_accuracy"], val_accuracy=acc,
+               val_accuracy_ceiling=hist["ceiling_accuracy"])
     branch = verdict.axis("forward", "the training branch with the mask",
                           "the training branch with the mask" if train_n > eval_n else
                           f"a training graph no larger than eval's ({train_n} vs {eval_n} nodes)")
@@ -231,6 +315,7 @@ def record(run: NotebookRun, graphs: dict, grad_ok: bool, cmp: dict, *, captured
                              "and guarded it: one static graph per branch expresses it"))
     length = verdict.axis("training", "a full run", "quick mode" if run.quick else "a full run")
     run.judged("The hand-made-dropout MLP trains", "implied",
-               f"val accuracy {acc:.0%} after {len(losses)} steps (chance 10%)",
+               f"val accuracy {acc:.0%} after {len(losses)} steps (chance 10%, the data's "
+               f"ceiling {hist['ceiling_accuracy']:.0%})",
                verdict.check(acc > 0.5, [model, length],  # 10 classes: chance is 0.1
                              why_not=f"val accuracy {acc:.0%} after {len(losses)} steps"))

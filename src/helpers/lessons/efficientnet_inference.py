@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 
@@ -109,8 +110,8 @@ def speedup(cmp: dict[str, bench.BenchResult | None]) -> float | None:
     return gpu.images_per_sec / cpu.images_per_sec if gpu and cpu else None
 
 
-def article_table(cmp: dict[str, bench.BenchResult | None]) -> str:
-    """The article's columns (ms per batch, memory, images/s) beside ours, with p10/p90."""
+def _article_rows(cmp: dict[str, bench.BenchResult | None]) -> list[tuple]:
+    """Per device: environment, batch, median ms, p10-p90 ms, memory, images/s, the article's."""
     rows = []
     for key, label in (("cpu", f"CPU ({os.cpu_count()} logical cores)"), ("gpu", "GPU")):
         r, article = cmp[key], (f"{ARTICLE[f'{key}_ms']:.0f}",
@@ -122,10 +123,25 @@ def article_table(cmp: dict[str, bench.BenchResult | None]) -> str:
                      f"{r.median_ms:.1f}", f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f}",
                      f"{r.peak_memory_mib:.0f} MiB ({memory.kind_words(r.memory_kind)})",
                      f"{r.images_per_sec:.1f}", *article))
+    return rows
+
+
+def article_table(cmp: dict[str, bench.BenchResult | None], *, full: bool = False) -> str:
+    """The article's figures (ms per batch, images/s) beside ours, with p10-p90 and memory.
+
+    Six columns, as a notebook shows them; `full=True` gives each figure its own column."""
+    rows = _article_rows(cmp)
+    if full:
+        table = md_table(("environment", "batch", "ms per batch (median)", "p10-p90 ms",
+                          "memory", "images/s", "article: ms", "article: img/s"), rows)
+    else:
+        table = md_table(("environment", "batch", "ms per batch: median (p10-p90)", "images/s",
+                          "memory", "article: ms (img/s)"),
+                         ((where, b, ms if p1090 == "-" else f"{ms} ({p1090})", ips, mem,
+                           f"{a_ms} ({a_ips})")
+                          for where, b, ms, p1090, mem, ips, a_ms, a_ips in rows))
     s = speedup(cmp)
-    return (md_table(("environment", "batch", "ms per batch (median)", "p10-p90 ms", "memory",
-                      "images/s", "article: ms", "article: img/s"), rows)
-            + f"\n\nSpeedup GPU/CPU: {f'{s:.1f}x' if s else 'needs a GPU'} "
+    return (table + f"\n\nSpeedup GPU/CPU: {f'{s:.1f}x' if s else 'needs a GPU'} "
             f"(article: about {ARTICLE['speedup']:.0f}x)")
 
 
@@ -170,6 +186,32 @@ def retime_on_change(shown: object, measure: Callable[[int], bench.BenchResult],
     """A slider's `observe` callback: the new batch size's line (or error) replaces `shown`'s."""
     return show_on_change(shown, lambda b: timing_line(measure(b), "timed just now"),
                           what="batch", doing="timing")
+
+
+def sweep_table(results: list[bench.BenchResult]) -> str:
+    """The sweep in six columns, one row per batch size; what every row shares goes above it."""
+    if not results:
+        return "No batch size was swept."
+    first = results[0]
+    s = first.spec
+    shared = (f"{first.device_name}, EfficientNet-{s.variant.upper()}, {s.precision}, "
+              f"{'NHWC' if s.channels_last else 'NCHW'}, {'compiled' if s.compile else 'eager'}")
+    rows = [(r.spec.batch_size, f"{r.median_ms:.1f}", f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f}",
+             f"{r.images_per_sec:.1f}", f"{r.median_ms / r.spec.batch_size:.2f}",
+             f"{r.peak_memory_mib:.0f} ({memory.kind_words(r.memory_kind)})") for r in results]
+    return f"Every row: {shared}.\n\n" + md_table(
+        ("batch", "ms per batch (median)", "p10-p90 ms", "images/s", "ms per image",
+         "peak MiB (kind)"), rows)
+
+
+def save_tables(run: NotebookRun, cmp: dict[str, bench.BenchResult | None],
+                sweep: list[bench.BenchResult]) -> Path:
+    """Both tables with every column (the CPU/GPU table and bench.table's sweep) in 02_tables.md."""
+    path = run.results_dir / f"{run.name[:2]}_tables.md"
+    path.write_text(f"# {run.title}: every column\n\n## CPU vs GPU, batch "
+                    f"{cmp['cpu'].spec.batch_size}\n\n{article_table(cmp, full=True)}\n\n"
+                    f"## Batch sweep\n\n{bench.table(sweep)}\n")
+    return path
 
 
 def plot_sweep(results: list[bench.BenchResult]):
@@ -219,8 +261,9 @@ def work_axes(r: bench.BenchResult) -> list[verdict.Axis]:
 
 
 def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None], *,
-           sweep: list[bench.BenchResult], pretrained: bool) -> None:
-    """Notebook 02's metrics, and the article's table as claims, each judged on its axes."""
+           sweep: list[bench.BenchResult], pretrained: bool) -> Path:
+    """Notebook 02's metrics, the article's table as claims judged on their axes, and every
+    column of the two tables in results_dir (the notebook shows six): that file's path."""
     cpu, gpu = cmp["cpu"], cmp["gpu"]
     run.metric(pretrained_weights=pretrained,
                **{k: v for k, v in mem.items() if isinstance(v, int | float)},
@@ -241,6 +284,7 @@ def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None]
         else:
             value, here, axes, fmt = row
             run.judged(claim, article, here, verdict.judge(value, band, axes, fmt=fmt.format))
+    return save_tables(run, cmp, sweep)
 
 
 def _gpu_rows(mem: dict, cpu: bench.BenchResult, gpu: bench.BenchResult) -> list[tuple]:

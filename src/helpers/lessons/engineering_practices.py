@@ -275,7 +275,7 @@ def _pinning_claim(run: NotebookRun, gpus: list[tuple[str, int]]) -> None:
         run.claim(claim, article, measured, "needs a GPU")
         return
     axes = [verdict.axis("GPUs on the host", "2 or more", str(total), total >= 2),
-            verdict.gpus_flag_axis()]
+            verdict.gpus_flag_axis(pinned_by="CUDA_VISIBLE_DEVICES in a child process")]
     ok = seen.get("0") == 1 and seen.get("1") == 1
     run.judged(claim, article, measured, verdict.check(
         ok, axes, why_not="a pinned process saw more or fewer than one GPU"))

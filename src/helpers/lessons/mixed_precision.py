@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import itertools
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -117,33 +119,82 @@ def _dtypes(tensors: Iterable[torch.Tensor]) -> str:
     return ", ".join(sorted({str(t.dtype).replace("torch.", "") for t in tensors}))
 
 
-def gradient_underflow(data_root: Path, image_size: int, scale: float = 2.0**16) -> dict:
-    """Real B0 gradients from one fp32 step: the share that is 0 in fp16, unscaled or x scale."""
-    loader, _ = datasets.loaders(data_root, image_size, 8, torch.device("cpu"), workers=0)
+CPU = torch.device("cpu")  # fp16 autocast runs there too: the measurement runs on any machine
+FP16_MAX = torch.finfo(torch.float16).max  # 65504: above it, inf
+FP16_TINY = torch.finfo(torch.float16).smallest_normal  # 6.1e-5: below it, subnormal
+
+
+def gradient_underflow(data_root: Path, image_size: int, scale: float = 2.0**16,
+                       batch_size: int = 4) -> dict:
+    """B0's activation gradients in real fp16 backwards, unscaled and scaled: 0 and subnormal."""
+    loader, _ = datasets.loaders(data_root, image_size, batch_size, CPU, workers=0)
     model = train.build_model("b0", len(loader.dataset.classes))
     x, y = next(iter(loader))
-    nn.functional.cross_entropy(model(x), y).backward()
-    g = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    g = g[g != 0]
-    return {"gradient_values": g.numel(),
-            "zero_in_fp16_unscaled": (g.half() == 0).float().mean().item(),
-            f"zero_in_fp16_scaled_x{scale:g}": ((g * scale).half() == 0).float().mean().item(),
-            "smallest_abs_gradient": g.abs().min().item()}
+    grads: list[dict[int, torch.Tensor]] = []  # per backward: output number -> its gradient
+    order = itertools.count()  # the outputs in forward order
+
+    def keep(_mod: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        i = next(order)
+        out.register_hook(lambda g: grads[-1].__setitem__(i, g.detach().clone()))
+
+    handles = [m.register_forward_hook(keep) for m in model.modules()
+               if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.autocast("cpu", dtype=torch.float16):  # as under AMP: fp16 activations
+        loss = nn.functional.cross_entropy(model(x), y)
+    for h in handles:
+        h.remove()
+    plain = _backward(loss, 1.0, grads)  # the fp16 backward as it is
+    top = plain.float().abs().max().item()
+    # the largest power of two (<= scale, one halving spare) keeping the batch finite in fp16
+    fits = min(scale, 2.0 ** (math.floor(math.log2(FP16_MAX / top)) - 1)) if top else scale
+    scaled = _backward(loss, fits, grads)
+    seen = (scaled != 0) & scaled.isfinite()  # the values the scaled backward resolves
+    n = max(int(seen.sum()), 1)
+    return {"activation_gradient_values": plain.numel(),
+            "zero_in_fp16_unscaled": int((seen & (plain == 0)).sum()) / n,
+            "subnormal_in_fp16_unscaled": int(_subnormal(plain).sum()) / n,
+            "subnormal_in_fp16_scaled": int(_subnormal(scaled).sum()) / n,
+            f"overflow_in_fp16_at_x{scale:g}":
+                int((plain.float().abs() * scale > FP16_MAX).sum()) / plain.numel(),
+            "loss_scale_that_fits": float(fits)}
+
+
+def _subnormal(g: torch.Tensor) -> torch.Tensor:
+    """Where fp16 `g` is subnormal (not 0, below 6.1e-5)."""
+    return (g != 0) & (g.float().abs() < FP16_TINY)
+
+
+def _backward(loss: torch.Tensor, scale: float, grads: list[dict]) -> torch.Tensor:
+    """Backward from loss x scale (the graph kept); the fp16 gradients the hooks saw, flat."""
+    grads.append({})
+    (loss * scale).backward(retain_graph=True)
+    if {g.dtype for g in grads[-1].values()} != {torch.float16}:
+        raise RuntimeError("the activation gradients are not all float16: autocast was off")
+    return torch.cat([grads[-1][i].flatten() for i in sorted(grads[-1])])
 
 
 def underflow_table(underflow: dict) -> str:
     """gradient_underflow's numbers in words, with how to read them."""
-    scaled = next(k for k in underflow if k.startswith("zero_in_fp16_scaled_x"))
-    labels = {"gradient_values": "non-zero gradient values from one fp32 step",
-              "zero_in_fp16_unscaled": "share that rounds to 0 when cast to fp16",
-              scaled: f"the same after multiplying by {scaled.rsplit('_x', 1)[1]} (GradScaler's "
-                      "first scale)",
-              "smallest_abs_gradient": "smallest gradient magnitude"}
-    shown = {k: f"{v:.4%}" if k.startswith("zero_in") else v for k, v in underflow.items()}
-    return labelled_table(shown, labels, read="fp16 cannot hold magnitudes below 2^-24 "
-                          "(about 6e-8): those gradients become 0 unless the loss, and so every "
-                          "gradient, is scaled up first. A share near 0 after scaling is the "
-                          "scaler doing its job.")
+    over = next(k for k in underflow if k.startswith("overflow_in_fp16_at_x"))
+    first = over.rsplit("_x", 1)[1]
+    labels = {"activation_gradient_values": "activation-gradient values in one fp16 backward "
+                                            "(at every conv and linear output)",
+              "zero_in_fp16_unscaled": "share that underflowed to 0 without a loss scale",
+              "subnormal_in_fp16_unscaled": "share subnormal without a loss scale (bits lost)",
+              "subnormal_in_fp16_scaled": "share subnormal with the loss scale below",
+              over: f"share that would overflow to inf at GradScaler's first scale, {first}",
+              "loss_scale_that_fits": "loss scale used: the largest power of two that keeps "
+                                      f"this batch finite (at most {first})"}
+    shown = {k: v if isinstance(v, int) else f"{v:g}" if k == "loss_scale_that_fits"
+             else f"{v:.4%}" for k, v in underflow.items()}
+    backoff = (f" Here {first} overflows: a GradScaler's first steps on this batch would be "
+               f"skipped while it backs off to {shown['loss_scale_that_fits']} or so."
+               if underflow[over] > 0 else "")
+    return labelled_table(shown, labels, read=(
+        "Shares are of the values the scaled backward resolves (not 0). fp16 keeps full "
+        "precision down to 6.1e-5 and subnormals down to 2^-24 (about 6e-8); below half of "
+        "that a value becomes 0. The weight gradients are computed from these fp16 values, "
+        "so what is lost here is lost from the fp32 `.grad` that autocast hands back." + backoff))
 
 
 def compare(run: NotebookRun, loop: Loop, spec: TrainSpec,
@@ -196,6 +247,70 @@ def plot_losses(runs: dict[str, dict[str, train.FitResult]]):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def scaler_plan(run: NotebookRun, small: TrainSpec, steps: int = 40) -> tuple[TrainSpec, int]:
+    """The fp16 scaler run: the small CNN's data, 16 px on a CPU (fp16 is slow there); steps."""
+    size = small.image_size if run.device.type == "cuda" else 16
+    return replace(small, image_size=size), run.scaled(params.positive_int("scaler_steps", steps),
+                                                       quick=14)
+
+
+SCALER_LABELS = {"steps": "fp16 steps run", "skipped": "steps skipped (inf/nan gradients: no "
+                 "update, the scale halved)", "grew": "times the scale doubled (after "
+                 "growth_interval clean steps)", "first_scale": "scale at the first step "
+                 "(init_scale)", "last_scale": "scale at the last step"}
+
+
+def scaler_summary(history: list[dict]) -> dict:
+    """The scale's story: steps, skipped, times it grew, first and last scale."""
+    if not (isinstance(history, list) and history and all(
+            isinstance(h, dict) and isinstance(h.get("scale"), float) and h["scale"] > 0
+            and isinstance(h.get("skipped"), bool) and isinstance(h.get("loss"), float)
+            for h in history)):
+        raise ValueError(f"history={str(history)[:80]!r} is not allowed: a list of steps, each "
+                         '{"scale": scaler.get_scale(), "skipped": bool, "loss": loss.item()}')
+    scales = [h["scale"] for h in history]
+    return {"steps": len(history), "skipped": sum(h["skipped"] for h in history),
+            "grew": sum(b > a for a, b in itertools.pairwise(scales)),
+            "first_scale": scales[0], "last_scale": scales[-1]}
+
+
+def scaler_table(history: list[dict]) -> str:
+    """Markdown: what the scaler did over the fp16 run, in words."""
+    def text(v: float | int) -> str:  # a scale as the power of two it (normally) is
+        return f"2^{math.log2(v):.0f} = {v:.0f}" if math.log2(v).is_integer() else f"{v:g}"
+
+    return labelled_table({k: text(v) if isinstance(v, float) else v
+                           for k, v in scaler_summary(history).items()}, SCALER_LABELS, read=(
+        "Skips at the start are the scaler backing off to a scale that fits; a skip right "
+        "after a doubling is it probing upward again. Both are normal."))
+
+
+def plot_scaler(history: list[dict]):
+    """The scale per step (log 2 axis) with skipped steps marked, and the loss below it."""
+    import matplotlib.pyplot as plt
+
+    steps = range(scaler_summary(history)["steps"])
+    skipped = [i for i in steps if history[i]["skipped"]]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
+    for ax, key in ((top, "scale"), (bottom, "loss")):
+        ax.plot(steps, [h[key] for h in history], drawstyle="steps-post" if ax is top else None)
+        ax.plot(skipped, [history[i][key] for i in skipped], "rx", label="skipped step")
+    top.set_yscale("log", base=2)  # ticks as 2^k: the scale moves by factors of 2
+    top.set(ylabel="loss scale", title="GradScaler in an fp16 run")
+    top.legend()
+    bottom.set(xlabel="step", ylabel="training loss")
+    fig.tight_layout()
+    return fig
+
+
+def record_scaler(run: NotebookRun, history: list[dict]) -> None:
+    """The fp16 run's scale and skips, step by step, into the results file's metrics."""
+    run.metric(fp16_scaler_scale_history=[h["scale"] for h in history],
+               fp16_scaler_skipped_steps=[i for i, h in enumerate(history) if h["skipped"]],
+               fp16_scaler_loss_history=[h["loss"] for h in history],
+               **{f"fp16_scaler_{k}": v for k, v in scaler_summary(history).items()})
 
 
 def gains(results: dict[str, train.FitResult], on_gpu: bool) -> tuple[float, float, str]:

@@ -1,9 +1,8 @@
-"""Notebook 06: the speed ladder on a model whose outputs mean something, and what it shows."""
+"""Notebook 06: PyTorch's speed ladder on a model whose outputs mean something, and its tables."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -12,34 +11,19 @@ import torch
 from helpers import params, roofline, verdict
 from helpers.files import write_json_atomic
 from helpers.ladder import WEIGHTS, LadderResult, Rung, Rungs, as_rung
-from helpers.ladder_bench import held_out_ladder, targets
-from helpers.ladder_result import Row
+from helpers.ladder_bench import pytorch_targets
+from helpers.ladder_result import SMOKE, Row
+from helpers.ladder_sizes import (  # shared with notebook 07's plumbing  # noqa: F401
+    LadderSizes,
+    first_calls,
+    measure,
+    model_table,
+    sizes_table,
+)
 from helpers.markdown import md_table
-from helpers.runtime.notebook import NotebookRun, labelled_table
+from helpers.runtime.notebook import NotebookRun
 
 QUICK_RUNGS = ("inference_mode", "channels_last", "bf16", "fp16")  # no compile: seconds
-
-
-def _label(text: str) -> Any:
-    """A LadderSizes field with the words sizes_table shows for it."""
-    return field(metadata={"label": text})
-
-
-@dataclass(frozen=True)
-class LadderSizes:
-    """The ladder's and the brief training's sizes for one run (images in px)."""
-
-    batch_size: int = _label("batch size of the ladder")
-    image_size: int = _label("image size, px")
-    iters: int = _label("timed rounds per rung")
-    warmup: int = _label("warm-up calls per rung")
-    calibration_batches: int = _label("int8 calibration batches")
-    train_epochs: int = _label("epochs of the brief training")
-    train_per_class: int = _label("training images per class")
-    rungs: tuple[str, ...] | None = _label("rungs (all when none are named)")  # None: every rung
-    batch_rungs: tuple[str, ...] = _label("rungs of the batch sweep")
-    quick: bool = _label("quick mode (tiny sizes, no compiled rungs)")
-    batch_sizes: tuple[int, ...] = _label("batch sizes of the sweep")
 
 
 def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: int,
@@ -64,38 +48,6 @@ def ladder_sizes(run: NotebookRun, batch_size: int, iters: int, train_epochs: in
             batch_sizes or ((1, 8, 256) if gpu else (1, 8))))
 
 
-MODEL_LABELS = {"train_image_size": "trained at, px", "train_epochs": "epochs trained",
-                "val_accuracy": "validation accuracy on the generated shapes",
-                "reused_checkpoint": "reused an earlier run's training", "source": "weights from"}
-
-
-def model_table(info: dict[str, Any]) -> str:
-    """model_for's record of the model in words."""
-    return labelled_table(info, MODEL_LABELS, header=("the ladder's model", "this run"))
-
-
-def sizes_table(s: LadderSizes) -> str:
-    """The run's sizes in words."""
-    shown = {k: ", ".join(v) if isinstance(v, tuple) and v and isinstance(v[0], str) else
-             "all" if v is None else v for k, v in asdict(s).items()}
-    labels = {f.name: f.metadata["label"] for f in fields(s)}
-    return labelled_table(shown, labels, header=("setting", "this run"))
-
-
-def measure(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str,
-            *, weights: str, rungs: Rungs | None = None, batch_size: int | None = None,
-            budget_s: float = 20.0) -> LadderResult:
-    """The ladder of `rungs` (default the ladder's own) on held-out images; int8 calibrated."""
-    chosen = [as_rung(r) for r in rungs] if rungs else s.rungs
-    if rungs and s.quick:  # no compiling, quantizing or exporting: seconds, not minutes
-        chosen = [r for r in chosen
-                  if not r.compile_mode and r.precision != "int8" and r.engine == "pytorch"]
-    return held_out_ladder(model, run.device, batch_size or s.batch_size, s.image_size,
-                           weights=weights, variant=variant, rungs=chosen,
-                           warmup=s.warmup, iters=s.iters, budget_s=budget_s,
-                           calibration_batches=s.calibration_batches)
-
-
 def batch_choices(s: LadderSizes) -> dict[str, Any]:
     """The rung picker's batch slider: powers of two up to the ladder's batch, starting there."""
     options = sorted({b for b in (1, 2, 4, 8, 16, 32) if b <= s.batch_size} | {s.batch_size})
@@ -115,15 +67,6 @@ def rerun(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str
                 f"{got.images_per_sec:.1f} images/s, {got.speedup:.2f}x rung 0 "
                 "(timed just now, side by side)\n")
     return line
-
-
-def first_calls(result: LadderResult) -> dict[str, str]:
-    """Each compiled or exported rung's one-off cost (build, first call), then its ms per batch."""
-    costs = {f"{s.number} {s.rung.key}": f"prepared in {s.prepare_s:.1f} s (first call "
-             f"{s.first_call_s:.1f} s), then {s.median_ms:.0f} ms per batch"
-             for s in result.steps
-             if (s.rung.compile_mode or s.rung.engine != "pytorch") and s.median_ms is not None}
-    return costs or {"none": "no compiled or exported rung ran (quick mode runs none)"}
 
 
 def batch_effects(run: NotebookRun, model: torch.nn.Module, s: LadderSizes, variant: str,
@@ -151,9 +94,10 @@ def roofline_summary(result: LadderResult) -> dict:
     peak = roofline.peak_for(result.device, precision)
     return {"GFLOP per image (FlopCounterMode, 2 per MAC)": round(result.gflops_per_image, 3),
             "best rung": best and best.title, "its precision": best and best.precision,
-            "achieved GFLOP/s": best and best.achieved_gflops,
+            "achieved GFLOP/s": SMOKE if result.smoke else best and best.achieved_gflops,
             f"{precision} peak GFLOP/s (estimate)": peak.gflops, "peak basis": peak.basis,
-            "share of that peak": f"{best.percent_of_peak:.1f}%" if best else None}
+            "share of that peak": SMOKE if result.smoke else
+            f"{best.percent_of_peak:.1f}%" if best else None}
 
 
 def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
@@ -170,7 +114,7 @@ def record(run: NotebookRun, result: LadderResult, batches: list[LadderResult],
                **{f"batch{b.batch_size}_{r.key}_images_per_sec": r.images_per_sec
                   for b in batches for r in b.rows() if r.ok})
     _claims(run, result, best)
-    run.targets += targets(result, batches)
+    run.targets += pytorch_targets(result, batches)
     (run.results_dir / "06_ladder.md").write_text(result.table() + "\n")
     return write_json_atomic(run.results_dir / "06_ladder.json", {
         "ladder": result.to_dict(), "batch_sizes": [b.to_dict() for b in batches]})

@@ -11,7 +11,10 @@ from helpers.markdown import md_table
 from helpers.runtime.report import cell
 from helpers.verdict import Claim
 
-LADDER_NOTEBOOK = "06"  # a benchmark's ladder.json lines up with notebook 06's metrics
+# A benchmark's ladder.json lines up with the notebooks' metrics: PyTorch's rungs with 06's,
+# the runtimes' (ONNX Runtime, OpenVINO) with 07's.
+LADDER_NOTEBOOKS = {"pytorch": "06"}
+PEER_NOTEBOOK = "07"
 LADDER_MEASURES = ("images_per_sec", "speedup", "rel_error")
 
 
@@ -33,17 +36,18 @@ def environment_line(environment: dict[str, Any]) -> str:
     return f"{where} | torch {environment.get('torch', '?')}"
 
 
-def ladder_metrics(doc: dict[str, Any]) -> dict[str, Any]:
-    """A ladder.json's metrics under notebook 06's names (as lessons.speed_ladder.record)."""
-    out: dict[str, Any] = {}
+def ladder_metrics(doc: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """A ladder.json's metrics by (notebook, name), under the names notebooks 06 and 07 record."""
+    out: dict[tuple[str, str], Any] = {}
     for i, ladder in enumerate(doc.get("ladders", [])):
         for r in ladder.get("rungs", []):
             if r.get("status") != "ok":
                 continue
+            nn = LADDER_NOTEBOOKS.get(r.get("engine") or "pytorch", PEER_NOTEBOOK)
             for m in LADDER_MEASURES:
-                out[f"batch{ladder['batch_size']}_{r['key']}_{m}"] = r.get(m)
+                out[nn, f"batch{ladder['batch_size']}_{r['key']}_{m}"] = r.get(m)
                 if i == 0:
-                    out[f"rung{r['rung']}_{r['key']}_{m}"] = r.get(m)
+                    out[nn, f"rung{r['rung']}_{r['key']}_{m}"] = r.get(m)
     return out
 
 
@@ -70,7 +74,7 @@ def load(path: Path) -> RunData:
             claims |= {(nn, c.claim): f"{c.measured} ({c.verdict})"
                        for c in map(Claim.from_dict, doc.get("claims", []))}
         elif "ladders" in doc:  # benchmarks/speed_ladder.py output
-            metrics |= {(LADDER_NOTEBOOK, k): v for k, v in ladder_metrics(doc).items()}
+            metrics |= ladder_metrics(doc)
         envs.append(doc if f.name == "environment.json" else doc.get("environment") or {})
     if not metrics and not claims:
         raise ValueError(f"run={str(path)!r} holds no results: no NN_name.json with a 'notebook' "

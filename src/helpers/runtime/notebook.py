@@ -14,7 +14,17 @@ import torch
 from helpers import env, params
 from helpers.files import write_json_atomic
 from helpers.markdown import kv_table, labelled_table, md_table
-from helpers.verdict import VERDICTS, Claim, Judgement, Target, band_verdict, targets_markdown
+from helpers.verdict import MEASURED as MEASURED_WORDS
+from helpers.verdict import QUICK as QUICK_WORD
+from helpers.verdict import (
+    QUICK_WHY,
+    VERDICTS,
+    Claim,
+    Judgement,
+    Target,
+    band_verdict,
+    targets_markdown,
+)
 
 __all__ = ["VERDICTS", "NotebookRun", "band_verdict", "kv_table", "labelled_table", "start"]
 
@@ -60,7 +70,12 @@ class NotebookRun:
     def claim(self, claim: str, article: str, measured: str, verdict: str, *,
               why: str | None = None, axes: tuple[str, ...] | None = None,
               holds: bool | None = None) -> None:
-        """Record an article-vs-this-machine row; verdict in VERDICTS (`holds`: a fact check's)."""
+        """Record an article-vs-this-machine row; verdict in VERDICTS (`holds`: a fact check's).
+
+        In quick mode a measured verdict becomes 'not measured (quick)': a smoke run judges
+        nothing, and its figure is labelled as no measurement."""
+        if self.quick and verdict in (*MEASURED_WORDS, "inconclusive"):
+            verdict, why, measured = QUICK_WORD, QUICK_WHY, f"{measured} (smoke run)"
         self.claims.append(Claim(claim, article, measured, verdict, why=why,
                                  axes=tuple(axes) if axes else None, holds=holds))
 
@@ -74,7 +89,10 @@ class NotebookRun:
 
     def target(self, target: str, goal: str, measured: str, met: bool | None,
                *, why: str | None = None) -> None:
-        """Record one of the project's own targets (not an article claim); met=None: not run."""
+        """Record one of the project's own targets (not an article claim); met=None: not run,
+        or inconclusive (the interval spans the goal), or quick mode (which judges nothing)."""
+        if self.quick and met is not None:
+            met, why, measured = None, QUICK_WHY, f"{measured} (smoke run)"  # judged nothing
         self.targets.append(Target(target, goal, measured, met, why or None))
 
     def scaled(self, full: int, quick: int) -> int:
@@ -123,6 +141,7 @@ def start(name: str, title: str, *, device: str = "auto", quick: bool = False,
     params.flag("quick", quick)
     # warnings read as one line in this kernel: `Category: message`, no path and line
     warnings.formatwarning = lambda message, category, *_, **__: f"{category.__name__}: {message}\n"
+    env.quiet_cuda_home()  # torch's "No CUDA runtime is found" note: "no GPU in use" says it
     out = Path(results_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     run = NotebookRun(name, title, dev, quick, out.resolve(), params.check_knobs(knobs))

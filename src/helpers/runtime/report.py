@@ -103,8 +103,8 @@ def all_claims_table(results: list[dict[str, Any]]) -> str:
     return f"{table}\n\nVerdicts: {summary}.\n"
 
 
-def notebook_section(r: dict[str, Any]) -> str:
-    """A notebook's parameters, metrics table and figures (linked by file name)."""
+def notebook_section(r: dict[str, Any], tables: dict[str, str] | None = None) -> str:
+    """A notebook's parameters, metrics table, figures (linked by file name), full tables."""
     params = ", ".join(f"`{k}={v}`" for k, v in r.get("parameters", {}).items())
     lines = [f"## {r['notebook'][:2]} · {r.get('title', r['notebook'])}", "",
              f"Parameters: {params or 'defaults'}", ""]
@@ -113,7 +113,17 @@ def notebook_section(r: dict[str, Any]) -> str:
                            ((label(k), metric_value(v), f"`{k}`") for k, v in metrics.items())),
                   ""]
     lines += [f"![{f}]({f})" for f in r.get("figures", [])]
+    for name, table in (tables or {}).items():  # what a notebook shows in six columns, whole
+        lines += ["", f"### Every column: {name}", "", table.strip()]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def side_tables(run_dir: Path) -> dict[str, dict[str, str]]:
+    """The full tables notebooks wrote beside their results (e.g. 06_ladder.md), by number."""
+    found: dict[str, dict[str, str]] = {}
+    for path in sorted(Path(run_dir).glob("[0-9][0-9]_*.md")):
+        found.setdefault(path.name[:2], {})[path.name] = path.read_text(encoding="utf-8")
+    return found
 
 
 def failed_section(failures: Sequence[Failure], not_run: Sequence[str]) -> str:
@@ -143,7 +153,8 @@ def run_times(run_dir: Path) -> dict[str, float]:
 
 
 def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Failure] = (),
-           not_run: Sequence[str] = (), *, times: dict[str, float] | None = None) -> str:
+           not_run: Sequence[str] = (), *, times: dict[str, float] | None = None,
+           tables: dict[str, dict[str, str]] | None = None) -> str:
     """The whole report as Markdown: failures first, then the machine, claims, notebooks."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"# Run report ({stamp})", ""]
@@ -157,7 +168,7 @@ def render(results: list[dict[str, Any]], env_table: str, failures: Sequence[Fai
     if targets:
         parts += ["## The project's own targets", "",
                   targets_markdown([t for _, t in targets], [nb for nb, _ in targets]) + "\n"]
-    parts += [notebook_section(r) for r in results]
+    parts += [notebook_section(r, (tables or {}).get(r["notebook"][:2])) for r in results]
     if times:
         rows = [*times.items(), ("all", sum(times.values()))]
         parts += ["## How long each notebook took here", "",
@@ -171,7 +182,8 @@ def write_report(run_dir: Path, env_table: str, failures: Sequence[Failure] = ()
     """run_dir/report.md from run_dir's results (run times also to run_times.json); its path."""
     path, times = Path(run_dir) / "report.md", run_times(run_dir)
     write_json_atomic(Path(run_dir) / "run_times.json", {"seconds": times})
-    path.write_text(render(load_results(run_dir), env_table, failures, not_run, times=times))
+    path.write_text(render(load_results(run_dir), env_table, failures, not_run, times=times,
+                           tables=side_tables(run_dir)))
     return path
 
 
@@ -219,7 +231,7 @@ def write_html_report(run_dir: Path, env_table: str, failures: Sequence[Failure]
     listing = "\n".join(names)
     (run_dir / "packages.txt").write_text(listing + "\n")
     text = render(load_results(run_dir), f"{env_table}\n{PACKAGES_SLOT}\n", failures, not_run,
-                  times=run_times(run_dir))
+                  times=run_times(run_dir), tables=side_tables(run_dir))
     links = "\n".join(f"- [{p.stem}]({p.name})" for p in sorted(run_dir.glob("[0-9][0-9]_*.html")))
     text += f"\n## Executed notebooks\n\n{links}\n" if links else ""
     # nbconvert passes raw HTML through: escape the text (an error's `<class 'int'>` must show),

@@ -18,7 +18,8 @@ from helpers.runtime.report import Failure
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_.+\.ipynb$")
 # Per-cell limit. The slowest cell at default sizes on a 2-core CPU (06's ladder: training, then
-# eleven rungs with compile and int8 preparation) takes minutes, about ten on the slow AVX2 kind;
+# PyTorch's rungs with compile and int8 preparation; 07's: the exports, NNCF and PyTorch's best
+# compiled again) takes minutes, about ten on the slow AVX2 kind;
 # 30 minutes leaves 3x headroom and still ends a hung cell within the half hour.
 DEFAULT_TIMEOUT_S = 1800.0
 
