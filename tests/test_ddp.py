@@ -228,7 +228,9 @@ def test_script_output_is_read_and_checked(tmp_path: Path) -> None:
     assert run.identical and run.first_samples[(1, 0)] == "[3, 4]" and run.epochs == 1
     assert (run.batch_size, run.step_time_ms, run.final_loss) == (32, 40.0, 0.5)  # rank 0's
     assert run.images_per_sec == 800.0
-    assert "| 1 | [3, 4] | 1.25 |" in run.table()
+    table = run.table()  # a column per rank: as narrow for 20 epochs as for 1
+    assert "| epoch 0: first samples | [1, 2] | [3, 4] |" in table
+    assert "| weights checksum | 1.25 | 1.25 |" in table and run.epochs_run == {}
     with pytest.raises(RuntimeError, match=r"did not finish on 1 ranks \(ranks \[0, 1\]"):
         ddp_torchrun.read_log(log, world=1)  # the script ran with another world size
     log.write_text("rank 0 of 2: batch 32, 40.00 ms a step, loss 0.5, weights checksum 1.25\n"

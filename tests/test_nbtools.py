@@ -69,7 +69,7 @@ def test_parameters_cell_first(path: Path) -> None:
 
 
 LESSON_MAX_LINES = 40  # a lesson cell: the 5-25 lines a step teaches, with room to breathe
-SCRIPT_MAX_LINES = 60  # a %%writefile script (a whole torchrun entry point)
+SCRIPT_MAX_LINES = 100  # a %%writefile script: a whole torchrun entry point, resume included
 PLUMBING_MAX_LINES = 10  # every other cell: one call into helpers and its display
 
 

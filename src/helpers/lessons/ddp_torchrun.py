@@ -26,6 +26,7 @@ QUICK_MODEL = "mobilenet_v3_small"  # quick mode: a small torchvision model with
 RESULT = re.compile(r"rank (\d+) of (\d+): batch (\d+), ([0-9.]+) ms a step, loss (\S+), "
                     r"weights checksum ([-+0-9.eE]+|nan|-?inf)")
 FIRST = re.compile(r"rank (\d+) epoch (\d+): first samples (\[[^\]]*\])")
+RESUMED = re.compile(r"rank (\d+): EPOCHS_RUN (\d+) in snapshot")  # every rank, at start
 PRINTED = "rank R of W: batch B, T ms a step, loss L, weights checksum C"
 # What "12 h" implies: NVIDIA's B4 (DeepLearningExamples, EfficientNet for PyTorch) trains at
 # about 331 images/s on one A100 80GB with AMP; 12 h of that is ~11 epochs of ImageNet-1k.
@@ -44,6 +45,7 @@ class ScriptRun:
     checksums: dict[int, str]
     first_samples: dict[tuple[int, int], str]
     args: dict = field(default_factory=dict)  # what the script was launched with
+    epochs_run: dict[int, int] = field(default_factory=dict)  # rank -> its snapshot's EPOCHS_RUN
 
     @property
     def identical(self) -> bool:
@@ -61,12 +63,12 @@ class ScriptRun:
         return len({e for r, e in self.first_samples if r == 0})
 
     def table(self) -> str:
-        """Markdown: per rank, the first samples of each epoch and the final checksum."""
-        epochs = sorted({e for _, e in self.first_samples})
-        return md_table(["rank", *(f"epoch {e}: first samples" for e in epochs),
-                         "weights checksum"],
-                        ([r, *(self.first_samples.get((r, e), "") for e in epochs), digest]
-                         for r, digest in sorted(self.checksums.items())))
+        """Markdown, a column per rank: the first samples of each epoch, the final checksum."""
+        ranks, epochs = sorted(self.checksums), sorted({e for _, e in self.first_samples})
+        rows = [[f"epoch {e}: first samples", *(self.first_samples.get((r, e), "")
+                                                 for r in ranks)] for e in epochs]
+        return md_table(["", *(f"rank {r}" for r in ranks)],
+                        [*rows, ["weights checksum", *(self.checksums[r] for r in ranks)]])
 
 
 def read_output(text: str, world: int) -> ScriptRun:
@@ -79,7 +81,8 @@ def read_output(text: str, world: int) -> ScriptRun:
     _, _, batch, step_ms, loss, _ = found[0]
     firsts = {(int(r), int(e)): s for r, e, s in FIRST.findall(text)}
     return ScriptRun(world, int(batch), float(step_ms), float(loss),
-                     {r: m[5] for r, m in found.items()}, firsts)
+                     {r: m[5] for r, m in found.items()}, firsts,
+                     epochs_run={int(r): int(e) for r, e in RESUMED.findall(text)})
 
 
 def read_log(log: Path, world: int = 2) -> ScriptRun:
