@@ -246,3 +246,27 @@ def test_headless_bar_saves_its_final_line(monkeypatch: pytest.MonkeyPatch,
         assert capsys.readouterr().out == ""  # no redraws a saved notebook would keep
     out = capsys.readouterr().out
     assert out.count("steps") == 1 and "100%" in out and "7/7" in out and " 0%" not in out
+
+
+@pytest.mark.slow
+def test_the_runners_kernels_get_no_sigint_at_shutdown() -> None:
+    """jupyter_client interrupts a kernel before shutting it down; the runner's manager does
+    not (the race behind "KeyboardInterrupt caught in kernel"), and it talks over a socket file."""
+    import asyncio
+    import signal
+
+    async def shut_down() -> tuple[list[int], str]:
+        km = runner.kernel_manager()(kernel_name="python3")
+        await km.start_kernel()
+        sent, send = [], km.provisioner.send_signal
+
+        async def spy(signum: int) -> None:
+            sent.append(signum)
+            await send(signum)
+
+        km.provisioner.send_signal = spy
+        await km.shutdown_kernel()
+        return sent, km.transport
+
+    sent, transport = asyncio.run(shut_down())
+    assert signal.SIGINT not in sent and transport == "ipc"

@@ -110,23 +110,29 @@ def failure_from(err: Exception, nb: Path, out_nb: Path, timeout_s: float) -> Fa
     return Failure(nb.name, cell, f"{ename}: {lines[-1]}" if lines else ename, out_nb)
 
 
-def ipc_kernel_manager() -> type | None:
-    """A kernel manager whose kernels talk over Unix sockets (POSIX), None elsewhere.
+def kernel_manager() -> type:
+    """The runner's kernel manager: quiet at shutdown, over a local socket where there is one.
 
-    Over TCP, ipykernel 7 warns once per kernel that its traffic is unencrypted; a local
-    socket file is private to this user and leaves nothing to warn about.
+    jupyter_client sends SIGINT before every shutdown request, to stop running code; papermill
+    shuts a kernel down only when its cells are done, and an interrupt that lands while the
+    kernel answers papermill's last request logs "KeyboardInterrupt caught in kernel" for
+    nothing. Over TCP, ipykernel 7 also warns once per kernel that its traffic is unencrypted;
+    a Unix socket file (POSIX) is private to this user and leaves nothing to warn about. A
+    cell's timeout still interrupts: nbclient calls `interrupt_kernel`, which is unchanged.
     """
-    if os.name != "posix":
-        return None
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
-    class IPCKernelManager(AsyncKernelManager):
+    class QuietKernelManager(AsyncKernelManager):
         @default("transport")
         def _transport_default(self) -> str:
-            return "ipc"
+            return "ipc" if os.name == "posix" else "tcp"
 
-    return IPCKernelManager
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:  # the shutdown request follows: it needs no SIGINT
+                await super()._async_interrupt_kernel()
+
+    return QuietKernelManager
 
 
 def execute(nb: Path, out_nb: Path, spec: RunSpec, run_dir: Path, *,
@@ -142,7 +148,7 @@ def execute(nb: Path, out_nb: Path, spec: RunSpec, run_dir: Path, *,
                     "results_dir": str(run_dir.resolve())},
         kernel_name=spec.kernel_name, cwd=str(nb.parent), progress_bar=bar,
         log_output=spec.verbose, execution_timeout=spec.timeout_s,
-        **({"kernel_manager_class": km} if (km := ipc_kernel_manager()) else {}),
+        kernel_manager_class=kernel_manager(),
     )
 
 
