@@ -48,6 +48,8 @@ def test_notebooks_pass_nbval(nbval_run: tuple[Path, str]) -> None:
         assert bool(data["claims"]) != (name in NO_ARTICLE_CLAIMS), f"{name}: {data['claims']}"
         for c in data["claims"]:  # as the report reads them: every verdict rule holds
             Claim.from_dict(c)
+            assert c["verdict"] not in ("reproduced", "differs", "inconclusive"), (name, c)
+        assert all(t["met"] is None for t in data["targets"]), (name, data["targets"])  # quick
         for fig in data["figures"]:
             assert (root / "outputs" / "latest" / fig).stat().st_size > 1000
 
