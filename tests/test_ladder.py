@@ -141,8 +141,9 @@ def test_rungs_are_timed_interleaved_round_robin(tiny: torch.nn.Module) -> None:
     assert calls[3:] == ["eager", "a", "b", "a", "b", "eager", "b", "eager", "a"]
     rows = result.rows()
     assert all(r.iters == 3 and len(r.times_ms) == 3 for r in rows)
-    assert rows[0].speedup_low <= 1.0 <= rows[0].speedup_high
+    assert rows[0].speedup == 1.0 and rows[0].speedup_low is None  # 3 rounds: no 95% CI
     assert rows[1].spread_pct is not None and rows[1].spread_pct >= 0
+    assert result.rounds_stopped.startswith("3 rounds (the most allowed")
 
 
 def test_bf16_compiled_rungs_skip_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,11 +196,40 @@ def test_int8_quantizes_weights_per_channel() -> None:
     assert config.input_activation.qscheme == torch.per_tensor_affine
 
 
-def test_budget_cuts_iterations_but_keeps_three() -> None:
+def test_budget_cuts_iterations_but_keeps_six() -> None:
+    """Six rounds at least (the fewest a 95% interval needs), unless fewer were asked for."""
     assert ladder._iters_within(None, 1.0, 10) == 10
-    assert ladder._iters_within(5.0, 1.0, 10) == 5
-    assert ladder._iters_within(1.0, 2.0, 10) == 3
+    assert ladder._iters_within(8.0, 1.0, 10) == 8
+    assert ladder._iters_within(1.0, 2.0, 10) == 6
     assert ladder._iters_within(1.0, 2.0, 2) == 2
+
+
+def test_rounds_stop_once_every_speedup_is_narrow(tiny: torch.nn.Module,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock: steady rungs stop at six rounds, once the speedup is known within
+    +-3%, and say why; a planted spread runs to the most rounds allowed and says so."""
+    now = [0.0]
+    monkeypatch.setattr(ladder, "make_clock", lambda device: lambda: now[0])
+
+    def takes(name: str, seconds: list[float]):
+        def build(model, x, calibration):
+            def forward():
+                now[0] += seconds[len(calls[name]) % len(seconds)]
+                calls[name].append(1)
+                return model(x)
+            return forward
+        build.__name__ = name
+        return build
+
+    calls = {"eager": [], "a": []}
+    steady = ladder.ladder(tiny, "cpu", 1, 8, warmup=0, iters=60,
+                           rungs=(takes("eager", [0.06]), takes("a", [0.03])))
+    assert steady.rows()[1].iters == 6 and steady.rows()[1].speedup == 2.0
+    assert steady.rounds_stopped == "narrow: every speedup within +-0.0% after 6 rounds"
+    calls = {"eager": [], "a": []}
+    noisy = ladder.ladder(tiny, "cpu", 1, 8, warmup=0, iters=20,
+                          rungs=(takes("eager", [0.06]), takes("a", [0.02, 0.03, 0.04])))
+    assert noisy.rows()[1].iters == 20 and "goal +-3%" in noisy.rounds_stopped
 
 
 @pytest.mark.slow
@@ -288,29 +318,52 @@ def cpu_result(steps: list[ladder.Step], batch: int = 32) -> ladder.LadderResult
 
 
 def test_cpu_targets_put_pytorch_against_the_best_peer_per_precision() -> None:
-    """Best correct PyTorch rung over the best correct peer: overall, fp32, bf16; >= 1.15x."""
-    step = ladder.Step
+    """Best correct PyTorch rung over the best correct peer: overall, fp32, bf16, int8 >= 1.0x
+    and the 1.15x stretch, each judged on its paired 95% interval."""
+    step, rounds = ladder.Step, 8
 
-    def result(peer_fp32_s: float, *, drift: bool = False, batch: int = 32):
-        steps = [step(ladder.as_rung("eager"), 0, times_s=(1.0, 1.0)),
-                 step(ladder.as_rung("compile"), 6, times_s=(0.2, 0.2)),
-                 step(ladder.as_rung("compile_bf16"), 7, times_s=(0.1, 0.1)),
-                 step(ladder.as_rung("onnxruntime"), 13, times_s=(peer_fp32_s,) * 2),
-                 step(ladder.as_rung("openvino_bf16"), 16, times_s=(0.05, 0.05),
+    def result(peer_fp32_s: float, *, drift: bool = False, batch: int = 32,
+               compile_s: tuple[float, ...] = (0.2,) * rounds):
+        steps = [step(ladder.as_rung("eager"), 0, times_s=(1.0,) * rounds),
+                 step(ladder.as_rung("compile"), 6, times_s=compile_s),
+                 step(ladder.as_rung("compile_bf16"), 7, times_s=(0.1,) * rounds),
+                 step(ladder.as_rung("onnxruntime"), 13, times_s=(peer_fp32_s,) * rounds),
+                 step(ladder.as_rung("openvino_bf16"), 16, times_s=(0.05,) * rounds,
                       status="failed" if drift else "ok", rel_error=0.5 if drift else 1e-3)]
         return cpu_result(steps, batch)
 
-    overall, fp32, bf16, malloc, *gpu = ladder_bench.targets(result(0.3, drift=True), [])
-    assert overall.goal == ">= 1.15x" and overall.met is True  # 10 vs 3.3 images/s/32
-    assert overall.measured.startswith("3.00x: compile_bf16") and "onnxruntime" in overall.measured
+    overall, fp32, bf16, int8, stretch, malloc, *gpu = ladder_bench.targets(
+        result(0.3, drift=True), [])
+    assert overall.goal == ">= 1.00x" and overall.met is True  # 10 vs 3.3 images/s/32
+    assert overall.measured.startswith("3.00x (95% CI 3.00x-3.00x): compile_bf16")
+    assert "onnxruntime" in overall.measured and "low end 3.00x" in overall.measured
     # the drifting OpenVINO rung does not count
-    assert fp32.met is True and "1.50x: compile" in fp32.measured
+    assert fp32.met is True and fp32.measured.startswith("1.50x (95% CI")
     assert bf16.met is None and bf16.measured == "no correct peer rung"
+    assert int8.met is None and int8.measured == "no correct PyTorch rung"
+    assert stretch.goal == ">= 1.15x" and "(stretch)" in stretch.target and stretch.met is True
     slow = ladder_bench.targets(result(0.19), [])[1]
-    assert slow.met is False and "short by 1.21x" in slow.why
+    assert slow.met is False and "short by 1.05x" in slow.why
+    noisy = ladder_bench.targets(result(0.2, compile_s=(0.18, 0.22) * (rounds // 2)), [])[1]
+    assert noisy.met is None and noisy.why.startswith("inconclusive: the 95% CI")
     assert ladder_bench.targets(result(0.3, batch=8), [])[0].met is None  # not batch 32
     assert malloc.met is None and "--malloc both" in malloc.why
     assert [t.met for t in gpu] == [None, None] and gpu[0].measured == "needs a GPU"
+
+
+def test_speedups_are_paired_with_an_interval() -> None:
+    """Rung 0 over the rung round by round: a hiccup that slows both sides leaves the ratio."""
+    base = (1.0, 1.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # round 3: the machine stalled ...
+    fast = (0.5, 0.5, 1.5, 0.5, 0.5, 0.5, 0.5, 0.5)  # ... for both rungs alike
+    res = cpu_result([ladder.Step(ladder.as_rung("eager"), 0, times_s=base),
+                      ladder.Step(ladder.as_rung("compile"), 6, times_s=fast)])
+    row = res.rows()[1]
+    assert (row.speedup, row.speedup_low, row.speedup_high) == (2.0, 2.0, 2.0)
+    few = cpu_result([ladder.Step(ladder.as_rung("eager"), 0, times_s=base[:3]),
+                      ladder.Step(ladder.as_rung("compile"), 6, times_s=fast[:3])]).rows()[1]
+    assert few.speedup == 2.0 and few.speedup_low is None  # 3 rounds: no 95% interval
+    assert "too few rounds" in ladder_result.speedup_text(few)
+    assert ladder_result.speedup_text(row) == "2.00x (2.00-2.00)"
 
 
 def test_both_mallocs_report_each_child_and_never_lose_one_silently(tmp_path: Path) -> None:
@@ -432,7 +485,7 @@ def test_the_notebooks_ladder_tables_have_at_most_six_columns() -> None:
     result = cpu_result(steps)
     for table in (result.summary(), result.details(), ladder.switches_table()):
         assert table.splitlines()[0].count("|") - 1 <= 6, table.splitlines()[0]
-    assert "| 11 | int8 PT2E (x86 inductor quantizer), compiled | 200.0 (160.0) | 5.25x |" \
+    assert "| 11 | int8 PT2E (x86 inductor quantizer), compiled | 200.0 (160.0) | 5.25x (too " \
         in result.summary()
     assert "failed: top-1 agreement 80% < 90% |" in result.summary()
     assert "| 11 | int8 | 80% |" in result.details()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -18,7 +19,7 @@ from dataclasses import replace
 
 import torch
 
-from helpers import allocator, env, images, params, quant, roofline
+from helpers import allocator, env, images, params, quant, roofline, stats
 from helpers.env import pick_device
 from helpers.ladder_result import (
     INT8_MIN_AGREEMENT,
@@ -203,8 +204,11 @@ def warm_up(step: Step, model: torch.nn.Module, x: torch.Tensor, calibration: li
     return fwd, out, (t3 - t2) / warmup if warmup else None
 
 
-def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: int) -> None:
-    """Time the rungs round-robin, each round one call each, starting one rung later each round."""
+def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: int, *,
+                min_rounds: int = 6) -> str:
+    """Time the rungs round-robin, each round one call each, starting one rung later each round;
+    stop after `rounds`, or earlier once every rung's speedup over the first is known within
+    +-3% (stats.NARROW). Returns why the rounds stopped, in words."""
     clock, broken = make_clock(device), set()
     for k in range(rounds):  # a machine speeding up or slowing down moves every rung alike
         for step, fwd in live[k % len(live):] + live[:k % len(live)]:
@@ -220,13 +224,26 @@ def time_rounds(live: list[tuple[Step, Forward]], device: torch.device, rounds: 
             except Exception as e:  # e.g. a CUDA graph invalidated by another rung
                 step.status, step.reason = "failed", _failure(e)
                 broken.add(id(step))
+        if k + 1 >= min_rounds and (widest := _widest(live, broken)) <= stats.NARROW:
+            return f"narrow: every speedup within +-{widest:.1%} after {k + 1} rounds"
+    widest = _widest(live, broken) if live else math.inf
+    return (f"{rounds} rounds (the most allowed, or what the time budget holds): speedups "
+            f"within +-{widest:.1%} (goal +-{stats.NARROW:.0%})")
+
+
+def _widest(live: list[tuple[Step, Forward]], broken: set[int]) -> float:
+    """The widest relative half-width of a speedup over the first rung, round by round."""
+    base = live[0][0].times_s
+    return max((stats.half_width(*stats.paired_ratio(base[:len(s.times_s)], s.times_s))
+                for s, _ in live[1:] if id(s) not in broken and s.times_s), default=0.0)
 
 
 def _iters_within(budget_s: float | None, per_call_s: float | None, iters: int) -> int:
-    """Timed calls for a rung: `iters`, fewer when they would overrun budget_s (at least 3)."""
+    """Timed calls for a rung: `iters`, fewer when they would overrun budget_s (at least 6, the
+    fewest a 95% interval needs, unless `iters` asks for fewer)."""
     if budget_s is None or not per_call_s:
         return iters
-    return max(min(iters, int(budget_s / per_call_s)), min(3, iters))
+    return max(min(iters, int(budget_s / per_call_s)), min(6, iters))
 
 
 def as_rung(item: str | Rung | Build) -> Rung:
@@ -319,8 +336,8 @@ def ladder(model: torch.nn.Module, device: str | torch.device = "auto", batch_si
                 live.append((step, fwd))
                 rounds = min(rounds, _iters_within(budget_s, per_call_s, iters))
             steps.append(step)
-        time_rounds(live, dev, rounds)
+        stopped = time_rounds(live, dev, rounds) if live else "no rung ran"
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else roofline.cpu_line()
     return LadderResult(dev, name, variant, weights, batch_size, image_size,
                         roofline.gflops_per_image(model, image_size), steps,
-                        allocator=allocator.describe())
+                        allocator=allocator.describe(), rounds_stopped=stopped)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -9,7 +10,7 @@ from typing import Any
 
 import torch
 
-from helpers import roofline
+from helpers import roofline, stats
 from helpers.allocator import Usage
 from helpers.markdown import md_table
 from helpers.timing import quantile
@@ -194,9 +195,20 @@ class LadderResult:
     steps: list[Step]
     allocator: str = ""  # helpers.allocator.describe(): who served the tensors' memory
     smoke: bool = False  # quick mode's tiny sizes: the figures show the code runs, nothing more
+    rounds_stopped: str = ""  # why the timed rounds stopped (narrow enough, or the most allowed)
+
+    def paired(self, slow: str, fast: str) -> tuple[float, float, float] | None:
+        """(median, low, high) of rung `slow`'s time over rung `fast`'s, round by round: how
+        many times faster `fast` is, with its 95% interval; None unless both ran."""
+        times = {s.rung.key: s.times_s for s in self.steps if s.times_s}
+        if slow not in times or fast not in times:
+            return None
+        n = min(len(times[slow]), len(times[fast]))
+        return stats.paired_ratio(times[slow][:n], times[fast][:n])
 
     def rows(self) -> list[Row]:
-        """One Row per rung; speedups are over rung 0 in this run (range: round by round)."""
+        """One Row per rung; a speedup is rung 0's time over the rung's, paired round by round:
+        the median ratio and its 95% interval (None at an end when too few rounds ran)."""
         zero = self.steps[0] if self.steps and self.steps[0].status == "ok" else None
         base = zero.median_ms if zero else None
         rows = []
@@ -205,14 +217,14 @@ class LadderResult:
             ips = self.batch_size / (ms / 1e3) if ms else None
             peak = roofline.peak_for(self.device, r.precision, r.tf32)
             achieved = ips * self.gflops_per_image if ips else None
-            pairs = [b / t for b, t in zip(zero.times_s, step.times_s, strict=False)
-                     if t > 0] if base else []
+            paired = self.paired(zero.rung.key, r.key) if base and step.times_s else None
             rows.append(Row(
                 rung=step.number, key=r.key, title=r.title, status=step.status, reason=step.reason,
                 precision=r.precision, code=r.code, engine=r.engine, median_ms_per_batch=ms,
                 spread_pct=step.spread_pct, images_per_sec=ips,
-                speedup=base / ms if base and ms else None,
-                speedup_low=min(pairs, default=None), speedup_high=max(pairs, default=None),
+                speedup=paired[0] if paired else None,
+                speedup_low=_finite(paired[1]) if paired else None,
+                speedup_high=_finite(paired[2]) if paired else None,
                 prepare_s=step.prepare_s, first_call_s=step.first_call_s, iters=len(step.times_s),
                 times_ms=tuple(t * 1e3 for t in step.times_s), rel_error=step.rel_error,
                 tolerance=r.tolerance, top1_agreement=step.top1_agreement, achieved_gflops=achieved,
@@ -230,26 +242,25 @@ class LadderResult:
     def table(self) -> str:
         """Markdown, every column (for the report): one row per rung, failures with a reason."""
         return md_table(
-            ("#", "rung", "ms/batch (IQR)", "images/s", "speedup (range over rounds)",
+            ("#", "rung", "ms/batch (IQR)", "images/s", "speedup (95% CI)",
              "1st call s", "max rel. err (tol)", "top-1 agree", "GFLOP/s (% of own peak)",
              "page faults/call (kernel CPU)", "status"),
             ((r.rung, r.title,
               _f(r.median_ms_per_batch, ".1f") + _f(r.spread_pct, ".0f", "%", " (±{})"),
-              _f(r.images_per_sec, ".1f"), _f(r.speedup, ".2f", "x") + (
-                  "" if r.speedup_low is None or r.speedup_high is None
-                  else f" ({r.speedup_low:.2f}-{r.speedup_high:.2f})"),
+              _f(r.images_per_sec, ".1f"), speedup_text(r),
               _f(r.first_call_s if r.ran else None, ".1f"), _error(r),
               _agree(r.top1_agreement, self.weights), _rate(r), _faults(r), r.status_text)
              for r in self.rows()))
 
     def summary(self) -> str:
         """Markdown, six columns for the notebook: speed, error against tolerance, status."""
-        table = md_table(("#", "rung", "ms per batch (images/s)", "speedup over rung 0",
+        table = md_table(("#", "rung", "ms per batch (images/s)", "speedup over rung 0 (95% CI)",
                           "max rel. error (tolerance)", "status"),
                          ((r.rung, r.title, _f(r.median_ms_per_batch, ".1f")
                            + _f(r.images_per_sec, ".1f", "", " ({})"),
-                           _f(r.speedup, ".2f", "x"), _error(r), r.status_text)
+                           speedup_text(r), _error(r), r.status_text)
                           for r in self.rows()))
+        table += f"\n\nRounds: {self.rounds_stopped}." if self.rounds_stopped else ""
         return f"*{SMOKE.capitalize()}: quick mode's tiny sizes.*\n\n{table}" if self.smoke \
             else table
 
@@ -274,9 +285,27 @@ class LadderResult:
                 "batch_size": self.batch_size, "image_size": self.image_size,
                 "gflops_per_image": self.gflops_per_image, "allocator": self.allocator,
                 "timing": "interleaved: one call per rung per round, each round starting one "
-                          "rung later; speedup range = rung 0 over this rung, round by round",
+                          "rung later; speedup = rung 0 over this rung, paired round by round: "
+                          "median and 95% interval",
+                "rounds_stopped": self.rounds_stopped,
                 "peaks": self.peak_notes(), "rungs": [asdict(r) for r in self.rows()],
                 "best": (best := self.best()) and asdict(best)}
+
+
+def speedup_text(r: Row) -> str:
+    """'2.51x (2.40-2.63)'; ', inconclusive' when the interval holds 1.0; a dash when none."""
+    if r.speedup is None:
+        return "—"
+    if r.speedup_low is None or r.speedup_high is None:
+        return f"{r.speedup:.2f}x (too few rounds for a 95% CI)" if r.rung else "1.00x"
+    word = stats.faster_word(r.speedup_low, r.speedup_high)
+    return (f"{r.speedup:.2f}x ({r.speedup_low:.2f}-{r.speedup_high:.2f})"
+            + (", inconclusive" if word == stats.INCONCLUSIVE and r.rung else ""))
+
+
+def _finite(value: float) -> float | None:
+    """The value, or None for an unbounded interval's end (too few rounds: JSON has no inf)."""
+    return value if math.isfinite(value) else None
 
 
 def _f(value: float | None, fmt: str, suffix: str = "", wrap: str = "{}") -> str:
