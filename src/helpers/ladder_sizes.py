@@ -33,7 +33,7 @@ class LadderSizes:
 
     batch_size: int = _label("batch size of the ladder")
     image_size: int = _label("image size, px")
-    iters: int = _label("timed rounds per rung")
+    iters: int = _label("most timed rounds (fewer once every speedup is within +-3%)")
     warmup: int = _label("warm-up calls per rung")
     calibration_batches: int = _label("int8 calibration batches")
     train_epochs: int = _label("epochs of the brief training")
