@@ -36,7 +36,7 @@ def test_compare_sweep_and_claims(run: helpers.NotebookRun) -> None:
     cmp = inference.compare_devices(model, run.device, "b0", sizes)
     assert cmp["gpu"] is None and cmp["cpu"].spec.batch_size == 2
     table = inference.article_table(cmp)
-    assert "| GPU | - | needs a GPU |" in table and "about 18x" in table and "p10-p90" in table
+    assert "| GPU | - | needs a GPU |" in table and "about 18x" in table and "95% CI" in table
     sweep = inference.batch_sweep(model, run.device, "b0", sizes)
     assert [r.spec.batch_size for r in sweep] == [1, 2]
     mem = inference.measure_move(lambda: model.to("cpu"), model, run.device)
@@ -71,14 +71,14 @@ def test_cpu_row_is_judged_only_like_for_like(run: helpers.NotebookRun,
     monkeypatch.setattr(verdict, "cpu_info", lambda: cpu)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)  # the article's 8 cores' threads
     batch = 16 if named and "batch" in named else 32
-    slow = bench.BenchResult(bench.BenchSpec(batch_size=batch, iters=2), "cpu", (1.0, 1.0), 0.0,
+    slow = bench.BenchResult(bench.BenchSpec(batch_size=batch, iters=8), "cpu", (1.0,) * 8, 0.0,
                              1.0, "process_rss_delta")
     inference.record(run, {"weights_mib": 20.0}, {"cpu": slow, "gpu": None}, sweep=[],
                      pretrained=False)
     row = run.claims[0]
     assert row.verdict == want and "1000 ms" in row.measured
     if want == "differs":
-        assert row.why == "1000 ms is above the band's high end, 624 ms"
+        assert row.why == "95% CI 1000 ms-1000 ms is above the band's high end, 624 ms"
         assert row.axes == ("CPU", "model", "batch", "image size", "precision", "optimisation")
     else:
         assert row.why.startswith(("CPU: ", "batch: ")) and named in row.why
@@ -87,7 +87,7 @@ def test_cpu_row_is_judged_only_like_for_like(run: helpers.NotebookRun,
 def gpu_result(name: str, *, process_mib: float | None) -> bench.BenchResult:
     """A batch-32 GPU result of 26 ms with a given NVML reading."""
     how = "NVML per-process total (what nvidia-smi shows)" if process_mib else "NVML unavailable"
-    return bench.BenchResult(bench.BenchSpec(device="cpu", iters=2), name, (0.026, 0.026), 0.0,
+    return bench.BenchResult(bench.BenchSpec(device="cpu", iters=8), name, (0.026,) * 8, 0.0,
                              700.0, "cuda_allocator_peak", process_mib, how)
 
 
@@ -99,7 +99,7 @@ def test_gpu_rows_check_the_gpu_class_and_the_quantity(
         run: helpers.NotebookRun, monkeypatch: pytest.MonkeyPatch, name: str,
         process_mib: float | None, want: str) -> None:
     monkeypatch.setattr(verdict, "cpu_info", lambda: fake_cpu("AMD EPYC", 2, 2))
-    cpu = bench.BenchResult(bench.BenchSpec(iters=2), "cpu", (0.5, 0.5), 0.0, 1.0, "rss")
+    cpu = bench.BenchResult(bench.BenchSpec(iters=8), "cpu", (0.5,) * 8, 0.0, 1.0, "rss")
     mem = {"weights_mib": 20.0, "process_total_mib": process_mib, "context_mib": None,
            "process_total_how": "NVML per-process total (what nvidia-smi shows)"
            if process_mib else "NVML unavailable (ImportError: no pynvml)"}
@@ -187,3 +187,57 @@ def test_gpu_compare_has_both_rows(tmp_path: Path) -> None:
     cmp = inference.compare_devices(model, run.device, "b0", sizes)
     assert cmp["gpu"] is not None and inference.speedup(cmp) > 1
     assert cmp["gpu"].device_name == torch.cuda.get_device_name(0)
+
+
+def test_the_cpu_row_on_noise_is_inconclusive(run: helpers.NotebookRun,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same median, 600 ms: judged in the band when steady, inconclusive when its interval
+    spans the band's edge (624 ms), with the interval and what to do."""
+    monkeypatch.setattr(verdict, "cpu_info", lambda: fake_cpu("Intel(R) Xeon(R) Gold 6248", 8, 16))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+
+    def row(times: tuple[float, ...]) -> verdict.Claim:
+        r = bench.BenchResult(bench.BenchSpec(iters=len(times)), "cpu", times, 0.0, 1.0, "rss")
+        run.claims.clear()
+        inference.record(run, {"weights_mib": 20.0}, {"cpu": r, "gpu": None}, sweep=[],
+                         pretrained=False)
+        return run.claims[0]
+
+    assert row((0.6,) * 10).verdict == "reproduced"
+    noisy = row((0.4, 0.8, 0.6, 0.5, 0.7, 0.6, 0.45, 0.75, 0.6, 0.6))
+    assert noisy.verdict == "inconclusive" and "spans the band's edge" in noisy.why
+    assert "95% CI 450-750" in noisy.measured
+
+
+def test_cross_check_says_whether_the_clocks_agree() -> None:
+    """Two clocks agree when their intervals overlap and nothing differs; else the words say
+    what was measured."""
+    from types import SimpleNamespace
+
+    ours = bench.BenchResult(bench.BenchSpec(iters=10), "cpu", (0.0995, 0.1, 0.1005) * 3 + (0.1,),
+                             0.0, 1.0, "rss")
+    timer = SimpleNamespace(times=[0.099, 0.1, 0.101] * 4, task_spec=SimpleNamespace(
+        num_threads=torch.get_num_threads()))
+    text = inference.cross_check({"cpu": ours, "gpu": None}, torch.device("cpu"), timer)
+    assert "agree within their intervals" in text and "12 measurements" in text
+    slow = SimpleNamespace(times=[0.13] * 2, task_spec=SimpleNamespace(num_threads=1))
+    text = inference.cross_check({"cpu": ours, "gpu": None}, torch.device("cpu"), slow)
+    assert "too few for a 95% interval" in text and "Timer ran on 1 thread(s)" in text
+    far = SimpleNamespace(times=[0.15] * 10, task_spec=SimpleNamespace(
+        num_threads=torch.get_num_threads()))
+    text = inference.cross_check({"cpu": ours, "gpu": None}, torch.device("cpu"), far)
+    assert "**The two clocks disagree**: Timer's median is +50% off yours" in text
+
+
+def test_sweep_table_names_the_allocators_share() -> None:
+    """Six columns, and the line under it says where images/s peaks and why it falls."""
+    def result(batch: int, ms: float, faults: float) -> bench.BenchResult:
+        return bench.BenchResult(bench.BenchSpec(batch_size=batch, iters=8), "cpu",
+                                 (ms / 1e3,) * 8, 0.0, 1.0, "rss", faults_per_call=faults,
+                                 kernel_pct=40.0)
+
+    text = inference.sweep_table([result(8, 120, 100), result(64, 2700, 70_000)])
+    assert "| 8 | 120.0 (120.0-120.0) | 66.7 | 15.00 | 100 (40%) |" in text
+    assert "peaks at batch 8 (66.7)" in text and "from 100 to 70,000" in text
+    rising = inference.sweep_table([result(1, 20, 10), result(8, 100, 20)])
+    assert "amortise the per-call overhead" in rising

@@ -262,7 +262,8 @@ def tables_02(tmp_path: Path) -> dict[str, str]:
     """Each table function of efficientnet_inference, with a CPU and a GPU row."""
     cmp = {"cpu": result(32, 500.0), "gpu": result(32, 26.0, "NVIDIA X")}
     sweep = [result(b, 20.0 * b) for b in (1, 2, 4)]
-    timer = type("Measurement", (), {"median": 0.5})()
+    timer = type("Measurement", (), {"median": 0.5, "times": [0.5] * 8, "task_spec": type(
+        "Spec", (), {"num_threads": torch.get_num_threads()})()})()
     mem = {"params_millions": 5.3, "weights_mib": 20.2, "process_total_mib": 800.0,
            "process_total_how": "NVML", "context_mib": 500.0}
     return {"memory_table": efficientnet_inference.memory_table(mem),
@@ -290,7 +291,7 @@ def test_every_table_of_01_and_02_has_at_most_six_columns(
     assert max(columns(run.claims_table())) <= 6
     full = path.read_text()  # every column goes to the results folder, not the notebook
     assert path == tmp_path / "02_tables.md" and sorted(columns(full)) == [8, 10]
-    assert "p10-p90" in efficientnet_inference.article_table(cmp)
+    assert "95% CI" in efficientnet_inference.article_table(cmp)
 
 
 def test_02_sweep_table_names_what_every_row_shares() -> None:
@@ -299,8 +300,8 @@ def test_02_sweep_table_names_what_every_row_shares() -> None:
     assert text.startswith("Every row: cpu, EfficientNet-B0, fp32, NCHW, eager.")
     row = next(line for line in text.splitlines() if line.startswith("| 2 |"))
     r = sweep[1]
-    assert row.startswith(f"| 2 | {r.median_ms:.1f} | {r.ms(0.1):.1f}-{r.ms(0.9):.1f} | "
-                          f"{r.images_per_sec:.1f} | {r.median_ms / 2:.2f} | 100 (")
+    assert row.startswith(f"| 2 | {r.median_ms:.1f} (too few calls) | "
+                          f"{r.images_per_sec:.1f} | {r.median_ms / 2:.2f} | - | 100 (")
     assert efficientnet_inference.sweep_table([]) == "No batch size was swept."
 
 

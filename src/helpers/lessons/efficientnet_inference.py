@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from helpers import bench, env, images, memory, models, verdict
+from helpers import bench, env, images, memory, models, stats, verdict
 from helpers.markdown import kv_table, labelled_table, md_table
 from helpers.runtime.notebook import NotebookRun, show_on_change
 
@@ -31,7 +32,7 @@ class Sizes:
     warmup: int
     sweep: tuple[int, ...]
     sweep_iters: int
-    timer_s: float  # torch.utils.benchmark's min_run_time for the cross-check
+    timer_s: float  # the least min_run_time of torch.utils.benchmark's cross-check, s
 
 
 def sizes(run: NotebookRun, *, batch_size: int, cpu_iters: int, gpu_iters: int,
@@ -39,7 +40,7 @@ def sizes(run: NotebookRun, *, batch_size: int, cpu_iters: int, gpu_iters: int,
     """The notebook's sizes for this run: as given, or tiny in quick mode."""
     return Sizes(run.scaled(batch_size, quick=2), run.scaled(cpu_iters, quick=2),
                  run.scaled(gpu_iters, quick=3), run.scaled(warmup, quick=1),
-                 sweep_sizes(run.device, run.quick), run.scaled(3, quick=2),
+                 sweep_sizes(run.device, run.quick), run.scaled(6, quick=2),
                  0.2 if run.quick else 2.0)
 
 
@@ -111,7 +112,7 @@ def speedup(cmp: dict[str, bench.BenchResult | None]) -> float | None:
 
 
 def _article_rows(cmp: dict[str, bench.BenchResult | None]) -> list[tuple]:
-    """Per device: environment, batch, median ms, p10-p90 ms, memory, images/s, the article's."""
+    """Per device: environment, batch, median ms, its 95% CI, memory, images/s, the article's."""
     rows = []
     for key, label in (("cpu", f"CPU ({os.cpu_count()} logical cores)"), ("gpu", "GPU")):
         r, article = cmp[key], (f"{ARTICLE[f'{key}_ms']:.0f}",
@@ -119,41 +120,88 @@ def _article_rows(cmp: dict[str, bench.BenchResult | None]) -> list[tuple]:
         if r is None:
             rows.append((label, "-", "needs a GPU", "-", "-", "-", *article))
             continue
+        _, low, high = r.interval_ms()
         rows.append((label if key == "cpu" else r.device_name, r.spec.batch_size,
-                     f"{r.median_ms:.1f}", f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f}",
+                     f"{r.median_ms:.1f}", _ci(low, high),
                      f"{r.peak_memory_mib:.0f} MiB ({memory.kind_words(r.memory_kind)})",
                      f"{r.images_per_sec:.1f}", *article))
     return rows
 
 
 def article_table(cmp: dict[str, bench.BenchResult | None], *, full: bool = False) -> str:
-    """The article's figures (ms per batch, images/s) beside ours, with p10-p90 and memory.
+    """The article's figures (ms per batch, images/s) beside ours, with the 95% CI and memory.
 
     Six columns, as a notebook shows them; `full=True` gives each figure its own column."""
     rows = _article_rows(cmp)
     if full:
-        table = md_table(("environment", "batch", "ms per batch (median)", "p10-p90 ms",
+        table = md_table(("environment", "batch", "ms per batch (median)", "95% CI, ms",
                           "memory", "images/s", "article: ms", "article: img/s"), rows)
     else:
-        table = md_table(("environment", "batch", "ms per batch: median (p10-p90)", "images/s",
+        table = md_table(("environment", "batch", "ms per batch: median (95% CI)", "images/s",
                           "memory", "article: ms (img/s)"),
-                         ((where, b, ms if p1090 == "-" else f"{ms} ({p1090})", ips, mem,
+                         ((where, b, ms if ci == "-" else f"{ms} ({ci})", ips, mem,
                            f"{a_ms} ({a_ips})")
-                          for where, b, ms, p1090, mem, ips, a_ms, a_ips in rows))
+                          for where, b, ms, ci, mem, ips, a_ms, a_ips in rows))
     s = speedup(cmp)
     return (table + f"\n\nSpeedup GPU/CPU: {f'{s:.1f}x' if s else 'needs a GPU'} "
             f"(article: about {ARTICLE['speedup']:.0f}x)")
 
 
+def _ci(low: float, high: float, fmt: str = "{:.1f}") -> str:
+    """'1012.3-1031.0', or 'too few calls' when there is no 95% interval."""
+    return "too few calls" if math.isinf(low) or math.isinf(high) else \
+        f"{fmt.format(low)}-{fmt.format(high)}"
+
+
+def _ci_text(low: float, high: float, fmt: str = "{:.1f}") -> str:
+    """'95% CI 1012.3-1031.0', or 'too few calls for a 95% CI'."""
+    ci = _ci(low, high, fmt)
+    return "too few calls for a 95% CI" if ci == "too few calls" else f"95% CI {ci}"
+
+
 def cross_check(cmp: dict[str, bench.BenchResult | None], device: torch.device,
                 measurement: object) -> str:
-    """Markdown: the notebook's timing loop vs torch.utils.benchmark on the same device."""
+    """Markdown: your loop and torch.utils.benchmark on one device, each median with its 95%
+    interval, then in words whether they agree and, if not, the causes measured."""
     ours = cmp["gpu" if device.type == "cuda" else "cpu"]
-    theirs_ms = measurement.median * 1e3
-    return kv_table({"time_batches median, ms": ours.median_ms,
-                     "benchmark.Timer median, ms": theirs_ms,
-                     "ratio (Timer / ours)": theirs_ms / ours.median_ms},
-                    ("measurement", "value"))
+    mine = ours.interval_ms()
+    theirs = tuple(t * 1e3 for t in stats.median_interval(measurement.times))
+    threads = measurement.task_spec.num_threads
+    table = kv_table({"your time_batches": f"{mine[0]:.1f} ms ({_ci_text(*mine[1:])}), "
+                                           f"{len(ours.times_s)} calls",
+                      "benchmark.Timer": f"{theirs[0]:.1f} ms ({_ci_text(*theirs[1:])}), "
+                                         f"{len(measurement.times)} measurements",
+                      "threads (Timer, yours)": f"{threads}, {torch.get_num_threads()}"},
+                     ("clock", "median per batch"))
+    return f"{table}\n\n{agreement(ours, mine, theirs, measurement)}"
+
+
+def agreement(ours: bench.BenchResult, mine: tuple[float, float, float],
+              theirs: tuple[float, float, float], measurement: object) -> str:
+    """Whether two clocks' 95% intervals overlap, and what was measured that would explain it."""
+    causes = [f"Timer ran on {n} thread(s), your loop on {torch.get_num_threads()} (set "
+              "Timer's num_threads)" for n in [measurement.task_spec.num_threads]
+              if n != torch.get_num_threads()]
+    causes += [f"{who} has {n} measurements, too few for a 95% interval (6 or more: {fix})"
+               for who, iv, n, fix in (("your loop", mine, len(ours.times_s), "raise cpu_iters"),
+                                       ("Timer", theirs, len(measurement.times),
+                                        "raise min_run_time")) if math.isinf(iv[1])]
+    if (first := ours.times_s[0] * 1e3) > 1.5 * mine[0]:
+        causes.append(f"your loop's first timed call took {first:.0f} ms, {first / mine[0]:.1f}x "
+                      "its median: the warm-up was too short")
+    causes += [f"the machine was busy: {why}" for why in ours.busy]
+    overlap = mine[1] <= theirs[2] and theirs[1] <= mine[2]
+    if overlap and not causes:
+        return ("**The two clocks agree within their intervals**: the same call, input, "
+                "threads, mode and warm state give the same time.")
+    if overlap:
+        return "The intervals overlap, so the two clocks agree, but: " + "; ".join(causes) + "."
+    return (f"**The two clocks disagree**: Timer's median is {theirs[0] / mine[0] - 1:+.0%} off "
+            "yours and their 95% intervals do not overlap. " + (
+                "Measured: " + "; ".join(causes) + "." if causes else
+                "Threads, counts and first calls match and nothing else ran, so the machine "
+                "itself changed between the two timings (a noisy neighbour, the clock): rerun, "
+                "ideally on a quiet machine."))
 
 
 def sweep_sizes(device: torch.device, quick: bool) -> tuple[int, ...]:
@@ -176,9 +224,9 @@ def batch_sweep(model: torch.nn.Module, device: torch.device, variant: str, size
 
 
 def timing_line(r: bench.BenchResult, how: str) -> str:
-    """'batch 8: 212.4 ms per batch (p10-p90 ...), 37.7 images/s (how)', one line."""
-    return (f"batch {r.spec.batch_size}: {r.median_ms:.1f} ms per batch (p10-p90 "
-            f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f} ms), {r.images_per_sec:.1f} images/s ({how})\n")
+    """'batch 8: 212.4 ms per batch (95% CI ...), 37.7 images/s (how)', one line."""
+    return (f"batch {r.spec.batch_size}: {r.median_ms:.1f} ms per batch (95% CI "
+            f"{_ci(*r.interval_ms()[1:])} ms), {r.images_per_sec:.1f} images/s ({how})\n")
 
 
 def retime_on_change(shown: object, measure: Callable[[int], bench.BenchResult],
@@ -189,19 +237,52 @@ def retime_on_change(shown: object, measure: Callable[[int], bench.BenchResult],
 
 
 def sweep_table(results: list[bench.BenchResult]) -> str:
-    """The sweep in six columns, one row per batch size; what every row shares goes above it."""
+    """The sweep in six columns, one row per batch size; what every row shares goes above it,
+    what the curve shows below it."""
     if not results:
         return "No batch size was swept."
     first = results[0]
     s = first.spec
     shared = (f"{first.device_name}, EfficientNet-{s.variant.upper()}, {s.precision}, "
               f"{'NHWC' if s.channels_last else 'NCHW'}, {'compiled' if s.compile else 'eager'}")
-    rows = [(r.spec.batch_size, f"{r.median_ms:.1f}", f"{r.ms(0.1):.1f}-{r.ms(0.9):.1f}",
-             f"{r.images_per_sec:.1f}", f"{r.median_ms / r.spec.batch_size:.2f}",
+    rows = [(r.spec.batch_size, f"{r.median_ms:.1f} ({_ci(*r.interval_ms()[1:])})",
+             f"{r.images_per_sec:.1f}", f"{r.median_ms / r.spec.batch_size:.2f}", _faults(r),
              f"{r.peak_memory_mib:.0f} ({memory.kind_words(r.memory_kind)})") for r in results]
     return f"Every row: {shared}.\n\n" + md_table(
-        ("batch", "ms per batch (median)", "p10-p90 ms", "images/s", "ms per image",
-         "peak MiB (kind)"), rows)
+        ("batch", "ms per batch: median (95% CI)", "images/s", "ms per image",
+         "page faults per call (kernel CPU)", "peak MiB (kind)"), rows) + \
+        f"\n\n{sweep_summary(results)}"
+
+
+def _faults(r: bench.BenchResult) -> str:
+    """'51,755 (17%)': minor page faults per call and the kernel's share of CPU, or a dash."""
+    if r.faults_per_call is None:
+        return "-"
+    return f"{r.faults_per_call:,.0f}" + (f" ({r.kernel_pct:.0f}%)" if r.kernel_pct is not None
+                                         else "")
+
+
+def sweep_summary(results: list[bench.BenchResult]) -> str:
+    """What the sweep's curve shows, in words computed from it: where images/s peaks, whether
+    it falls past the peak beyond the intervals, and the fresh pages that come with it."""
+    ips = [(r, r.spec.batch_size * 1e3 / r.interval_ms()[2], r.spec.batch_size * 1e3 /
+            r.interval_ms()[1]) for r in results]  # images/s: (result, low, high)
+    best, last = max(results, key=lambda r: r.images_per_sec), results[-1]
+    text = (f"Images/s peaks at batch {best.spec.batch_size} ({best.images_per_sec:.1f}); at "
+            f"batch {last.spec.batch_size} it is {last.images_per_sec:.1f}.")
+    if last is best:
+        return text + " Bigger batches amortise the per-call overhead all the way up here."
+    best_low = next(lo for r, lo, _ in ips if r is best)
+    last_high = next(hi for r, _, hi in ips if r is last)
+    if not last_high < best_low:
+        return text + (" The intervals overlap, so whether it really falls is "
+                       f"{stats.INCONCLUSIVE}: {stats.ADVICE}.")
+    pages = "" if best.faults_per_call is None or last.faults_per_call is None else (
+        f" Page faults per call go from {best.faults_per_call:,.0f} to "
+        f"{last.faults_per_call:,.0f}: each bigger batch's activations are fresh memory the "
+        "kernel must zero on first touch (the allocator's share; notebook 06 shows the fix).")
+    return text + " It falls beyond the intervals: past the peak a batch no longer fits the " \
+        "caches." + pages
 
 
 def save_tables(run: NotebookRun, cmp: dict[str, bench.BenchResult | None],
@@ -215,16 +296,25 @@ def save_tables(run: NotebookRun, cmp: dict[str, bench.BenchResult | None],
 
 
 def plot_sweep(results: list[bench.BenchResult]):
-    """Throughput (images/s) and latency (ms per batch) against batch size."""
+    """Throughput (images/s), latency (ms per batch) with 95% CIs, and page faults per call,
+    against batch size."""
     import matplotlib.pyplot as plt
 
     sizes = [r.spec.batch_size for r in results]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot(sizes, [r.images_per_sec for r in results], "o-")
-    b.errorbar(sizes, [r.median_ms for r in results], fmt="o-",
-               yerr=[[r.median_ms - r.ms(0.1) for r in results],
-                     [r.ms(0.9) - r.median_ms for r in results]])
-    for ax, label in ((a, "images/s"), (b, "ms per batch (median, p10-p90)")):
+    ci = [r.interval_ms() for r in results]  # (median, low, high) ms; +-inf: too few calls
+    bounded = [not math.isinf(lo) and not math.isinf(hi) for _, lo, hi in ci]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.6))
+    a.errorbar(sizes, [r.images_per_sec for r in results], fmt="o-", capsize=3,
+               yerr=[[r.images_per_sec - n * 1e3 / hi if ok else 0 for r, n, (_, _, hi), ok in
+                      zip(results, sizes, ci, bounded, strict=True)],
+                     [n * 1e3 / lo - r.images_per_sec if ok else 0 for r, n, (_, lo, _), ok in
+                      zip(results, sizes, ci, bounded, strict=True)]])
+    b.errorbar(sizes, [m for m, _, _ in ci], fmt="o-", capsize=3,
+               yerr=[[m - lo if ok else 0 for (m, lo, _), ok in zip(ci, bounded, strict=True)],
+                     [hi - m if ok else 0 for (m, _, hi), ok in zip(ci, bounded, strict=True)]])
+    c.plot(sizes, [r.faults_per_call or 0 for r in results], "o-", color="tab:red")
+    for ax, label in ((a, "images/s (95% CI)"), (b, "ms per batch (median, 95% CI)"),
+                      (c, "page faults per call")):
         ax.set(xscale="log", xlabel="batch size", ylabel=label)
         ax.set_ylim(bottom=0)
         ax.set_xticks(sizes, [str(s) for s in sizes])
@@ -274,21 +364,26 @@ def record(run: NotebookRun, mem: dict, cmp: dict[str, bench.BenchResult | None]
                   for r in sweep})
     # like for like only on an 8-core Xeon running the article's work
     axes = [verdict.cpu_axis(), *work_axes(cpu)]
-    measured = [(cpu.median_ms, f"{cpu.median_ms:.0f} ms ({cpu.images_per_sec:.0f} images/s) on "
-                 f"{axes[0].here}", axes, "{:.0f} ms"), *(_gpu_rows(mem, cpu, gpu) if gpu else ())]
+    ci = cpu.interval_ms()[1:]
+    measured = [(cpu.median_ms, f"{cpu.median_ms:.0f} ms, {_ci_text(*ci, '{:.0f}')} "
+                 f"({cpu.images_per_sec:.0f} images/s) on {axes[0].here}", axes, "{:.0f} ms",
+                 ci), *(_gpu_rows(mem, cpu, gpu) if gpu else ())]
     for (claim, text, claimed, unit), row in itertools.zip_longest(ROWS, measured):
         band = verdict.band(claimed)
         article = f"{text} (band {band[0]:.0f}-{band[1]:.0f} {unit})"
         if row is None:
             run.claim(claim, article, "needs a GPU", "needs a GPU")
         else:
-            value, here, axes, fmt = row
-            run.judged(claim, article, here, verdict.judge(value, band, axes, fmt=fmt.format))
+            value, here, axes, fmt, ci = row  # ci: a timing's 95% interval; None: exact
+            run.judged(claim, article, here, verdict.judge(value, band, axes, fmt=fmt.format,
+                                                           interval=ci))
     return save_tables(run, cmp, sweep)
 
 
 def _gpu_rows(mem: dict, cpu: bench.BenchResult, gpu: bench.BenchResult) -> list[tuple]:
-    """(value, measured, axes, format) of ROWS' GPU rows: the GPU class, the work, the quantity."""
+    """(value, measured, axes, format, 95% CI or None) of ROWS' GPU rows: the GPU class, the
+    work, the quantity. The speedup's CI is conservative: the two devices ran one after the
+    other, not paired, so its ends come from both medians' ends."""
     g_axes = [verdict.gpu_axis(gpu.device_name), *work_axes(gpu)]
     smi, smi_how, ctx = (mem.get(k) for k in ("process_total_mib", "process_total_how",
                                               "context_mib"))
@@ -296,13 +391,19 @@ def _gpu_rows(mem: dict, cpu: bench.BenchResult, gpu: bench.BenchResult) -> list
                          gpu.process_memory_mib is not None)
     move_q = verdict.axis("quantity", NVIDIA_SMI, smi_how or "not read", smi is not None)
     split = "" if ctx is None else f"; context {ctx:.0f} + weights {mem['weights_mib']:.0f} MiB"
-    s = speedup({"cpu": cpu, "gpu": gpu})
-    return [(s, f"{s:.1f}x", [verdict.cpu_axis(), *g_axes], "{:.1f}x"),
-            (gpu.median_ms, f"{gpu.median_ms:.1f} ms ({gpu.images_per_sec:.0f} images/s) on "
-             f"{gpu.device_name}", g_axes, "{:.1f} ms"),
+    s, (_, c_lo, c_hi), (_, g_lo, g_hi) = speedup({"cpu": cpu, "gpu": gpu}), \
+        cpu.interval_ms(), gpu.interval_ms()
+    s_ci = (c_lo / g_hi, c_hi / g_lo)
+    return [(s, f"{s:.1f}x ({_ci_text(*s_ci)})", [verdict.cpu_axis(), *g_axes], "{:.1f}x",
+             s_ci),
+            (gpu.median_ms, f"{gpu.median_ms:.1f} ms, {_ci_text(g_lo, g_hi)} "
+             f"({gpu.images_per_sec:.0f} images/s) on {gpu.device_name}", g_axes, "{:.1f} ms",
+             (g_lo, g_hi)),
             (gpu.process_memory_mib, _mib(gpu.process_memory_mib, gpu.process_memory_how)
-             + f"; allocator peak {gpu.peak_memory_mib:.0f} MiB", [*g_axes, run_q], "{:.0f} MiB"),
-            (smi, _mib(smi, smi_how or "") + split, [g_axes[0], g_axes[1], move_q], "{:.0f} MiB")]
+             + f"; allocator peak {gpu.peak_memory_mib:.0f} MiB", [*g_axes, run_q], "{:.0f} MiB",
+             None),
+            (smi, _mib(smi, smi_how or "") + split, [g_axes[0], g_axes[1], move_q], "{:.0f} MiB",
+             None)]
 
 
 def _mib(value: float | None, how: str) -> str:
@@ -312,5 +413,13 @@ def _mib(value: float | None, how: str) -> str:
 
 def _summary(r: bench.BenchResult) -> dict[str, float]:
     """The few numbers of a result the report shows."""
-    return {"ms_per_batch": r.median_ms, "p90_ms": r.ms(0.9), "images_per_sec": r.images_per_sec,
-            "peak_memory_mib": r.peak_memory_mib}
+    _, low, high = r.interval_ms()
+    return {"ms_per_batch": r.median_ms, "ms_per_batch_low": _finite(low),
+            "ms_per_batch_high": _finite(high), "p90_ms": r.ms(0.9),
+            "images_per_sec": r.images_per_sec, "peak_memory_mib": r.peak_memory_mib,
+            "page_faults_per_call": r.faults_per_call}
+
+
+def _finite(x: float) -> float | None:
+    """x, or None for an unbounded interval's end (JSON has no infinity)."""
+    return x if math.isfinite(x) else None
