@@ -4,10 +4,12 @@ Same as `python -m helpers bench --ladder ...`: every rung of `helpers.ladder.RU
 functions the notebooks' cells define: 06's PyTorch rungs, 07's peers, ONNX Runtime and OpenVINO)
 built on its own copy of the model, checked against rung 0, then timed interleaved
 (round-robin, so every ratio is measured side by side in one run); a table with images/s, ms
-per batch and its IQR, speedup over rung 0 and its range over rounds, first-call (compile) time,
+per batch and its IQR, speedup over rung 0 paired round by round with its 95% interval (rounds
+until every speedup is within +-3% or --iters ran), first-call (compile) time,
 error vs rung 0 and % of the peak of the rung's own precision; ladder.json/.md and a bar chart;
-and the project's targets, printed and recorded. CPU: the best correct PyTorch rung >= 1.15x the
-best correct peer, overall, in fp32 and in bf16; every ratio over rung 0 with malloc as it comes
+and the project's targets, printed and recorded. CPU: the best correct PyTorch rung >= 1.0x the
+best correct peer, overall, in fp32, bf16 and int8, judged on the paired interval (1.15x overall
+as the stretch goal); every ratio over rung 0 with malloc as it comes
 and with memory reused. On a CPU the script runs `--malloc both` unless told otherwise: the
 ladder once per malloc mode, each in its own process, and the speedups side by side (a child
 that dies is reported with its signal). GPU: images/s at batch 256, ms per batch of 32 (H100).
