@@ -19,6 +19,8 @@ REAL_28_STACK = "PyTorch 2.8 wheels: CUDA 12.6 / 12.8 (12.9 experimental), cuDNN
 # The CUDA builds PyTorch published per release (pytorch.org "previous versions" page): CUDA
 # 12.1 with cuDNN 8.9 is exactly the pairing of PyTorch 2.1-2.3, so the article's table most
 # likely describes an older image; 11.8 wheels ended with 2.7, 12.1 wheels with 2.5.
+# Every CUDA a release published wheels for; the last of each is its experimental build (2.8:
+# 12.6 and 12.8 stable, 12.9 experimental: the release's compatibility matrix, RELEASE.md).
 CUDA_BUILDS = {"2.1": "11.8, 12.1", "2.2": "11.8, 12.1", "2.3": "11.8, 12.1",
                "2.4": "11.8, 12.1, 12.4", "2.5": "11.8, 12.1, 12.4", "2.6": "11.8, 12.4, 12.6",
                "2.7": "11.8, 12.6, 12.8", "2.8": "12.6, 12.8, 12.9"}
