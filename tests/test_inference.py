@@ -241,3 +241,7 @@ def test_sweep_table_names_the_allocators_share() -> None:
     assert "peaks at batch 8 (66.7)" in text and "from 100 to 70,000" in text
     rising = inference.sweep_table([result(1, 20, 10), result(8, 100, 20)])
     assert "amortise the per-call overhead" in rising
+    noisy = bench.BenchResult(bench.BenchSpec(batch_size=8, iters=8), "cpu",
+                              (0.05, 0.5) * 4, 0.0, 1.0, "rss")
+    assert "whether it really rises is inconclusive" in inference.sweep_table(
+        [result(1, 60, 10), noisy])

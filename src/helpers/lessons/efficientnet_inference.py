@@ -189,7 +189,8 @@ def agreement(ours: bench.BenchResult, mine: tuple[float, float, float],
     if (first := ours.times_s[0] * 1e3) > 1.5 * mine[0]:
         causes.append(f"your loop's first timed call took {first:.0f} ms, {first / mine[0]:.1f}x "
                       "its median: the warm-up was too short")
-    causes += [f"the machine was busy: {why}" for why in ours.busy]
+    if ours.busy:
+        causes.append(f"the machine was busy ({'; '.join(ours.busy)})")
     overlap = mine[1] <= theirs[2] and theirs[1] <= mine[2]
     if overlap and not causes:
         return ("**The two clocks agree within their intervals**: the same call, input, "
@@ -270,9 +271,11 @@ def sweep_summary(results: list[bench.BenchResult]) -> str:
     best, last = max(results, key=lambda r: r.images_per_sec), results[-1]
     text = (f"Images/s peaks at batch {best.spec.batch_size} ({best.images_per_sec:.1f}); at "
             f"batch {last.spec.batch_size} it is {last.images_per_sec:.1f}.")
-    if last is best:
-        return text + " Bigger batches amortise the per-call overhead all the way up here."
     best_low = next(lo for r, lo, _ in ips if r is best)
+    if last is best:
+        return text + (" Bigger batches amortise the per-call overhead all the way up here."
+                       if best_low > ips[0][2] else " The intervals overlap, so whether it "
+                       f"really rises is {stats.INCONCLUSIVE}: {stats.ADVICE}.")
     last_high = next(hi for r, _, hi in ips if r is last)
     if not last_high < best_low:
         return text + (" The intervals overlap, so whether it really falls is "
