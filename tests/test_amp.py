@@ -75,7 +75,9 @@ def test_plan_sizes_per_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     b0, small = mixed_precision.plan(run, workers=0)
     assert (b0.model, b0.image_size, b0.epochs, b0.channels_last) == ("b0", 64, 1, True)
     assert (small.model, small.image_size, small.epochs) == ("tiny", 32, 8)
-    assert made == [(24, 10, 64, 0), (60, 20, 32, 0)]
+    assert made == [(42, 10, 64, 0), (60, 20, 32, 0)]  # 42 x 10 / 32: 13 steps, 10 timed
+    assert mixed_precision.timed_per_class(32, 1) == 42
+    assert mixed_precision.timed_per_class(32, 5) == 16  # 5 epochs x (5 - 3) steps
     run.quick = True
     b0, small = mixed_precision.plan(run, workers=0)
     assert (b0.image_size, b0.epochs, small.epochs) == (32, 1, 2)
@@ -104,11 +106,16 @@ def test_gradient_underflow(tmp_path: Path) -> None:
     assert u["overflow_in_fp16_at_x65536"] > 0 or fits == 65536
 
 
-def _results() -> dict[str, train.FitResult]:
-    fast = train.FitResult("fp32", "cpu", [2.0, 1.0], [0.5], 100.0, [1.0], 50.0, "x",
-                           saved_activations_mib=100.0)
-    slow = train.FitResult("bf16", "cpu", [2.0, 1.0], [0.5], 50.0, [1.0], 1.0, "x",
-                           saved_activations_mib=55.0)
+def _results(spread: float | None = None) -> dict[str, train.FitResult]:
+    """fp32 at 100 images/s, bf16 at 50; with `spread`, each median's 95% CI is +-spread."""
+    fast = train.FitResult("fp32", "cpu", [2.0, 1.0], [0.5], 100.0, [1.0], 50.0,
+                           "process_rss_delta", saved_activations_mib=100.0)
+    slow = train.FitResult("bf16", "cpu", [2.0, 1.0], [0.5], 50.0, [1.0], 1.0,
+                           "process_rss_delta", saved_activations_mib=55.0)
+    if spread is not None:
+        for r in (fast, slow):
+            r.images_per_sec_low = r.images_per_sec * (1 - spread)
+            r.images_per_sec_high = r.images_per_sec * (1 + spread)
     return {"fp32": fast, "bf16": slow}
 
 
@@ -124,16 +131,22 @@ def test_gains_and_claims(tmp_path: Path) -> None:
     assert speed_row.verdict == "not comparable" and "band +15% to +35%" in speed_row.article
     assert speed_row.why.startswith("device class: a CPU here vs a CUDA GPU in the article; "
                                        "precision: bf16 autocast here vs fp16 autocast")
-    assert speed_row.why.endswith("bf16 -50%: this CPU has avx512_bf16, no AMX tiles")
+    assert speed_row.why.endswith("bf16 -50% (too few steps for a 95% CI): this CPU has "
+                                  "avx512_bf16, no AMX tiles")
+    assert speed_row.measured == "-50% (too few steps for a 95% CI)"
     assert memory_row.verdict == "not comparable"
     assert ("quantity: saved activations here vs GPU memory, how measured not stated"
             in memory_row.why)
     assert run.metrics["bf16_saved_activations_mib"] == 55.0
     assert "bf16_final_loss_scale" not in run.metrics  # no scaler, no scale
-    assert ("| bf16 (no GradScaler) | 50.0 | 55 | 1 (x) | 1.500 -> 1.500 | 50.0% |"
-            in mixed_precision.compare_table(results))
+    assert "fp32_peak_memory_mib" not in run.metrics  # a CPU's RSS growth compares nothing
+    assert run.metrics["bf16_timed_steps"] == 0
+    assert run.metrics["bf16_images_per_sec_low"] is None
+    assert ("| bf16 (no GradScaler) | 50.0 (too few steps for a 95% CI), 0 timed steps | 55 | "
+            "1.500 -> 1.500 | 50.0% |" in mixed_precision.compare_table(results))
     results["bf16"].saved_activations_mib, results["bf16"].scaler_final_scale = None, 8192.0
-    assert "| bf16 (GradScaler, scale at the end 8192) | 50.0 | - |" in (
+    assert "| bf16 (GradScaler, scale at the end 8192) | 50.0 (too few steps for a 95% CI), " \
+        "0 timed steps | - |" in (
         mixed_precision.compare_table(results))
 
 
@@ -146,12 +159,14 @@ def test_throughput_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speed:
     run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
     same = [axis("device class", "a CUDA GPU", "a CUDA GPU")]
     monkeypatch.setattr(mixed_precision, "amp_axes", lambda *a: same)
-    results = _results()
+    results = _results(spread=0.001)  # tight intervals: the verdict is the median's
     results["bf16"].images_per_sec = 100.0 * (1 + speed)
+    results["bf16"].images_per_sec_low = 100.0 * (1 + speed) * 0.999
+    results["bf16"].images_per_sec_high = 100.0 * (1 + speed) * 1.001
     mixed_precision.record(run, results, {}, cpu_flags=())
     assert run.claims[0].verdict == verdict and run.claims[0].axes == ("device class",)
     if verdict == "differs":
-        assert f"{speed:+.0%} is " in run.claims[0].why
+        assert "95% CI" in run.claims[0].why and "the band's" in run.claims[0].why
         assert "neither avx512_bf16 nor amx_bf16" in run.claims[0].why
 
 

@@ -11,6 +11,7 @@ import contextlib
 import io
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +21,7 @@ import torch
 import torchvision
 
 import helpers
-from helpers import datasets, models, train
+from helpers import datasets, models, stats, train
 from helpers.lessons import mixed_precision as amp
 
 from . import lesson_cells
@@ -187,3 +188,117 @@ def test_03_tables_have_at_most_6_columns(tmp_path: Path) -> None:
         for line in table.splitlines():
             if line.startswith("|"):
                 assert len(re.findall(r"(?<!\\)\|", line)) - 1 <= 6, line
+
+
+# ---- issue 32: figures that know when they are noise --------------------------------------
+def _timed(precision: str, step_s: list[float], *, skip: int = amp.SKIP_STEPS,
+           batch: int = 32) -> train.FitResult:
+    """A Recorder watching a fake loop whose timed steps take `step_s` seconds on a fake clock."""
+    rec = train.Recorder(CPU, precision, skip_steps=skip, progress=False)
+    now = [0.0]
+    rec.clock = lambda: now[0]
+    loader = [(torch.zeros(batch, 1), torch.zeros(batch))] * (skip + len(step_s))
+    durations = iter([0.5] * skip + step_s)
+    for _x, _y in rec.batches(loader):
+        now[0] += next(durations)
+        rec.step(torch.tensor(1.0))
+    rec.epoch(0.5)
+    r = rec.result()
+    r.saved_activations_mib = {"fp32": 100.0}.get(precision, 55.0)
+    return r
+
+
+CLEAN = [1.0 + 0.001 * i for i in range(12)]  # 32 images a step: 32 images/s, 0.1% spread
+
+
+def _speed_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mixed_steps: list[float]):
+    """The speed claim row of a like-for-like run (the axes made to match): fp32 clean."""
+    run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
+    monkeypatch.setattr(amp, "amp_axes", lambda *a: [amp.verdict.axis("d", "x", "x")])
+    results = {"fp32": _timed("fp32", CLEAN), "fp16": _timed("fp16", mixed_steps)}
+    amp.record(run, results, {}, cpu_flags=())
+    return run, run.claims[0]
+
+
+def test_03_a_clean_speedup_gets_its_verdict(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps 25% faster, each side within 0.1%: the interval sits inside +15%..+35%."""
+    run, row = _speed_row(tmp_path, monkeypatch, [t / 1.25 for t in CLEAN])
+    assert row.verdict == "reproduced", row
+    assert row.measured.startswith("+25% (95% CI +2") and "faster" in row.measured
+    m = run.metrics
+    assert m["mixed_throughput_gain"] == pytest.approx(0.25, abs=0.01)
+    assert 0.15 < m["mixed_throughput_gain_low"] < 0.25 < m["mixed_throughput_gain_high"] < 0.35
+    assert m["fp16_timed_steps"] == 12 and m["fp16_images_per_sec_low"] is not None
+
+
+def test_03_a_planted_spread_in_step_times_is_inconclusive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same median +25%, but the mixed steps alternate 0.5 s and 1.2 s: the interval spans
+    the band's edge, so no verdict; the row gives the interval and what to do."""
+    spread = [0.5, 1.2] * 3 + [0.8] * 6  # the median step still 0.8 s: +25%
+    run, row = _speed_row(tmp_path, monkeypatch, spread)
+    assert run.metrics["mixed_throughput_gain"] == pytest.approx(0.25, abs=0.01)
+    assert row.verdict == "inconclusive", row
+    assert "95% CI" in row.measured and "spans the band's edge" in row.why
+    assert stats.ADVICE in row.why
+    few = _speed_row(tmp_path, monkeypatch, [0.8] * 5)[1]  # 5 timed steps: no interval at all
+    assert few.verdict == "inconclusive" and "too few steps for a 95% CI" in few.measured
+
+
+def test_03_speed_change_interval_is_the_conservative_one() -> None:
+    """Sequential runs: low = mixed_low / fp32_high - 1, high = mixed_high / fp32_low - 1."""
+    fp32 = train.FitResult("fp32", "cpu", images_per_sec=100.0, images_per_sec_low=95.0,
+                           images_per_sec_high=105.0)
+    bf16 = train.FitResult("bf16", "cpu", images_per_sec=80.0, images_per_sec_low=76.0,
+                           images_per_sec_high=84.0)
+    speed, low, high = amp.speed_change({"fp32": fp32, "bf16": bf16})
+    assert (speed, low, high) == pytest.approx((-0.2, 76 / 105 - 1, 84 / 95 - 1))
+    assert amp.change_text(speed, low, high) == "-20% (95% CI -28% to -12%, slower)"
+    bf16.images_per_sec_low = None  # too few steps on one side: unbounded
+    assert amp.speed_change({"fp32": fp32, "bf16": bf16})[1:] == (-math.inf, math.inf)
+
+
+def test_03_cpu_memory_is_never_the_rss_growth(tmp_path: Path) -> None:
+    """The committed run's figures: fp32 'peak' 265 MiB, bf16 3.25 MiB of RSS growth (the
+    second run reusing what the first freed). On a CPU neither is shown, recorded or judged:
+    the memory figure is the saved activations, 100 vs 55 MiB."""
+    results = {"fp32": _timed("fp32", CLEAN), "bf16": _timed("bf16", CLEAN)}
+    results["fp32"].peak_memory_mib, results["bf16"].peak_memory_mib = 265.0, 3.25
+    assert results["fp32"].memory_kind == "process_rss_delta"
+    run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
+    amp.record(run, results, {}, cpu_flags=())
+    assert run.metrics["mixed_memory_saving"] == pytest.approx(0.45)
+    assert not [k for k in run.metrics if "peak_memory" in k or "rss" in k]
+    row = run.claims[1]
+    assert row.measured == "saved activations: 45% less" and "265" not in str(row)
+    table = amp.compare_table(results)
+    assert "265" not in table and "3.25" not in table and "peak" not in table
+    assert "| 100 |" in table and "| 55 |" in table
+    saving, kind = amp.gains(results, on_gpu=False)[1:]
+    assert (saving, kind) == (pytest.approx(0.45), "saved activations")
+    for r in results.values():  # on a GPU each run's own allocator peak is shown and compared
+        r.memory_kind = "cuda_allocator_peak"
+    assert "CUDA allocator peak MiB" in amp.compare_table(results)
+    assert amp.gains(results, on_gpu=True)[1:] == (pytest.approx(1 - 3.25 / 265),
+                                                   "CUDA peak memory")
+
+
+def test_03_default_sizes_time_at_least_n_steps_and_say_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B0's default CPU run: 42 images per class, 13 batches of 32, 3 warm-up, 10 timed; the
+    table states N beside each figure, and the notebook's prose states N."""
+    run = helpers.start("03_t", "t", device="cpu", quick=False, results_dir=tmp_path)
+    made = []
+    monkeypatch.setattr(datasets, "make_sized", lambda *a: made.append(a) or tmp_path)
+    b0, _ = amp.plan(run, workers=0)
+    batches = made[0][0] * len(datasets.CLASSES) // b0.batch_size  # drop_last
+    assert b0.epochs * (batches - amp.SKIP_STEPS) >= amp.MIN_TIMED_STEPS == 10
+    r = _timed("fp32", [1.0] * (batches - amp.SKIP_STEPS))
+    assert len(r.step_s) == 10 and r.images_per_sec_low is not None
+    assert "(95% CI 32.0-32.0), 10 timed steps |" in amp.compare_table({"fp32": r})
+    assert "Quick mode: a smoke run, not a measurement" in amp.compare_table({"fp32": r},
+                                                                             quick=True)
+    cells = json.loads(lesson_cells.notebook_path("03").read_text())["cells"]
+    md = " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert f"at least N = {amp.MIN_TIMED_STEPS} steps per precision" in md.replace("\n", " ")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from helpers import datasets, env, memory, params, train, verdict
+from helpers import datasets, env, params, stats, train, verdict
 from helpers.markdown import labelled_table, md_table
 from helpers.precision import autocast, resolve_precision
 from helpers.runtime.notebook import NotebookRun
@@ -24,6 +24,8 @@ MEMORY_BAND = (0.25, 1.0)  # "over 30% less GPU memory": reproduced from 25% up
 # trains at 1078 img/s in TF32 and 2489 img/s with AMP (the baseline is TF32, not fp32), from
 # https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Classification/ConvNets/efficientnet#training-performance-results
 NVIDIA_B0_AMP_OVER_TF32 = 2489 / 1078
+MIN_TIMED_STEPS = 10  # the default sizes time at least this many steps per precision
+SKIP_STEPS = 3  # untimed warm-up steps at the start of each epoch
 
 
 @dataclass(frozen=True)
@@ -77,20 +79,28 @@ def plan(run: NotebookRun, *, data_dir: str = "", image_size: int | None = None,
     if workers is None:  # 1 on a machine of 2 cores or fewer, else 4
         workers = 1 if (os.cpu_count() or 1) <= 2 else 4
     size = run.scaled(image_size or (128 if gpu else 64), quick=32)
-    per_class = run.scaled(train_per_class or (100 if gpu else 24), quick=7)
+    b0_epochs = run.scaled(epochs or (5 if gpu else 1), quick=1)
+    batch_size = params.positive_int("batch_size", batch_size)
+    per_class = run.scaled(train_per_class or max(100 if gpu else 0, timed_per_class(
+        batch_size, b0_epochs)), quick=7)
     val = run.scaled(params.positive_int("val_per_class", val_per_class), quick=3)
-    common = {"batch_size": params.positive_int("batch_size", batch_size),
+    common = {"batch_size": batch_size,
               "lr": params.positive_float("lr", lr), "workers": workers,
               "seed": seed, "channels_last": params.flag("channels_last", channels_last)}
     if data_dir:
         datasets.check_imagefolder(data_dir)
     b0_root = Path(data_dir) if data_dir else datasets.make_sized(per_class, val, size, seed)
-    b0 = TrainSpec("b0", b0_root, size, run.scaled(epochs or (5 if gpu else 1), quick=1),
-                 **common)
+    b0 = TrainSpec("b0", b0_root, size, b0_epochs, **common)
     small_root = datasets.make_sized(run.scaled(60, quick=12), run.scaled(20, quick=3), 32, seed)
     small = TrainSpec("tiny", small_root, 32, run.scaled(
         params.positive_int("small_epochs", small_epochs), quick=2), **common | {"lr": 3e-3})
     return b0, small
+
+
+def timed_per_class(batch_size: int, epochs: int, classes: int = len(datasets.CLASSES)) -> int:
+    """Generated images per class for epochs x (batches - SKIP_STEPS) >= MIN_TIMED_STEPS."""
+    batches = SKIP_STEPS + math.ceil(MIN_TIMED_STEPS / epochs)  # per epoch, drop_last
+    return math.ceil(batches * batch_size / classes)
 
 
 def autocast_table(device: torch.device, dtype: torch.dtype, image_size: int = 64) -> str:
@@ -209,7 +219,7 @@ def compare(run: NotebookRun, loop: Loop, spec: TrainSpec,
                              f"dtype {AUTOCAST_DTYPES[name]}")
     out = {}
     for name, dtype in dtypes.items():
-        rec = train.Recorder(run.device, name, progress=progress)
+        rec = train.Recorder(run.device, name, skip_steps=SKIP_STEPS, progress=progress)
         loop(spec, dtype, rec)
         out[name] = rec.result()
         if not out[name].losses or not out[name].val_accuracy:
@@ -219,20 +229,37 @@ def compare(run: NotebookRun, loop: Loop, spec: TrainSpec,
     return out
 
 
-def compare_table(results: dict[str, train.FitResult]) -> str:
-    """Markdown: images/s, memory, first and final loss and val accuracy per precision."""
+def rate_text(r: train.FitResult) -> str:
+    """'52.1 (95% CI 50.3-54.0), 10 timed steps': the median step's images/s, its interval, N."""
+    low, high = (r.images_per_sec_low, r.images_per_sec_high) if \
+        r.images_per_sec_low is not None else (-math.inf, math.inf)
+    n = len(r.step_s)
+    return (stats.interval_text(r.images_per_sec, low, high, "{:.1f}")
+            .replace("rounds", "steps") + f", {n} timed step{'s' * (n != 1)}")
+
+
+def compare_table(results: dict[str, train.FitResult], *, quick: bool = False) -> str:
+    """Markdown: images/s (median, 95% CI, N steps), memory, loss and val accuracy per precision.
+
+    Memory is compared like for like only: the bytes each run's first step saves for backward,
+    and on a GPU each run's CUDA allocator peak (reset at its start). A CPU process's RSS
+    growth is not shown: a second run reuses memory the first freed."""
+    cuda = all(r.memory_kind == "cuda_allocator_peak" for r in results.values())
     rows = []
     for p, r in results.items():
         first, last = (sum(v) / len(v) for v in (r.losses[:5], r.losses[-5:]))
         scaler = "no GradScaler" if r.scaler_final_scale is None else \
             f"GradScaler, scale at the end {r.scaler_final_scale:g}"
         act = "-" if r.saved_activations_mib is None else f"{r.saved_activations_mib:.0f}"
-        rows.append((f"{p} ({scaler})", f"{r.images_per_sec:.1f}", act,
-                     f"{r.peak_memory_mib:.0f} ({memory.kind_words(r.memory_kind)})",
+        peak = (f"{r.peak_memory_mib:.0f}",) if cuda else ()
+        rows.append((f"{p} ({scaler})", rate_text(r), act, *peak,
                      f"{first:.3f} -> {last:.3f}", f"{r.val_accuracy[-1]:.1%}"))
-    return md_table(("precision (scaler)", "images/s", "saved activations MiB",
-                     "peak memory MiB (kind)", "loss, first 5 steps -> last 5", "val accuracy"),
-                    rows)
+    head = ("precision (scaler)", "images/s, median of the timed steps", "saved activations MiB",
+            *(("CUDA allocator peak MiB",) if cuda else ()), "loss, first 5 steps -> last 5",
+            "val accuracy")
+    note = ("\n\nQuick mode: a smoke run, not a measurement (too few steps to time)."
+            if quick else "")
+    return md_table(head, rows) + note
 
 
 def plot_losses(runs: dict[str, dict[str, train.FitResult]]):
@@ -318,10 +345,25 @@ def gains(results: dict[str, train.FitResult], on_gpu: bool) -> tuple[float, flo
     # GPU: the CUDA allocator's peak (the article does not say how it measured); CPU: the bytes
     # autograd saves for backward (the process's RSS cannot compare two runs in one process)
     fp32_r, mixed_r = results["fp32"], next(r for p, r in results.items() if p != "fp32")
-    speed = mixed_r.images_per_sec / fp32_r.images_per_sec - 1
+    speed = speed_change(results)[0]
     if on_gpu:
         return speed, 1 - mixed_r.peak_memory_mib / fp32_r.peak_memory_mib, "CUDA peak memory"
     return speed, _activation_saving(fp32_r, mixed_r), "saved activations"
+
+
+def speed_change(results: dict[str, train.FitResult]) -> tuple[float, float, float]:
+    """(median, low, high) of the mixed run's images/s over fp32's, minus 1: -0.46 is -46%."""
+    fp32_r, mixed_r = results["fp32"], next(r for p, r in results.items() if p != "fp32")
+    speed = mixed_r.images_per_sec / fp32_r.images_per_sec - 1
+    bounds = (mixed_r.images_per_sec_low, mixed_r.images_per_sec_high,
+              fp32_r.images_per_sec_low, fp32_r.images_per_sec_high)
+    if any(b is None or b <= 0 for b in bounds):  # under 6 steps on a side: no interval
+        return speed, -math.inf, math.inf
+    # The runs are sequential, not interleaved, so no paired ratio: a conservative interval from
+    # both medians' 95% intervals, the mixed run's low over fp32's high up to its high over
+    # fp32's low (wider than a paired interval; a drift between the runs can still move it).
+    m_lo, m_hi, f_lo, f_hi = bounds
+    return speed, m_lo / f_hi - 1, m_hi / f_lo - 1
 
 
 def _activation_saving(fp32_r: train.FitResult, mixed_r: train.FitResult) -> float:
@@ -329,21 +371,30 @@ def _activation_saving(fp32_r: train.FitResult, mixed_r: train.FitResult) -> flo
     return 1 - mixed_r.saved_activations_mib / fp32_r.saved_activations_mib
 
 
-def speed_why(speed: float, mixed: str, device: torch.device,
-              cpu_flags: tuple[str, ...]) -> str:
+def change_text(speed: float, low: float, high: float) -> str:
+    """'-46% (95% CI -50% to -41%, slower)', or '(too few steps for a 95% CI)'."""
+    if math.isinf(low) or math.isinf(high):
+        return f"{speed:+.0%} (too few steps for a 95% CI)"
+    word = stats.faster_word(low + 1, high + 1)
+    return f"{speed:+.0%} (95% CI {low:+.0%} to {high:+.0%}, {word})"
+
+
+def speed_why(speed: float, mixed: str, device: torch.device, cpu_flags: tuple[str, ...],
+              interval: tuple[float, float] | None = None) -> str:
     """What this device brings to the mixed run's gain: its bf16/fp16 units, from its flags."""
+    gain = change_text(speed, *interval) if interval else f"{speed:+.0%}"
     if device.type == "cuda":
         tf32 = torch.backends.cudnn.allow_tf32
-        return (f"{torch.cuda.get_device_name(device)}: {mixed} {speed:+.0%} over fp32 convs "
+        return (f"{torch.cuda.get_device_name(device)}: {mixed} {gain} over fp32 convs "
                 f"run {'in TF32 (cudnn.allow_tf32)' if tf32 else 'in full fp32'}; NVIDIA "
                 f"measured {NVIDIA_B0_AMP_OVER_TF32:.1f}x over TF32 for B0 on an A100 80GB")
     units = (f"avx512_{mixed}", f"amx_{mixed}")
     fast = [f for f in units if f in cpu_flags]
     if not fast:
-        return (f"{mixed} {speed:+.0%}: this CPU has neither {units[0]} nor {units[1]}, so "
+        return (f"{mixed} {gain}: this CPU has neither {units[0]} nor {units[1]}, so "
                 f"{mixed} math is emulated (converted to fp32 and back)")
     amx = "" if units[1] in fast else ", no AMX tiles"
-    return f"{mixed} {speed:+.0%}: this CPU has {' and '.join(fast)}{amx}"
+    return f"{mixed} {gain}: this CPU has {' and '.join(fast)}{amx}"
 
 
 def amp_axes(device: torch.device, mixed: str, spec: TrainSpec | None) -> list[verdict.Axis]:
@@ -364,22 +415,31 @@ def record(run: NotebookRun, results: dict[str, train.FitResult], underflow: dic
     """Metrics for the report and the article's +25% / -30% claims, judged like for like."""
     on_gpu = run.device.type == "cuda"
     speed, saving, kind = gains(results, on_gpu)
+    _, low, high = speed_change(results)
     for p, r in results.items():
         run.metric(**{f"{p}_images_per_sec": r.images_per_sec,
-                      f"{p}_peak_memory_mib": r.peak_memory_mib,
+                      f"{p}_images_per_sec_low": r.images_per_sec_low,
+                      f"{p}_images_per_sec_high": r.images_per_sec_high,
+                      f"{p}_timed_steps": len(r.step_s),
                       f"{p}_saved_activations_mib": r.saved_activations_mib,
                       f"{p}_final_val_accuracy": r.val_accuracy[-1],
                       f"{p}_final_loss": r.losses[-1]})
         if r.scaler_final_scale is not None:
             run.metric(**{f"{p}_final_loss_scale": r.scaler_final_scale})
-    run.metric(mixed_throughput_gain=speed, mixed_memory_saving=saving, **underflow)
+        if on_gpu:  # each run's own allocator peak; a CPU's RSS growth compares nothing
+            run.metric(**{f"{p}_peak_memory_mib": r.peak_memory_mib})
+    finite = not (math.isinf(low) or math.isinf(high))
+    run.metric(mixed_throughput_gain=speed, mixed_throughput_gain_low=low if finite else None,
+               mixed_throughput_gain_high=high if finite else None,
+               mixed_memory_saving=saving, **underflow)
     mixed = next(p for p in results if p != "fp32")
     flags = env.collect().cpu_flags if cpu_flags is None and not on_gpu else cpu_flags or ()
     axes = amp_axes(run.device, mixed, spec)
-    j = verdict.judge(speed, THROUGHPUT_BAND, axes, fmt="{:+.0%}".format)
+    j = verdict.judge(speed, THROUGHPUT_BAND, axes, fmt="{:+.0%}".format, interval=(low, high))
     run.judged(f"AMP training throughput, B0 ({mixed} vs fp32, {run.device.type})",
-               "about +25% (band {:+.0%} to {:+.0%})".format(*THROUGHPUT_BAND), f"{speed:+.0%}",
-               _context(j, speed_why(speed, mixed, run.device, flags)))
+               "about +25% (band {:+.0%} to {:+.0%})".format(*THROUGHPUT_BAND),
+               change_text(speed, low, high),
+               _context(j, speed_why(speed, mixed, run.device, flags, (low, high))))
     quantity = verdict.axis("quantity", "GPU memory, how measured not stated", kind,
                             kind == "CUDA peak memory")
     j = verdict.judge(saving, MEMORY_BAND, [*axes, quantity], fmt="{:.0%}".format)
