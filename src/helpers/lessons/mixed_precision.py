@@ -379,7 +379,7 @@ def change_text(speed: float, low: float, high: float) -> str:
     return f"{speed:+.0%} (95% CI {low:+.0%} to {high:+.0%}, {word})"
 
 
-def speed_why(speed: float, mixed: str, device: torch.device, cpu_flags: tuple[str, ...],
+def speed_why(speed: float, mixed: str, device: torch.device, cpu_flags: tuple[str, ...], *,
               interval: tuple[float, float] | None = None) -> str:
     """What this device brings to the mixed run's gain: its bf16/fp16 units, from its flags."""
     gain = change_text(speed, *interval) if interval else f"{speed:+.0%}"
@@ -439,7 +439,7 @@ def record(run: NotebookRun, results: dict[str, train.FitResult], underflow: dic
     run.judged(f"AMP training throughput, B0 ({mixed} vs fp32, {run.device.type})",
                "about +25% (band {:+.0%} to {:+.0%})".format(*THROUGHPUT_BAND),
                change_text(speed, low, high),
-               _context(j, speed_why(speed, mixed, run.device, flags, (low, high))))
+               _context(j, speed_why(speed, mixed, run.device, flags, interval=(low, high))))
     quantity = verdict.axis("quantity", "GPU memory, how measured not stated", kind,
                             kind == "CUDA peak memory")
     j = verdict.judge(saving, MEMORY_BAND, [*axes, quantity], fmt="{:.0%}".format)
