@@ -245,14 +245,15 @@ def test_02_compare_devices_runs_the_cell_timing(tmp_path: object) -> None:
 
 
 class Sleepy(torch.nn.Module):
-    """The learner's model with 30 ms of extra work per call, as an edited lesson would add."""
+    """The learner's model with 100 ms of extra work per call, as an edited lesson would add
+    (far above what a busy 2-core box adds to a tiny CNN's call, so the test reads the edit)."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
         self.inner = inner
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        time.sleep(0.03)
+        time.sleep(0.1)
         return self.inner(x)
 
 
@@ -263,13 +264,13 @@ def test_02_the_table_times_the_model_the_cells_built() -> None:
     model = models.TinyCNN().eval()
     plain = efficientnet_inference.compare_devices(model, CPU, "b0", sizes)["cpu"]
     slow = efficientnet_inference.compare_devices(Sleepy(model), CPU, "b0", sizes)["cpu"]
-    assert slow.median_ms > plain.median_ms + 25  # the 30 ms the edit added are in the figure
+    assert slow.median_ms > plain.median_ms + 80  # the 100 ms the edit added are in the figure
     assert not plain.spec.channels_last and plain.spec.precision == "fp32"
     nhwc = model.to(memory_format=torch.channels_last)
     edited = efficientnet_inference.compare_devices(nhwc, CPU, "b0", sizes)["cpu"]
     assert edited.spec.channels_last  # the result (and the verdict's axes) say what ran
     sweep = efficientnet_inference.batch_sweep(Sleepy(model), CPU, "b0", sizes)
-    assert [r.spec.batch_size for r in sweep] == [1, 2] and min(r.median_ms for r in sweep) > 25
+    assert [r.spec.batch_size for r in sweep] == [1, 2] and min(r.median_ms for r in sweep) > 80
 
 
 def test_02_slider_times_the_cells_model_at_the_new_batch() -> None:
@@ -291,7 +292,7 @@ def test_02_slider_times_the_cells_model_at_the_new_batch() -> None:
         return bench.time_batches(model, x, iters, warmup)
 
     sizes = efficientnet_inference.Sizes(2, 1, 1, 0, (1, 2, 4), 2, 0.1)
-    model = Sleepy(models.TinyCNN().eval())  # an edited model: 30 ms more per call
+    model = Sleepy(models.TinyCNN().eval())  # an edited model: 100 ms more per call
     sweep = efficientnet_inference.batch_sweep(model, CPU, "b0", sizes)
     ns = {"model": model, "device": CPU, "variant": "b0", "sizes": sizes, "sweep": sweep,
           "time_batches": spy, "efficientnet_inference": efficientnet_inference, "bench": bench,
@@ -303,7 +304,7 @@ def test_02_slider_times_the_cells_model_at_the_new_batch() -> None:
     assert calls == [1]  # one measurement at batch 1, by the cell's function
     [line] = [o["text"] for o in ns["timing"].outputs]
     assert line.startswith("batch 1: ") and line.endswith("(timed just now)\n")
-    assert float(line.split(": ")[1].split(" ms")[0]) > 25  # the edit's 30 ms are in it
+    assert float(line.split(": ")[1].split(" ms")[0]) > 80  # the edit's 100 ms are in it
 
 
 # ---- 03 mixed precision -------------------------------------------------------------------
