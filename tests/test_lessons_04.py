@@ -323,6 +323,12 @@ def test_04_too_few_steps_judge_nothing(tmp_path: Path, a100: None) -> None:
     assert quick.verdict == "not measured (quick)"
     table = ddp_torchrun.scaling_table(few, quick=True)
     assert table.startswith("*Smoke run, not a measurement") and "not judged (smoke run)" in table
+    on_cpu, _ = _near_linear(few, "cpu", tmp_path, quick=True)  # not comparable, still labelled
+    assert on_cpu.verdict == "not comparable" and on_cpu.measured.endswith("(smoke run)")
+    fig = ddp_torchrun.scaling_figure(few, "test", quick=True)  # no bar drawn down to zero
+    assert fig._suptitle.get_text().startswith("SMOKE RUN, not a measurement")
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert notes.count("no CI:\ntoo few steps") == 3  # both images/s bars, the N efficiency
 
 
 def test_04_a_busy_machine_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

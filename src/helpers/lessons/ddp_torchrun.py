@@ -44,7 +44,7 @@ class ScriptRun:
 
     world_size: int
     batch_size: int  # global: images per step over all processes
-    step_time_ms: float  # median step
+    step_time_ms: float  # median step (of the timed steps, where step_times_ms were read)
     final_loss: float
     checksums: dict[int, str]
     first_samples: dict[tuple[int, int], str]
@@ -67,8 +67,8 @@ class ScriptRun:
     def images_interval(self) -> tuple[float, float, float]:
         """(median, low, high) images/s over all processes: the batch over the step interval."""
         m, lo, hi = self.step_interval()
-        return self.batch_size * 1000 / m, _per(self.batch_size * 1000, hi), \
-            _per(self.batch_size * 1000, lo)
+        per_sec = self.batch_size * 1000  # images per step, ms -> s
+        return per_sec / m, _per(per_sec, hi), _per(per_sec, lo)
 
     @property
     def identical(self) -> bool:
@@ -109,7 +109,10 @@ def read_output(text: str, world: int) -> ScriptRun:
     _, _, batch, step_ms, loss, _ = found[0]
     firsts = {(int(r), int(e)): s for r, e, s in FIRST.findall(text)}
     steps = STEPS.search(text)
-    times = tuple(float(t) for t in steps[1].split(",") if t.strip()) if steps else ()
+    try:  # a line over the pipe's 4 KiB that another rank's print cut in two reads as garbage
+        times = tuple(float(t) for t in steps[1].split(",") if t.strip()) if steps else ()
+    except ValueError as err:
+        raise RuntimeError(f"rank 0's step times line is garbled ({err}); rerun it") from None
     run = ScriptRun(world, int(batch), float(step_ms), float(loss),
                     {r: m[5] for r, m in found.items()}, firsts,
                     epochs_run={int(r): int(e) for r, e in RESUMED.findall(text)},
@@ -247,8 +250,17 @@ def scaling_table(results: dict[int, ScriptRun], quick: bool = False) -> str:
 
 
 def _err(m: float, lo: float, hi: float) -> list[float]:
-    """[below, above] the median for an error bar; 0 where the interval is unbounded."""
-    return [m - lo if math.isfinite(lo) else 0.0, hi - m if math.isfinite(hi) else 0.0]
+    """[below, above] the median for an error bar; none where the interval is unbounded."""
+    return [0.0, 0.0] if lo <= 0 or not math.isfinite(hi) else [m - lo, hi - m]
+
+
+def _bars(ax, labels: list[str], cis: list[tuple[float, float, float]], color: str) -> None:
+    """Bars at the medians, their 95% intervals as error bars, 'no CI' where none exists."""
+    ax.bar(labels, [m for m, _, _ in cis], color=color, capsize=6,
+           yerr=list(zip(*(_err(*c) for c in cis), strict=True)))
+    for x, (m, lo, hi) in zip(labels, cis, strict=True):
+        if _err(m, lo, hi) == [0.0, 0.0] and lo != hi:
+            ax.annotate("no CI:\ntoo few steps", (x, m), ha="center", va="top", fontsize=7)
 
 
 def scaling_figure(results: dict[int, ScriptRun], where: str, quick: bool = False):
@@ -261,13 +273,11 @@ def scaling_figure(results: dict[int, ScriptRun], where: str, quick: bool = Fals
     effs = [tuple(100 * v / n for v in speedup(results, n)) if n > min(results) else
             (100.0, 100.0, 100.0) for n in results]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
-    left.bar(labels, [m for m, _, _ in imgs], color="tab:blue", capsize=6,
-             yerr=list(zip(*(_err(*i) for i in imgs), strict=True)))
+    _bars(left, labels, imgs, "tab:blue")
     left.plot(labels, [base * n for n in results], "k--", label="ideal (linear)")
     left.set(xlabel="processes", ylabel="images/s", title="throughput")
     left.legend()
-    right.bar(labels, [m for m, _, _ in effs], color="tab:orange", capsize=6,
-              yerr=list(zip(*(_err(*e) for e in effs), strict=True)))
+    _bars(right, labels, effs, "tab:orange")
     right.axhline(100, color="k", ls="--")
     tops = [m + _err(m, lo, hi)[1] for m, lo, hi in effs]
     right.set(xlabel="processes", ylabel="% of linear", title="scaling efficiency",
@@ -318,6 +328,8 @@ def _scaling_claim(run: NotebookRun, plan: WorldPlan, results: dict[int, ScriptR
                     f"1-process run ({busy or 'not seen by the load watch'})")
     elif busy:
         j = replace(j, why=f"{j.why + '; ' if j.why else ''}a busy machine: {busy}")
+    if run.quick and j.verdict == "not comparable":  # the others NotebookRun labels itself
+        measured += " (smoke run)"
     run.judged("Near-linear DDP scaling", article, measured, j)
 
 
