@@ -317,6 +317,8 @@ def test_04_too_few_steps_judge_nothing(tmp_path: Path, a100: None) -> None:
     row, run = _near_linear(few, "cuda", tmp_path)
     assert row.verdict == "inconclusive" and "too few rounds" in row.why
     assert run.metrics["speedup_2_over_1_high"] is None  # JSON has no inf
+    assert run.metrics["speedup_2_over_1_low"] is None and run.metrics["world1_step_time_ms_low"] \
+        is None
     assert "(too few steps)" in ddp_torchrun.scaling_table(few)
     assert "**inconclusive**" in ddp_torchrun.scaling_table(few)
     quick, _ = _near_linear(_runs(CLEAN_1, CLEAN_2), "cuda", tmp_path, quick=True)

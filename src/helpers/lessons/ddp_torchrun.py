@@ -358,8 +358,8 @@ def _b4_claim(run: NotebookRun, plan: WorldPlan, results: dict[int, ScriptRun], 
 
 
 def _j(x: float) -> float | None:
-    """A figure for the results file: None for an unbounded interval's end (JSON has no inf)."""
-    return x if math.isfinite(x) else None
+    """An interval's end for the results file: None where it is unbounded (0 or inf here)."""
+    return x if math.isfinite(x) and x > 0 else None
 
 
 def record(run: NotebookRun, results: dict[int, ScriptRun], plan: WorldPlan, *,
