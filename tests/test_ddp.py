@@ -167,10 +167,10 @@ def test_plan_world_refuses_bad_input() -> None:
 def fake_run(world: int, images_per_sec: float, epochs: int = 1,
              **args: object) -> ddp_torchrun.ScriptRun:
     """A launch of train_ddp.py as scaling() returns it: batch 32, equal checksums."""
-    firsts = {(r, e): "[0]" for r in range(world) for e in range(epochs)}
-    return ddp_torchrun.ScriptRun(world, 32, 32 / images_per_sec * 1000, 2.3,
-                                  dict.fromkeys(range(world), "1.5"), firsts,
-                                  {"model": "efficientnet_b0", "image_size": 32} | args)
+    firsts, ms = {(r, e): "[0]" for r in range(world) for e in range(epochs)}, 32e3 / images_per_sec
+    return ddp_torchrun.ScriptRun(world, 32, ms, 2.3, dict.fromkeys(range(world), "1.5"), firsts,
+                                  {"model": "efficientnet_b0", "image_size": 32} | args,
+                                  step_times_ms=(5 * ms,) * 2 + (ms,) * 20)  # clean: 20 timed
 
 
 def fake_results(one: float, two: float, epochs: int = 1,
@@ -212,7 +212,7 @@ def test_record_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device
         assert f"{speed:.2f}x" not in verdicts["B4"].measured  # the scaling is not reused
         assert ("model: " + model[-2:].upper() in why) == (model != "efficientnet_b4")
     if b4 == "differs":
-        assert verdicts["B4"].why == "1.20x is below the band's low end, 1.70x"
+        assert verdicts["B4"].why == "95% CI 1.20x-1.20x is below the band's low end, 1.70x"
     assert run.targets[0].met is True
     assert run.targets[0].measured == "first run: yes; 1 process: yes; 2 processes: yes"
     assert run.metrics["world2_batch_size"] == 32 and run.metrics["scaled_run_model"] == model
