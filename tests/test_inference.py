@@ -29,7 +29,8 @@ def test_measure_move_on_cpu_reports_footprint() -> None:
 
 
 @pytest.mark.slow  # costly: B0 work or a subprocess
-def test_compare_sweep_and_claims(run: helpers.NotebookRun) -> None:
+def test_compare_sweep_and_claims(tmp_path: Path) -> None:
+    run = helpers.start("02_test", "t", device="cpu", quick=True, results_dir=tmp_path)
     sizes = inference.sizes(run, batch_size=32, cpu_iters=8, gpu_iters=50, warmup=2)
     assert (sizes.batch_size, sizes.cpu_iters, sizes.sweep) == (2, 2, (1, 2))
     model = models.load_efficientnet("b0", "none").model.eval()
