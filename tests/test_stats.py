@@ -73,20 +73,33 @@ def _work() -> float:
     return time.perf_counter() - t
 
 
+SPIN = "import time\nprint('go', flush=True)\nend = time.time() + 30\nwhile time.time() < end: pass"
+
+
 @pytest.mark.slow
 def test_a_spinning_process_widens_the_interval_and_is_named() -> None:
-    """Real contention: one spinner per core beside the timing loop."""
-    spin = "import time\nend = time.time() + 20\nwhile time.time() < end: pass"
-    spinners = [subprocess.Popen([sys.executable, "-c", spin])
-                for _ in range(stats.Load().cores)]
+    """Real contention: one spinning process per core, let run (SIGCONT) during every other
+    timed call and held (SIGSTOP) during the rest, so half the calls share the cores."""
+    import signal
+
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE,
+                                 text=True) for _ in range(stats.Load().cores)]
     try:
-        time.sleep(0.3)
+        for p in spinners:  # each is spinning before the timing starts
+            assert p.stdout.readline().strip() == "go"
+        busy = []
         with stats.watch_load() as load:
-            busy = [_work() for _ in range(20)]
+            for i in range(30):
+                for p in spinners:
+                    p.send_signal(signal.SIGCONT if i % 2 else signal.SIGSTOP)
+                time.sleep(0.005)  # the scheduler sees the change
+                busy.append(_work())
     finally:
         for p in spinners:
             p.kill()
             p.wait()
+    quiet, shared = busy[0::2], busy[1::2]
+    assert stats.median_interval(shared)[0] > 1.2 * stats.median_interval(quiet)[0], busy
     # wider than the +-3% goal: rounds on this machine would never stop as "narrow"
     assert stats.half_width(*stats.median_interval(busy)) > stats.NARROW, busy
     assert any("other processes used" in why for why in load.busy()), load
