@@ -57,7 +57,8 @@ def one_process(batch_size: int, image_size: int, rounds: int, calls: int, warmu
                 m = timer.blocked_autorange(min_run_time=2 * calls * statistics.median(first_s))
                 out["timer_s"].append(m.median)
                 out["timer_measurements"].append(len(m.times))
-            out[f"{side}_faults"].append((_faults() - f0) / calls)
+            done = calls if side == "helpers" else len(m.times) * m.number_per_run
+            out[f"{side}_faults"].append((_faults() - f0) / done)  # Timer: its sizing calls too
     return {**out, "threads": threads, "timer_threads": timer._task_spec.num_threads,
             "warmup_calls": len(first), "first_calls_s": first_s}
 
