@@ -169,7 +169,8 @@ def test_07_record_writes_its_own_files_and_judges_no_article_claim(tmp_path: Pa
     result = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2, rungs=["channels_last"])
     path = export_runtimes.record(run, result, {"source": "random"})
     assert path == tmp_path / "07_ladder.json" and (tmp_path / "07_ladder.md").exists()
-    assert run.claims == [] and run.metrics["best_pytorch_rung"] == "channels_last"
+    # which of two tiny rungs is faster in 2 rounds is noise: either may be the best
+    assert run.claims == [] and run.metrics["best_pytorch_rung"] in ("eager", "channels_last")
     assert [t.target.split(" vs ")[0] for t in run.targets][:3] == [
         "best correct PyTorch rung", "best correct fp32 PyTorch rung",
         "best correct bf16 PyTorch rung"]
