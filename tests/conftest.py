@@ -37,6 +37,18 @@ def touch_fresh_pages(mib: int = 8) -> None:
     fresh.close()
 
 
+def tiny_cnn() -> tuple[torch.nn.Module, torch.Tensor, list[torch.Tensor]]:
+    """A small CNN with real batch-norm statistics, a batch and two calibration batches."""
+    from helpers.models import TinyCNN
+
+    torch.manual_seed(0)
+    tiny = TinyCNN(10, width=8)
+    with torch.no_grad():
+        for _ in range(3):
+            tiny(torch.randn(8, 3, 32, 32))
+    return tiny.eval(), torch.randn(4, 3, 32, 32), [torch.randn(4, 3, 32, 32) for _ in range(2)]
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as s:

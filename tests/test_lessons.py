@@ -19,6 +19,7 @@ import torch
 from helpers import bench, env, images, models
 from helpers.lessons import dynamic_graph, efficientnet_inference, environment
 
+from .conftest import tiny_cnn
 from .lesson_cells import exec_lessons, lesson_sources
 
 NOTEBOOKS_WITH_LESSONS: tuple[str, ...] = ("00", "01", "02", "03", "04", "05", "06", "07")  # all
@@ -626,20 +627,6 @@ def lessons_06() -> dict:
                         select=lambda src: not src.startswith("%%writefile"))  # its own test
 
 
-def tiny_06() -> tuple[torch.nn.Module, torch.Tensor, list[torch.Tensor]]:
-    """A small CNN with real batch-norm statistics, a batch and two calibration batches."""
-    import torch
-
-    from helpers.models import TinyCNN
-
-    torch.manual_seed(0)
-    tiny = TinyCNN(10, width=8)
-    with torch.no_grad():
-        for _ in range(3):
-            tiny(torch.randn(8, 3, 32, 32))
-    return tiny.eval(), torch.randn(4, 3, 32, 32), [torch.randn(4, 3, 32, 32) for _ in range(2)]
-
-
 def test_06_notebook_rungs_are_the_ladders_table(capsys: pytest.CaptureFixture) -> None:
     import torch
 
@@ -665,7 +652,7 @@ def test_06_every_rung_is_code_in_the_cell_tf32_included() -> None:
     assert [r.key for r in rungs if r.build is None] == []
     tf32 = next(r for r in rungs if r.key == "tf32")
     assert tf32.code == "tf32()" and tf32.tf32 and tf32.devices == ("cuda",)
-    tiny, x, cal = tiny_06()
+    tiny, x, cal = tiny_cnn()
     with precision.tf32(False):  # the rung turns TF32 on; the block puts the switches back
         tf32.build(tiny, x, cal)()
         cudnn = torch.backends.cudnn
@@ -686,7 +673,7 @@ def test_06_cpp_wrapper_rung_compiles_with_the_cpp_wrapper(
         return lambda x: seen.append((inductor.cpp_wrapper, inductor.freezing)) or model(x)
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    builds, (tiny, x, cal) = lessons_06()["BUILDS"], tiny_06()
+    builds, (tiny, x, cal) = lessons_06()["BUILDS"], tiny_cnn()
     builds["compile_bf16_cpp_wrapper"](tiny, x, cal)()
     builds["compile"](tiny, x, cal)()
     assert seen == [(True, True), (False, True)]
@@ -739,7 +726,7 @@ def test_06_the_ladders_own_rungs_are_the_notebooks_cells(tmp_path: Path,
     assert slow != source
     cell["source"] = slow
     (tmp_path / "06_speed_ladder.ipynb").write_text(json.dumps(nb))
-    tiny, x, _ = tiny_06()
+    tiny, x, _ = tiny_cnn()
 
     def rung0_ms() -> float:
         cells.module.cache_clear()
@@ -760,7 +747,7 @@ def test_06_a_notebook_rung_runs_through_the_ladder_like_the_built_in_one() -> N
 
     from helpers import ladder
 
-    ns, (tiny, x, _) = lessons_06(), tiny_06()
+    ns, (tiny, x, _) = lessons_06(), tiny_cnn()
     mine = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2,
                          rungs=[ns["eager"], ns["channels_last"],
                                 ladder.rung("bf16", ns["autocast_rung"](torch.bfloat16))]).rows()

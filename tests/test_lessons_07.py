@@ -14,28 +14,17 @@ import torch
 from helpers import cells, ladder, ladder_result
 from helpers.lessons import export_runtimes
 
+from .conftest import tiny_cnn
 from .lesson_cells import exec_lessons, notebook_path
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 PEER_KEYS = [r.key for r in ladder.RUNGS if r.engine != "pytorch"]
 
 
-def tiny_07() -> tuple[torch.nn.Module, torch.Tensor, list[torch.Tensor]]:
-    """A small CNN with real batch-norm statistics, a batch and two calibration batches."""
-    from helpers.models import TinyCNN
-
-    torch.manual_seed(0)
-    tiny = TinyCNN(10, width=8)
-    with torch.no_grad():
-        for _ in range(3):
-            tiny(torch.randn(8, 3, 32, 32))
-    return tiny.eval(), torch.randn(4, 3, 32, 32), [torch.randn(4, 3, 32, 32) for _ in range(2)]
-
-
 def lessons_07(keep=lambda src: "def " in src or "BUILDS" in src or "ProfilerActivity" in src
                ) -> dict:
     """Notebook 07's lesson cells (by default the definitions and the rung list) on a tiny CNN."""
-    tiny, x, _ = tiny_07()
+    tiny, x, _ = tiny_cnn()
     cpu = type("Run", (), {"device": torch.device("cpu")})()
     return exec_lessons("07", {"model": tiny, "x": x, "run": cpu, "display": lambda *a: None,
                                "Markdown": str, "quick": True, "batch_size": 4},
@@ -75,7 +64,7 @@ def test_07_the_ladders_peer_rung_is_the_notebooks_cell(tmp_path: Path,
     assert slow != source
     cell["source"] = slow
     path.write_text(json.dumps(nb))
-    tiny, x, _ = tiny_07()
+    tiny, x, _ = tiny_cnn()
 
     def ort_ms() -> float:
         cells.module.cache_clear()
@@ -96,7 +85,7 @@ def test_07_a_peer_rung_runs_through_the_ladder_or_says_what_to_install() -> Non
     timed; a peer whose package is missing is a skip that names the pip command."""
     from dataclasses import replace
 
-    ns, (tiny, x, cal) = lessons_07(), tiny_07()
+    ns, (tiny, x, cal) = lessons_07(), tiny_cnn()
     peers = [ladder.rung("onnxruntime", ns["onnxruntime_model"]()),
              ladder.rung("openvino", ns["openvino_model"]("f32")),
              replace(ladder.as_rung("openvino"), key="needs_nothing_real", needs=("no_such_mod",))]
@@ -128,7 +117,7 @@ def test_07_quick_mode_runs_rung_0_and_onnx_runtime_only(monkeypatch: pytest.Mon
 
     def fake_held_out(model, device, batch_size, image_size, **kw):
         seen["rungs"] = [r.key for r in kw["rungs"]]
-        tiny, x, _ = tiny_07()
+        tiny, x, _ = tiny_cnn()
         return ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2, rungs=["channels_last"])
 
     monkeypatch.setattr("helpers.ladder_sizes.held_out_ladder", fake_held_out)
@@ -143,7 +132,7 @@ def test_07_quick_mode_runs_rung_0_and_onnx_runtime_only(monkeypatch: pytest.Mon
 
 
 def test_07_by_engine_takes_each_engines_fastest_correct_rung() -> None:
-    tiny, x, _ = tiny_07()
+    tiny, x, _ = tiny_cnn()
     result = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2,
                            rungs=["inference_mode", "channels_last"])
     table = export_runtimes.by_engine(result)
@@ -165,7 +154,7 @@ def test_07_record_writes_its_own_files_and_judges_no_article_claim(tmp_path: Pa
     import helpers
 
     run = helpers.start("07_t", "t", device="cpu", results_dir=tmp_path)
-    tiny, x, _ = tiny_07()
+    tiny, x, _ = tiny_cnn()
     result = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2, rungs=["channels_last"])
     path = export_runtimes.record(run, result, {"source": "random"})
     assert path == tmp_path / "07_ladder.json" and (tmp_path / "07_ladder.md").exists()
@@ -247,7 +236,7 @@ def test_07_profiler_cell_prints_no_kineto_noise(tmp_path: Path) -> None:
 
 def test_07_tables_keep_six_columns_at_most() -> None:
     """The notebook's own tables (summary, details, by engine, switches): six columns or fewer."""
-    tiny, x, _ = tiny_07()
+    tiny, x, _ = tiny_cnn()
     result = ladder.ladder(tiny, "cpu", 4, 32, inputs=x, iters=2, rungs=["channels_last"])
     rungs = lessons_07()["rungs"]
     for table in (result.summary(), result.details(), export_runtimes.by_engine(result),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -223,8 +222,8 @@ class LadderResult:
                 precision=r.precision, code=r.code, engine=r.engine, median_ms_per_batch=ms,
                 spread_pct=step.spread_pct, images_per_sec=ips,
                 speedup=paired[0] if paired else None,
-                speedup_low=_finite(paired[1]) if paired else None,
-                speedup_high=_finite(paired[2]) if paired else None,
+                speedup_low=stats.end_or_none(paired[1]) if paired else None,
+                speedup_high=stats.end_or_none(paired[2]) if paired else None,
                 prepare_s=step.prepare_s, first_call_s=step.first_call_s, iters=len(step.times_s),
                 times_ms=tuple(t * 1e3 for t in step.times_s), rel_error=step.rel_error,
                 tolerance=r.tolerance, top1_agreement=step.top1_agreement, achieved_gflops=achieved,
@@ -301,11 +300,6 @@ def speedup_text(r: Row) -> str:
     word = stats.faster_word(r.speedup_low, r.speedup_high)
     return (f"{r.speedup:.2f}x ({r.speedup_low:.2f}-{r.speedup_high:.2f})"
             + (", inconclusive" if word == stats.INCONCLUSIVE and r.rung else ""))
-
-
-def _finite(value: float) -> float | None:
-    """The value, or None for an unbounded interval's end (too few rounds: JSON has no inf)."""
-    return value if math.isfinite(value) else None
 
 
 def _f(value: float | None, fmt: str, suffix: str = "", wrap: str = "{}") -> str:

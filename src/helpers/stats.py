@@ -52,6 +52,16 @@ def paired_ratio(num: Sequence[float], den: Sequence[float],
     return median_interval([a / b for a, b in zip(num, den, strict=True)], level)
 
 
+def bounded(low: float, high: float) -> bool:
+    """Whether an interval has both ends (enough values for its level)."""
+    return not (math.isinf(low) or math.isinf(high))
+
+
+def end_or_none(x: float) -> float | None:
+    """An interval's end for a results file: None where it is unbounded (JSON has no inf)."""
+    return x if math.isfinite(x) else None
+
+
 def half_width(median: float, low: float, high: float) -> float:
     """The interval's larger half-width relative to the median (inf when unbounded)."""
     return max(median - low, high - median) / abs(median) if median else math.inf

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, asdict, dataclass, field
@@ -177,9 +176,8 @@ class Recorder:
         out = self.out
         if out.step_s:
             rates = [n / t for n, t in zip(out.step_images, out.step_s, strict=True) if t > 0]
-            out.images_per_sec, low, high = stats.median_interval(rates)
-            out.images_per_sec_low, out.images_per_sec_high = (
-                (None, None) if math.isinf(high) else (low, high))  # too few steps: none
+            out.images_per_sec, low, high = stats.median_interval(rates)  # too few steps: no ends
+            out.images_per_sec_low, out.images_per_sec_high = map(stats.end_or_none, (low, high))
         out.peak_memory_mib, out.memory_kind = self.mem.peak_mib(), self.mem.kind
         return out
 

@@ -98,7 +98,7 @@ def _judge_interval(interval: tuple[float, float], band: tuple[float, float],
     """The band's verdict on a 95% interval: inside, outside, or spanning an edge."""
     (lo, hi), (low, high) = interval, band
     word, ci = stats.band_word(lo, hi, band), f"95% CI {fmt(lo)}-{fmt(hi)}"
-    if math.isinf(lo) or math.isinf(hi):
+    if not stats.bounded(lo, hi):
         return Judgement(word, f"too few rounds for a 95% interval: {stats.ADVICE}", names)
     why = (None if word == "reproduced" else
            f"{ci} is below the band's low end, {fmt(low)}" if hi < low else

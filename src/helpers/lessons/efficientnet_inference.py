@@ -149,8 +149,8 @@ def article_table(cmp: dict[str, bench.BenchResult | None], *, full: bool = Fals
 
 def _ci(low: float, high: float, fmt: str = "{:.1f}") -> str:
     """'1012.3-1031.0', or 'too few calls' when there is no 95% interval."""
-    return "too few calls" if math.isinf(low) or math.isinf(high) else \
-        f"{fmt.format(low)}-{fmt.format(high)}"
+    return f"{fmt.format(low)}-{fmt.format(high)}" if stats.bounded(low, high) else \
+        "too few calls"
 
 
 def _ci_text(low: float, high: float, fmt: str = "{:.1f}") -> str:
@@ -305,7 +305,7 @@ def plot_sweep(results: list[bench.BenchResult]):
 
     sizes = [r.spec.batch_size for r in results]
     ci = [r.interval_ms() for r in results]  # (median, low, high) ms; +-inf: too few calls
-    bounded = [not math.isinf(lo) and not math.isinf(hi) for _, lo, hi in ci]
+    bounded = [stats.bounded(lo, hi) for _, lo, hi in ci]
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.6))
     a.errorbar(sizes, [r.images_per_sec for r in results], fmt="o-", capsize=3,
                yerr=[[r.images_per_sec - n * 1e3 / hi if ok else 0 for r, n, (_, _, hi), ok in
@@ -417,12 +417,7 @@ def _mib(value: float | None, how: str) -> str:
 def _summary(r: bench.BenchResult) -> dict[str, float]:
     """The few numbers of a result the report shows."""
     _, low, high = r.interval_ms()
-    return {"ms_per_batch": r.median_ms, "ms_per_batch_low": _finite(low),
-            "ms_per_batch_high": _finite(high), "p90_ms": r.ms(0.9),
+    return {"ms_per_batch": r.median_ms, "ms_per_batch_low": stats.end_or_none(low),
+            "ms_per_batch_high": stats.end_or_none(high), "p90_ms": r.ms(0.9),
             "images_per_sec": r.images_per_sec, "peak_memory_mib": r.peak_memory_mib,
             "page_faults_per_call": r.faults_per_call}
-
-
-def _finite(x: float) -> float | None:
-    """x, or None for an unbounded interval's end (JSON has no infinity)."""
-    return x if math.isfinite(x) else None

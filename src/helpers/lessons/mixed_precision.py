@@ -373,7 +373,7 @@ def _activation_saving(fp32_r: train.FitResult, mixed_r: train.FitResult) -> flo
 
 def change_text(speed: float, low: float, high: float) -> str:
     """'-46% (95% CI -50% to -41%, slower)', or '(too few steps for a 95% CI)'."""
-    if math.isinf(low) or math.isinf(high):
+    if not stats.bounded(low, high):
         return f"{speed:+.0%} (too few steps for a 95% CI)"
     word = stats.faster_word(low + 1, high + 1)
     return f"{speed:+.0%} (95% CI {low:+.0%} to {high:+.0%}, {word})"
@@ -428,7 +428,7 @@ def record(run: NotebookRun, results: dict[str, train.FitResult], underflow: dic
             run.metric(**{f"{p}_final_loss_scale": r.scaler_final_scale})
         if on_gpu:  # each run's own allocator peak; a CPU's RSS growth compares nothing
             run.metric(**{f"{p}_peak_memory_mib": r.peak_memory_mib})
-    finite = not (math.isinf(low) or math.isinf(high))
+    finite = stats.bounded(low, high)
     run.metric(mixed_throughput_gain=speed, mixed_throughput_gain_low=low if finite else None,
                mixed_throughput_gain_high=high if finite else None,
                mixed_memory_saving=saving, **underflow)
